@@ -1,0 +1,31 @@
+# make demo / make test create .venv from pyproject.toml when it is missing, then run.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	P2PDIST_NETWORK=local $(BIN)/p2pdist demo
+
+test: $(STAMP)
+	$(BIN)/ruff check p2pdist tests bench
+	$(BIN)/mypy
+	P2PDIST_NETWORK=local $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check p2pdist tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	P2PDIST_NETWORK=local $(BIN)/python bench/transfer.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from p2pdist.cli import main
+
+main()

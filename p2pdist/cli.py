@@ -1,0 +1,529 @@
+"""The p2pdist command line: parse, make one library call, render. No logic here.
+
+libtorrent is imported lazily (through p2pdist.node) so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from p2pdist import __version__
+from p2pdist.errors import P2PDistError, PassphraseError
+
+if TYPE_CHECKING:
+    from p2pdist.node import Node, WorkSnapshot
+    from p2pdist.swarm import Profile
+
+app = typer.Typer(
+    name="p2pdist",
+    help="Peer-to-peer superdistribution: publish, fetch and reseed license-signed works "
+    "over BitTorrent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+license_app = typer.Typer(help="Show or verify the signed license of a work.",
+                          no_args_is_help=True)
+app.add_typer(license_app, name="license")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class _State:
+    home: Path | None = None
+    passphrase_file: Path | None = None
+
+
+STATE = _State()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+LocalOpt = Annotated[
+    bool,
+    typer.Option("--local", help="Loopback only: bind 127.0.0.1; no DHT, LSD, UPnP, NAT-PMP. "
+                 "Also set by P2PDIST_NETWORK=local."),
+]
+PeerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--peer", help="Connect to this peer (HOST:PORT). Repeatable."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"p2pdist {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="P2PDIST_HOME",
+                     help="Node home: identity, library, resume data. "
+                     "Default: the platform's user data dir."),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option("--passphrase-file", help="Read the key passphrase from this file "
+                     "(else P2PDIST_PASSPHRASE, else a prompt)."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    STATE.home = home
+    STATE.passphrase_file = passphrase_file
+
+
+def _home() -> Path:
+    from p2pdist.library import resolve_home
+
+    return resolve_home(STATE.home)
+
+
+def _passphrase(*, confirm: bool = False) -> str:
+    env = os.environ.get("P2PDIST_PASSPHRASE")
+    if env is not None:
+        return env
+    if STATE.passphrase_file is not None:
+        try:
+            return STATE.passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise PassphraseError(f"cannot read {STATE.passphrase_file}: {e.strerror}") from None
+    if not sys.stdin.isatty():
+        raise PassphraseError("no passphrase given and no terminal to ask in")
+    return str(typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm,
+                            err=True))
+
+
+def _unlock() -> Any:
+    from p2pdist.identity import load_identity
+
+    return load_identity(_home(), passphrase=_passphrase())
+
+
+def _profile(local: bool) -> Profile:
+    from p2pdist.swarm import profile_from_env
+
+    return profile_from_env(local)
+
+
+def _endpoints(peers: list[str] | None) -> list[tuple[str, int]]:
+    from p2pdist.swarm import parse_endpoint
+
+    return [parse_endpoint(p) for p in peers or []]
+
+
+def _emit(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+# -- identity ------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option("--name", help="Your name as fans will see it.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create this node's ed25519 identity, sealed with a passphrase."""
+    from p2pdist.identity import KEYFILE_NAME, create_identity
+
+    home = _home()
+    if (home / KEYFILE_NAME).exists():
+        from p2pdist.errors import IdentityExists
+
+        raise IdentityExists(f"an identity already exists at {home / KEYFILE_NAME}")
+    ident = create_identity(home, name=name, passphrase=_passphrase(confirm=True))
+    if json_out:
+        _emit({**ident.public.to_dict(), "home": str(home)})
+        return
+    out.print(f"Created identity [bold]{ident.name}[/] in {home}")
+    out.print(f"  key          {ident.public.key_text}")
+    out.print(f"  fingerprint  {ident.public.fingerprint}")
+
+
+@app.command()
+def whoami(json_out: JsonOpt = False) -> None:
+    """Show this node's name, public key and fingerprint."""
+    from p2pdist.identity import load_public_identity
+
+    home = _home()
+    ident = load_public_identity(home)
+    if json_out:
+        _emit({**ident.to_dict(), "home": str(home)})
+        return
+    out.print(f"[bold]{ident.name}[/]")
+    out.print(f"  key          {ident.key_text}")
+    out.print(f"  fingerprint  {ident.fingerprint}")
+    out.print(f"  home         {home}")
+
+
+# -- publish -------------------------------------------------------------------------------
+
+
+@app.command()
+def publish(
+    path: Annotated[Path, typer.Argument(help="The file or folder of the work.")],
+    title: Annotated[str, typer.Option("--title", help="The work's title.")],
+    license_id: Annotated[
+        str, typer.Option("--license", help="SPDX id: CC0-1.0, CC-BY-4.0, CC-BY-SA-4.0, "
+                          "CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0, CC-BY-NC-ND-4.0."),
+    ],
+    creator: Annotated[
+        list[str] | None,
+        typer.Option("--creator", help="Credit this name (repeatable). Default: your name."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="hybrid (v1+v2, default) or v1 for old clients.")
+    ] = "hybrid",
+    tracker: Annotated[
+        list[str] | None, typer.Option("--tracker", help="Announce URL (repeatable).")
+    ] = None,
+    web_seed: Annotated[
+        list[str] | None, typer.Option("--web-seed", help="Web seed URL (repeatable).")
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the .torrent. "
+                                  "Default: ./<title>.torrent")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign a license for a work, make its torrent and add it to your library."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from p2pdist.licensing import cc_terms
+    from p2pdist.node import publish as do_publish
+
+    cc_terms(license_id)  # a typo fails before the passphrase prompt and the hashing
+    if not path.expanduser().exists():
+        from p2pdist.errors import InputError
+
+        raise InputError(f"no such file or folder: {path}", remedy="check the path")
+    ident = _unlock()
+    with Progress(
+        TextColumn("Hashing"), BarColumn(), TextColumn("{task.completed}/{task.total} pieces"),
+        TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("hash", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        res = do_publish(
+            _home(), ident, path, title=title, spdx=license_id, creators=creator or (),
+            fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (), out=out_path,
+            force=force, progress=progress,
+        )
+    if json_out:
+        _emit(res.to_dict())
+        return
+    out.print(f"Published [bold]{res.title}[/] ({_size(res.size)}, {len(res.files)} files) "
+              f"under {res.license}")
+    out.print(f"  work     {res.work}")
+    out.print(f"  torrent  {res.torrent}")
+    out.print(f"  magnet   {res.magnet}")
+    out.print("Seed it with: p2pdist seed")
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
+    t = Table(title=title, title_justify="left", expand=False)
+    for col in ("Work", "State", "Done", "Peers", "Down", "Up", "Uploaded"):
+        t.add_column(col, justify="left" if col in ("Work", "State") else "right")
+    for s in snaps:
+        st = s.status
+        t.add_row(
+            s.title[:40], st.state.value, f"{st.progress * 100:.0f}%", str(st.num_peers),
+            f"{_size(st.down_rate)}/s", f"{_size(st.up_rate)}/s",
+            _size(st.all_time_upload + st.total_payload_upload),
+        )
+    return t
+
+
+def _run_table(node: Node, title: str, json_out: bool) -> None:
+    """Render a live table until Ctrl-C (or SIGTERM), then save resume data and stop."""
+    from rich.live import Live
+
+    try:
+        if json_out or not out.is_terminal:
+            while True:
+                node.tick()
+                time.sleep(0.5)
+        with Live(_table(node, node.tick(), title), console=out, refresh_per_second=2) as live:
+            while True:
+                time.sleep(0.5)
+                live.update(_table(node, node.tick(), title))
+    except KeyboardInterrupt:
+        err.print("Stopping: saving resume data…")
+    finally:
+        node.close()
+    err.print("Stopped cleanly.")
+
+
+def _listen(listen: str | None, profile: Profile) -> tuple[str, int]:
+    from p2pdist.swarm import Profile, parse_endpoint
+
+    if listen:
+        return parse_endpoint(listen)
+    return ("127.0.0.1", 0) if profile is Profile.LOCAL else ("0.0.0.0", 6881)  # noqa: S104
+
+
+@app.command()
+def seed(
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT to listen on "
+                                 "(default 127.0.0.1:random with --local, 0.0.0.0:6881 else).")
+    ] = None,
+    peer: PeerOpt = None,
+    local: LocalOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON line when ready "
+                                           "and a final JSON report on exit.")] = False,
+) -> None:
+    """Seed every work in your library until interrupted (Ctrl-C)."""
+    from p2pdist.node import Node
+
+    profile = _profile(local)
+    node = Node(_home(), profile=profile, listen=_listen(listen, profile),
+                peers=_endpoints(peer))
+    works = node.seed_library()
+    if json_out:
+        _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
+               else str(node.listen_port), "port": node.listen_port,
+               "works": [w.work for w in works]})
+    else:
+        err.print(f"Seeding {len(works)} work(s) on port {node.listen_port} "
+                  f"({profile.value} network). Ctrl-C to stop.")
+    _run_table(node, f"p2pdist seeding on port {node.listen_port}", json_out)
+
+
+# -- fetching ------------------------------------------------------------------------------
+
+
+def _print_license(lic: Any) -> None:
+    from p2pdist.identity import fingerprint, key_to_text
+
+    m = lic.manifest
+    out.print(f"License: [bold]{lic.plain_words()}[/]")
+    out.print(f"  {m.terms.url}")
+    for s in lic.signed.signatures:
+        out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})")
+
+
+@app.command()
+def fetch(
+    source: Annotated[str, typer.Argument(help="A magnet link or a .torrent file.")],
+    dest: Annotated[Path, typer.Option("--dest", help="The folder to save the work in.")],
+    peer: PeerOpt = None,
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to listen on.")] = None,
+    seed_after: Annotated[
+        bool, typer.Option("--seed", help="Keep seeding after the download (Ctrl-C to stop).")
+    ] = False,
+    allow_unlicensed: Annotated[
+        bool, typer.Option("--allow-unlicensed", help="Fetch a torrent that has no p2pdist "
+                           "license (a broken license is still refused).")
+    ] = False,
+    metadata_timeout: Annotated[
+        float, typer.Option("--metadata-timeout", help="Give up if no peer sends the "
+                            "metadata within this many seconds.")
+    ] = 60.0,
+    stall_timeout: Annotated[
+        float, typer.Option("--stall-timeout", help="Give up if no data arrives for this "
+                            "many seconds (run the fetch again to resume).")
+    ] = 600.0,
+    local: LocalOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch a work by magnet link or .torrent, verifying its license before any byte."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from p2pdist.node import Node, fetch_result, wait_complete
+
+    profile = _profile(local)
+    node = Node(_home(), profile=profile, listen=_listen(listen, profile),
+                peers=_endpoints(peer))
+    started = time.monotonic()
+    try:
+        work, lic = node.fetch(
+            source, dest, allow_unlicensed=allow_unlicensed, metadata_timeout=metadata_timeout,
+            on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+        )
+        if not json_out:
+            out.print(f"Verified license of [bold]{work.title}[/]; fetching into {dest}")
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[peers]} peers"),
+            console=err, transient=True, disable=not err.is_terminal,
+        ) as bar:
+            task = bar.add_task(work.title[:30], total=work.size or None, peers=0)
+
+            def progress(s: WorkSnapshot) -> None:
+                bar.update(task, completed=s.status.total_done,
+                           total=s.status.total_wanted or None, peers=s.status.num_peers)
+
+            snap = wait_complete(node, work.work, on_progress=progress,
+                                 stall_timeout=stall_timeout)
+        res = fetch_result(node, work, lic, started, snap)
+    except KeyboardInterrupt:
+        err.print("Interrupted: saving resume data (run the same fetch again to resume)…")
+        node.close()
+        raise typer.Exit(130) from None
+    except BaseException:
+        node.close()
+        raise
+    if json_out:
+        _emit(res.to_dict())
+    else:
+        out.print(f"[green]✓[/] Fetched [bold]{res.title}[/] ({_size(res.size)}) into "
+                  f"{res.dest} in {res.seconds:.1f} s")
+        if lic is not None:
+            _print_license(lic)
+        else:
+            out.print("[yellow]No p2pdist license: you have no signed terms for this work.[/]")
+        for p in res.peers:
+            out.print(f"  from {p['peer']} ({p['client'] or 'unknown client'}): "
+                      f"{_size(int(p['bytes']))}")  # type: ignore[call-overload]
+    if seed_after:
+        err.print(f"Seeding on port {node.listen_port}. Ctrl-C to stop.")
+        _run_table(node, f"p2pdist seeding on port {node.listen_port}", json_out)
+    else:
+        node.close()
+
+
+# -- license and works --------------------------------------------------------------------
+
+
+def _license(source: str, peer: list[str] | None, local: bool, timeout: float) -> Any:
+    from p2pdist.node import check_source_license
+
+    return check_source_license(_home(), source, profile=_profile(local),
+                                peers=_endpoints(peer), timeout=timeout)
+
+
+MetaTimeoutOpt = Annotated[
+    float, typer.Option("--metadata-timeout", help="Seconds to wait for a magnet's metadata.")
+]
+SourceArg = Annotated[
+    str, typer.Argument(help="A magnet link (with --peer), a .torrent file, or a work id.")
+]
+
+
+@license_app.command("show")
+def license_show(
+    source: SourceArg,
+    peer: PeerOpt = None,
+    local: LocalOpt = False,
+    metadata_timeout: MetaTimeoutOpt = 60.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify and show the license of a work."""
+    lic = _license(source, peer, local, metadata_timeout)
+    if json_out:
+        _emit({"verified": True, **lic.to_dict()})
+        return
+    m = lic.manifest
+    out.print(f"[bold]{m.title}[/] by {', '.join(m.creators)}  "
+              f"(created {m.created:%Y-%m-%d})")
+    _print_license(lic)
+    t = Table("Rights holder", "Fingerprint", "Share", title="Split sheet", title_justify="left")
+    for s in lic.to_dict()["splits"]:
+        t.add_row(s["pk"], s["fingerprint"], f"{s['bps'] / 100:.2f}%")
+    out.print(t)
+    out.print(f"work {lic.work} · {_size(m.content.total_size)} in "
+              f"{len(m.content.files)} files")
+
+
+@license_app.command("verify")
+def license_verify(
+    source: SourceArg,
+    peer: PeerOpt = None,
+    local: LocalOpt = False,
+    metadata_timeout: MetaTimeoutOpt = 60.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a work's license: signatures, content binding, terms. Exit 3 if it fails."""
+    lic = _license(source, peer, local, metadata_timeout)
+    if json_out:
+        _emit({"verified": True, "work": lic.work, "title": lic.manifest.title,
+               "summary": lic.plain_words()})
+        return
+    out.print(f"[green]✓ verified[/]: {lic.manifest.title} — {lic.plain_words()}")
+
+
+@app.command()
+def works(json_out: JsonOpt = False) -> None:
+    """List the works in your library."""
+    from p2pdist.library import Library
+
+    items = Library(_home()).all()
+    if json_out:
+        _emit([w.to_dict() for w in items])
+        return
+    if not items:
+        out.print("No works yet. Publish one with: p2pdist publish PATH --title T --license ID")
+        return
+    t = Table("Work", "Title", "License", "Role", "Size", "Complete", "Saved in")
+    for w in items:
+        t.add_row(w.work[:12], w.title, w.license, w.role, _size(w.size),
+                  "yes" if w.complete else "no", w.save_path)
+    out.print(t)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Keep the demo's homes and files here "
+                                  "(default: a temp folder, removed afterwards).")
+    ] = None,
+) -> None:
+    """Run the whole story on loopback: an artist and three fans."""
+    from p2pdist.demo import run_demo
+
+    run_demo(out, workdir=workdir)
+
+
+def _sigterm(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: the one place that turns a P2PDistError into a message and exit code."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        app()
+    except P2PDistError as e:
+        err.print(f"[red]error:[/] {e.message}")
+        if e.remedy:
+            err.print(f"  [dim]→ {e.remedy}[/]")
+        sys.exit(e.exit_code)

@@ -1,0 +1,287 @@
+"""ed25519 identities, the passphrase-sealed keystore, and the text forms of keys.
+
+A public key has one text form everywhere a person or a script sees it: lowercase
+RFC 4648 base32 without padding (52 characters). A fingerprint is a short, grouped
+digest that may stand beside the key, never instead of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.pwhash
+import nacl.secret
+import nacl.signing
+import nacl.utils
+
+from p2pdist.errors import (
+    IdentityExists,
+    InvalidSignature,
+    KeyFileError,
+    MalformedObject,
+    NoIdentity,
+    PassphraseError,
+    StorageError,
+)
+
+__all__ = [
+    "KEYFILE_NAME",
+    "MAX_MEMLIMIT",
+    "MAX_OPSLIMIT",
+    "Identity",
+    "PublicIdentity",
+    "atomic_write",
+    "create_identity",
+    "fingerprint",
+    "key_from_text",
+    "key_to_text",
+    "load_identity",
+    "load_public_identity",
+    "verify_signature",
+]
+
+KEYFILE_NAME = "identity.key"
+KEYFILE_TYPE = "p2pdist/keystore"
+MAX_KEYFILE_SIZE = 16 * 1024
+# Caps applied on load, so an edited key file cannot make us burn minutes or gigabytes.
+MAX_OPSLIMIT = 16
+MAX_MEMLIMIT = 1024 * 1024 * 1024
+# Interactive cost: about 0.1 s and 64 MiB per unlock on a 2-core machine.
+DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+MAX_NAME_LEN = 200
+
+
+def key_to_text(pk: bytes) -> str:
+    """The one text form of a 32-byte public key."""
+    if len(pk) != 32:
+        raise ValueError("a public key is 32 bytes")
+    return base64.b32encode(pk).decode("ascii").rstrip("=").lower()
+
+
+def key_from_text(text: str) -> bytes:
+    """Parse a key from its text form; raises MalformedObject when it is not one."""
+    t = text.strip().upper()
+    if len(t) != 52 or not t.isascii():
+        raise MalformedObject(f"not a p2pdist public key: {text[:60]!r}")
+    try:
+        pk = base64.b32decode(t + "====")
+    except ValueError:
+        raise MalformedObject(f"not a p2pdist public key: {text[:60]!r}") from None
+    if key_to_text(pk) != text.strip().lower():
+        raise MalformedObject(f"not a canonical p2pdist public key: {text[:60]!r}")
+    return pk
+
+
+def fingerprint(pk: bytes) -> str:
+    """A short human check of a key, e.g. ``K7QF-3MZD-XA2P-9W4C``."""
+    digest = base64.b32encode(hashlib.sha256(b"p2pdist/fingerprint/v1\0" + pk).digest())
+    s = digest.decode("ascii")[:16]
+    return "-".join(s[i : i + 4] for i in range(0, 16, 4))
+
+
+def verify_signature(*, pk: bytes, domain: bytes, message: bytes, signature: bytes) -> None:
+    """Check an ed25519 signature over ``domain || 0x00 || message``; raise InvalidSignature."""
+    try:
+        nacl.signing.VerifyKey(pk).verify(domain + b"\0" + message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        raise InvalidSignature() from None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicIdentity:
+    name: str
+    public_key: bytes
+
+    @property
+    def key_text(self) -> str:
+        return key_to_text(self.public_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "public_key": self.key_text, "fingerprint": self.fingerprint}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An unlocked identity: a name and the ed25519 signing key."""
+
+    name: str
+    signing_key: nacl.signing.SigningKey
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def public(self) -> PublicIdentity:
+        return PublicIdentity(self.name, self.public_key)
+
+    def sign(self, *, domain: bytes, message: bytes) -> bytes:
+        """Sign ``domain || 0x00 || message``; the domain keeps kinds of objects apart."""
+        return bytes(self.signing_key.sign(domain + b"\0" + message).signature)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write *data* to *path* through a temp file, fsync and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    return bytes(
+        nacl.pwhash.argon2id.kdf(
+            nacl.secret.SecretBox.KEY_SIZE,
+            passphrase.encode("utf-8"),
+            salt,
+            opslimit=opslimit,
+            memlimit=memlimit,
+        )
+    )
+
+
+def create_identity(
+    home: Path,
+    *,
+    name: str,
+    passphrase: str,
+    opslimit: int = DEFAULT_OPSLIMIT,
+    memlimit: int = DEFAULT_MEMLIMIT,
+) -> Identity:
+    """Create a new identity in *home*, sealed with *passphrase*. Never overwrites."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LEN or any(ord(c) < 32 for c in name):
+        raise KeyFileError(
+            "the name must be 1 to 200 printable characters", remedy='e.g. --name "Ada"'
+        )
+    if not passphrase:
+        raise PassphraseError("the passphrase is empty", remedy="choose a non-empty passphrase")
+    path = home / KEYFILE_NAME
+    if path.exists():
+        raise IdentityExists(f"an identity already exists at {path}")
+    sk = nacl.signing.SigningKey.generate()
+    salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+    box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+    sealed = box.encrypt(bytes(sk))
+    doc = {
+        "type": KEYFILE_TYPE,
+        "v": 1,
+        "name": name,
+        "public_key": key_to_text(bytes(sk.verify_key)),
+        "kdf": {
+            "alg": "argon2id",
+            "opslimit": opslimit,
+            "memlimit": memlimit,
+            "salt": base64.b64encode(salt).decode(),
+        },
+        "sealed": base64.b64encode(bytes(sealed)).decode(),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
+    return Identity(name, sk)
+
+
+def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
+    path = home / KEYFILE_NAME
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NoIdentity(f"no identity in {home}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"the key file {path} can be read by others (mode {stat.S_IMODE(st.st_mode):o})",
+            remedy=f"chmod 600 {path}",
+        )
+    if st.st_size > MAX_KEYFILE_SIZE:
+        raise KeyFileError(f"the key file {path} is too large to be a key file")
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise KeyFileError(
+            f"the key file {path} is damaged or truncated ({e.__class__.__name__})",
+            remedy="restore it from your backup",
+        ) from None
+    if not isinstance(doc, dict) or doc.get("type") != KEYFILE_TYPE:
+        raise KeyFileError(f"{path} is not a p2pdist key file", remedy="restore it from backup")
+    if doc.get("v") != 1:
+        raise KeyFileError(
+            f"{path} has key file version {doc.get('v')!r}, this p2pdist reads version 1",
+            remedy="upgrade p2pdist",
+        )
+    return path, doc
+
+
+def load_public_identity(home: Path) -> PublicIdentity:
+    """The name and public key, without the passphrase."""
+    path, doc = _read_keyfile(home)
+    try:
+        return PublicIdentity(str(doc["name"]), key_from_text(str(doc["public_key"])))
+    except (KeyError, MalformedObject):
+        raise KeyFileError(f"the key file {path} is damaged", remedy="restore it") from None
+
+
+def load_identity(home: Path, *, passphrase: str) -> Identity:
+    """Unlock the identity in *home*. Raises PassphraseError on a wrong passphrase."""
+    path, doc = _read_keyfile(home)
+    try:
+        kdf = doc["kdf"]
+        assert isinstance(kdf, dict)
+        if kdf["alg"] != "argon2id":
+            raise KeyFileError(f"{path} uses an unknown KDF {kdf['alg']!r}")
+        opslimit, memlimit = int(kdf["opslimit"]), int(kdf["memlimit"])
+        salt = base64.b64decode(str(kdf["salt"]), validate=True)
+        sealed = base64.b64decode(str(doc["sealed"]), validate=True)
+        public = key_from_text(str(doc["public_key"]))
+        name = str(doc["name"])
+    except (KeyError, ValueError, TypeError, AssertionError, MalformedObject):
+        raise KeyFileError(f"the key file {path} is damaged", remedy="restore it") from None
+    if not (
+        nacl.pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= MAX_OPSLIMIT
+        and nacl.pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= MAX_MEMLIMIT
+    ):
+        raise KeyFileError(
+            f"the key file {path} asks for KDF cost beyond the allowed caps "
+            f"(opslimit {opslimit} <= {MAX_OPSLIMIT}, memlimit {memlimit} <= {MAX_MEMLIMIT})",
+            remedy="restore the key file from your backup",
+        )
+    if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
+        raise KeyFileError(f"the key file {path} is damaged", remedy="restore it")
+    try:
+        seed = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit)).decrypt(sealed)
+    except nacl.exceptions.CryptoError:
+        raise PassphraseError(
+            "wrong passphrase for this identity", remedy="check the passphrase and try again"
+        ) from None
+    sk = nacl.signing.SigningKey(seed)
+    if bytes(sk.verify_key) != public:
+        raise KeyFileError(f"the key file {path} does not match its public key")
+    return Identity(name, sk)

@@ -1,0 +1,373 @@
+"""LicenseManifest: the signed license that travels inside a torrent's info dict.
+
+In the info dict, under the key ``p2pdist``, sits an envelope::
+
+    {"type": "p2pdist/signed-license", "v": 1,
+     "manifest": <canonical bencode of the manifest>,
+     "signatures": [{"pk": <32 bytes>, "sig": <64 bytes>}, ...]}
+
+Each signature is ed25519 over ``b"p2pdist/license/v1" || 0x00 || manifest bytes``. The
+manifest stays a byte string inside the envelope, so verification runs on exactly the
+bytes that were signed; nothing is re-serialised before it is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from p2pdist import _canonical
+from p2pdist.errors import (
+    ContentMismatch,
+    InvalidSignature,
+    MalformedObject,
+    NotLicensed,
+    TermsError,
+)
+from p2pdist.identity import Identity, fingerprint, key_to_text, verify_signature
+from p2pdist.licensing._content import Content, ContentFile, content_of_info
+from p2pdist.licensing._terms import CC_LICENSES, CCTerms
+
+__all__ = [
+    "DOMAIN",
+    "INFO_KEY",
+    "MAX_INFO_SIZE",
+    "MAX_MANIFEST_SIZE",
+    "License",
+    "Signature",
+    "LicenseManifest",
+    "SignedManifest",
+    "Split",
+    "embed_license",
+    "license_of_info",
+    "verify_info",
+    "verify_manifest",
+]
+
+MANIFEST_TYPE = "p2pdist/license-manifest"
+ENVELOPE_TYPE = "p2pdist/signed-license"
+DOMAIN = b"p2pdist/license/v1"
+INFO_KEY = "p2pdist"
+MAX_MANIFEST_SIZE = 1024 * 1024
+MAX_ENVELOPE_SIZE = MAX_MANIFEST_SIZE + 64 * 1024
+# An info dict carries the v1 piece hashes; 16 MiB is ~800k pieces.
+MAX_INFO_SIZE = 16 * 1024 * 1024
+MAX_SPLITS = 64
+MAX_CREATORS = 32
+MAX_TEXT = 300
+TOTAL_BPS = 10_000
+
+
+def _text(v: Any, what: str, *, max_len: int = MAX_TEXT) -> str:
+    if not isinstance(v, bytes):
+        raise MalformedObject(f"the manifest's {what} is not a string")
+    try:
+        s = v.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedObject(f"the manifest's {what} is not UTF-8") from None
+    if not s or len(s) > max_len or any(ord(c) < 32 for c in s):
+        raise MalformedObject(f"the manifest's {what} is empty, too long or has control chars")
+    return s
+
+
+def _int(v: Any, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise MalformedObject(f"the manifest's {what} is not an integer")
+    return v
+
+
+def _bytes(v: Any, what: str, n: int) -> bytes:
+    if not isinstance(v, bytes) or len(v) != n:
+        raise MalformedObject(f"the manifest's {what} is not {n} bytes")
+    return v
+
+
+def _dict(v: Any, what: str, keys: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    if not isinstance(v, dict):
+        raise MalformedObject(f"the {what} is not a dict")
+    have = set(v)
+    if not keys <= have or not have <= keys | optional:
+        extra = sorted(have - keys - optional)
+        missing = sorted(keys - have)
+        raise MalformedObject(f"the {what} has unexpected fields {extra} or lacks {missing}")
+    return v
+
+
+def _list(v: Any, what: str, max_len: int) -> list[Any]:
+    if not isinstance(v, list) or not v or len(v) > max_len:
+        raise MalformedObject(f"the manifest's {what} is not a list of 1 to {max_len} items")
+    return v
+
+
+def _check_version(d: dict[str, Any], type_: str, what: str) -> None:
+    if d.get("type") != type_.encode():
+        raise MalformedObject(f"this is not a {what} (type {d.get('type')!r})")
+    if d.get("v") != 1:
+        raise MalformedObject(
+            f"the {what} has version {d.get('v')!r}; this p2pdist reads version 1",
+            remedy="upgrade p2pdist",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One rights holder and their share in basis points."""
+
+    pk: bytes
+    bps: int
+
+    def __post_init__(self) -> None:
+        if len(self.pk) != 32:
+            raise ValueError("a split key is 32 bytes")
+        if not 0 < self.bps <= TOTAL_BPS:
+            raise ValueError("a split's bps is between 1 and 10000")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"bps": self.bps, "pk": self.pk}
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseManifest:
+    """What the rights holders sign: title, creators, terms, split sheet, content."""
+
+    title: str
+    creators: tuple[str, ...]
+    created: datetime
+    terms: CCTerms
+    splits: tuple[Split, ...]
+    content: Content
+
+    def __post_init__(self) -> None:
+        if not self.title or not self.creators:
+            raise ValueError("a manifest needs a title and at least one creator")
+        if self.created.tzinfo is None:
+            raise ValueError("created must be an aware UTC datetime")
+        if not self.splits or sum(s.bps for s in self.splits) != TOTAL_BPS:
+            raise ValueError("the splits must sum to 10000 bps")
+        if len({s.pk for s in self.splits}) != len(self.splits):
+            raise ValueError("a rights holder appears twice in the splits")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "content": self.content.to_dict(),
+            "created": int(self.created.timestamp()),
+            "creators": [c.encode() for c in self.creators],
+            "splits": [s.to_dict() for s in self.splits],
+            "terms": self.terms.to_dict(),
+            "title": self.title.encode(),
+            "type": MANIFEST_TYPE,
+            "v": 1,
+        }
+
+    def signed_bytes(self) -> bytes:
+        return _canonical.encode(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LicenseManifest:
+        """Parse canonical manifest bytes; MalformedObject for anything else."""
+        d = _canonical.decode(data, max_size=MAX_MANIFEST_SIZE, what="license manifest")
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LicenseManifest:
+        d = _dict(
+            raw, "license manifest",
+            {"type", "v", "title", "creators", "created", "terms", "splits", "content"},
+        )
+        _check_version(d, MANIFEST_TYPE, "license manifest")
+        terms_d = _dict(d["terms"], "manifest's terms", {"kind"}, {"spdx"})
+        if terms_d["kind"] != b"cc":
+            raise MalformedObject(
+                f"this p2pdist does not know {terms_d['kind']!r} terms", remedy="upgrade p2pdist"
+            )
+        spdx = _text(terms_d.get("spdx"), "SPDX id", max_len=64)
+        if spdx not in CC_LICENSES:
+            raise MalformedObject(f"unknown license {spdx!r} in the manifest")
+        created = _int(d["created"], "created time")
+        if not 0 <= created < 2**40:
+            raise MalformedObject("the manifest's created time is out of range")
+        splits = []
+        for s in _list(d["splits"], "splits", MAX_SPLITS):
+            sd = _dict(s, "split", {"pk", "bps"})
+            bps = _int(sd["bps"], "split bps")
+            if not 0 < bps <= TOTAL_BPS:
+                raise MalformedObject("a split's bps is out of range")
+            splits.append(Split(_bytes(sd["pk"], "split key", 32), bps))
+        if sum(s.bps for s in splits) != TOTAL_BPS:
+            raise MalformedObject("the splits do not sum to 10000 bps")
+        if len({s.pk for s in splits}) != len(splits):
+            raise MalformedObject("a rights holder appears twice in the splits")
+        cd = _dict(d["content"], "manifest's content", {"files", "piece_length"}, {"v1"})
+        files = []
+        for f in _list(cd["files"], "content files", 2 * 100_000):
+            fd = _dict(f, "content file", {"path", "size"}, {"root"})
+            path = tuple(_text(p, "file path", max_len=4096) for p in _list(fd["path"], "path", 64))
+            root = _bytes(fd["root"], "pieces root", 32) if "root" in fd else None
+            files.append(ContentFile(path, _int(fd["size"], "file size"), root))
+        v1 = _bytes(cd["v1"], "v1 digest", 32) if "v1" in cd else None
+        try:
+            content = Content(_int(cd["piece_length"], "piece length"), tuple(files), v1)
+            return cls(
+                title=_text(d["title"], "title"),
+                creators=tuple(_text(c, "creator") for c in _list(d["creators"], "creators",
+                                                                  MAX_CREATORS)),
+                created=datetime.fromtimestamp(created, UTC),
+                terms=CCTerms(spdx),
+                splits=tuple(splits),
+                content=content,
+            )
+        except ValueError as e:
+            raise MalformedObject(f"the manifest is inconsistent: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    pk: bytes
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedManifest:
+    """The manifest bytes exactly as signed, the parsed manifest, and its signatures."""
+
+    manifest_bytes: bytes
+    manifest: LicenseManifest
+    signatures: tuple[Signature, ...]
+
+    @classmethod
+    def sign(cls, manifest: LicenseManifest, signers: Sequence[Identity]) -> SignedManifest:
+        data = manifest.signed_bytes()
+        sigs = tuple(Signature(i.public_key, i.sign(domain=DOMAIN, message=data)) for i in signers)
+        return cls(data, manifest, sigs)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "manifest": self.manifest_bytes,
+            "signatures": [{"pk": s.pk, "sig": s.sig} for s in self.signatures],
+            "type": ENVELOPE_TYPE,
+            "v": 1,
+        }
+
+    def to_bytes(self) -> bytes:
+        return _canonical.encode(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedManifest:
+        d = _canonical.decode(data, max_size=MAX_ENVELOPE_SIZE, what="signed license")
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SignedManifest:
+        d = _dict(raw, "signed license", {"type", "v", "manifest", "signatures"})
+        _check_version(d, ENVELOPE_TYPE, "signed license")
+        mb = d["manifest"]
+        if not isinstance(mb, bytes):
+            raise MalformedObject("the signed license holds no manifest bytes")
+        sigs = []
+        for s in _list(d["signatures"], "signatures", MAX_SPLITS):
+            sd = _dict(s, "signature", {"pk", "sig"})
+            sigs.append(Signature(_bytes(sd["pk"], "signer key", 32),
+                                  _bytes(sd["sig"], "signature", 64)))
+        return cls(mb, LicenseManifest.from_bytes(mb), tuple(sigs))
+
+    @property
+    def work_size(self) -> int:
+        return self.manifest.content.total_size
+
+
+def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
+    """Verify a signed manifest against the content a torrent commits to.
+
+    Checks, in order:
+      (1) every split holder signed the manifest bytes, and nobody else did;
+      (2) the content binding equals *content* (paths, sizes, piece hashes);
+      (3) the terms are known and consistent.
+    Returns None or raises InvalidSignature, ContentMismatch or TermsError.
+    """
+    m = signed.manifest
+    # (1) signatures: opaque on failure, so no hint of which one or why
+    holders = {s.pk for s in m.splits}
+    signers = [s.pk for s in signed.signatures]
+    if len(set(signers)) != len(signers) or set(signers) != holders:
+        raise InvalidSignature("the license is not signed by exactly its rights holders")
+    for s in signed.signatures:
+        verify_signature(pk=s.pk, domain=DOMAIN, message=signed.manifest_bytes, signature=s.sig)
+    # (2) content binding
+    if m.content != content:
+        raise ContentMismatch(
+            "the license does not match this torrent's content (files or piece hashes differ)",
+            remedy="the torrent was altered after signing; get it from the publisher",
+        )
+    # (3) terms
+    if m.terms.spdx not in CC_LICENSES:
+        raise TermsError(f"unknown license terms {m.terms.spdx!r}")
+
+
+def embed_license(info: dict[str, Any], signed: SignedManifest) -> dict[str, Any]:
+    """Return a copy of *info* carrying *signed* under the ``p2pdist`` key."""
+    out = dict(info)
+    out[INFO_KEY] = signed.to_dict()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class License:
+    """A verified license and the torrent it was verified against."""
+
+    work: str  # hex SHA-256 of the info dict: the v2 infohash of a hybrid torrent
+    signed: SignedManifest
+    info: dict[str, Any] = field(repr=False)
+
+    @property
+    def manifest(self) -> LicenseManifest:
+        return self.signed.manifest
+
+    def plain_words(self) -> str:
+        return self.manifest.terms.plain_words(self.manifest.creators)
+
+    def to_dict(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "work": self.work,
+            "title": m.title,
+            "creators": list(m.creators),
+            "created": m.created.isoformat().replace("+00:00", "Z"),
+            "terms": {"kind": "cc", "spdx": m.terms.spdx, "url": m.terms.url},
+            "summary": self.plain_words(),
+            "splits": [
+                {"pk": key_to_text(s.pk), "fingerprint": fingerprint(s.pk), "bps": s.bps}
+                for s in m.splits
+            ],
+            "signers": [
+                {"pk": key_to_text(s.pk), "fingerprint": fingerprint(s.pk)}
+                for s in self.signed.signatures
+            ],
+            "size": m.content.total_size,
+            "files": ["/".join(f.path) for f in m.content.files],
+        }
+
+
+def license_of_info(info_bytes: bytes) -> tuple[dict[str, Any], SignedManifest]:
+    """Parse (without verifying) the license in a raw info dict.
+
+    Raises NotLicensed when there is none, MalformedObject when it is broken.
+    """
+    info = _canonical.decode(info_bytes, max_size=MAX_INFO_SIZE, what="torrent info dict")
+    if not isinstance(info, dict):
+        raise MalformedObject("the torrent's info is not a dict")
+    if INFO_KEY not in info:
+        raise NotLicensed("this torrent carries no p2pdist license")
+    env = info[INFO_KEY]
+    if not isinstance(env, dict):
+        raise MalformedObject("the torrent's p2pdist license is not a dict")
+    return info, SignedManifest.from_dict(env)
+
+
+def verify_info(info_bytes: bytes) -> License:
+    """Parse and verify the license in a torrent's raw info dict (see verify_manifest)."""
+    info, signed = license_of_info(info_bytes)
+    verify_manifest(signed, content=content_of_info(info))
+    return License(hashlib.sha256(info_bytes).hexdigest(), signed, info)

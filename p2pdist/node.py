@@ -1,0 +1,565 @@
+"""A running node: composes identity, licensing, the swarm and the library.
+
+Only this module and cli.py combine domains. The CLI calls one function here per command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from p2pdist import __version__, _canonical
+from p2pdist.errors import (
+    InputError,
+    MalformedObject,
+    NetworkError,
+    NotLicensed,
+    P2PDistError,
+    SourceError,
+    VerificationError,
+)
+from p2pdist.identity import Identity, key_to_text, load_public_identity
+from p2pdist.library import Library, Work, now_iso
+from p2pdist.licensing import (
+    License,
+    LicenseManifest,
+    SignedManifest,
+    Split,
+    cc_terms,
+    content_of_info,
+    embed_license,
+    verify_info,
+)
+from p2pdist.swarm import (
+    PeerSnapshot,
+    Profile,
+    Swarm,
+    TorrentState,
+    WorkStatus,
+    info_section,
+    magnet_info,
+    make_magnet,
+    make_torrent,
+    torrent_from_resume,
+)
+
+__all__ = [
+    "FetchResult",
+    "Node",
+    "PublishResult",
+    "WorkSnapshot",
+    "check_source_license",
+    "client_version",
+    "publish",
+]
+
+RESUME_EVERY = 5.0
+RECONNECT_EVERY = 3.0
+MAX_TITLE = 300
+
+
+# -- publish ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    work: str
+    infohash: str
+    magnet: str
+    torrent: Path
+    title: str
+    license: str
+    size: int
+    files: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "work": self.work,
+            "infohash": self.infohash,
+            "magnet": self.magnet,
+            "torrent": str(self.torrent),
+            "title": self.title,
+            "license": self.license,
+            "size": self.size,
+            "files": list(self.files),
+        }
+
+
+def _slug(text: str) -> str:
+    s = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    s = "".join(c if c.isalnum() else "-" for c in s.lower()).strip("-")
+    while "--" in s:
+        s = s.replace("--", "-")
+    return s[:60] or "work"
+
+
+def publish(
+    home: Path,
+    identity: Identity,
+    path: Path,
+    *,
+    title: str,
+    spdx: str,
+    creators: Sequence[str] = (),
+    fmt: str = "hybrid",
+    trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    out: Path | None = None,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    now: datetime | None = None,
+) -> PublishResult:
+    """Hash *path*, sign its license, write the .torrent and add the work to the library.
+
+    Every input is checked before anything is written; on error nothing is.
+    """
+    terms = cc_terms(spdx)
+    title = title.strip()
+    if not title or len(title) > MAX_TITLE or any(ord(c) < 32 for c in title):
+        raise InputError("the title must be 1 to 300 printable characters")
+    path = path.expanduser()
+    if not path.exists():
+        raise InputError(f"no such file or folder: {path}", remedy="check the path")
+    path = path.resolve()
+    if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+        raise InputError(f"the folder {path} is empty", remedy="publish a folder with files")
+    for url in (*trackers, *web_seeds):
+        if not url.startswith(("http://", "https://", "udp://")):
+            raise InputError(f"not a tracker or web seed URL: {url!r}")
+    out = (out or Path.cwd() / f"{_slug(title)}.torrent").expanduser().absolute()
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists", remedy="choose another --out, or add --force")
+    torrent = make_torrent(path, fmt=fmt, trackers=trackers, web_seeds=web_seeds,
+                           progress=progress)
+    info: dict[str, Any] = torrent["info"]
+    manifest = LicenseManifest(
+        title=title,
+        creators=tuple(c.strip() for c in creators if c.strip()) or (identity.name,),
+        created=(now or datetime.now(UTC)).replace(microsecond=0),
+        terms=terms,
+        splits=(Split(identity.public_key, 10_000),),
+        content=content_of_info(info),
+    )
+    signed = SignedManifest.sign(manifest, [identity])
+    torrent["info"] = embed_license(info, signed)
+    data = _canonical.encode(torrent)
+    lic = verify_info(info_section(data))  # what a fan will check, checked here first
+    infohash = hashlib.sha1(info_section(data)).hexdigest()  # noqa: S324 - BitTorrent v1 id
+    magnet = make_magnet(data)
+    from p2pdist.identity import atomic_write
+
+    atomic_write(out, data)
+    Library(home).add(
+        Work(
+            work=lic.work, infohash=infohash, title=title, license=spdx, role="published",
+            save_path=str(path.parent), size=manifest.content.total_size, added=now_iso(now),
+            complete=True, magnet=magnet,
+        ),
+        data,
+    )
+    return PublishResult(
+        work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=title, license=spdx,
+        size=manifest.content.total_size,
+        files=tuple("/".join(f.path) for f in manifest.content.files),
+    )
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    magnet: str | None = None
+    torrent: bytes | None = None
+    hashes: tuple[str, ...] = ()
+    label: str = ""
+
+
+def _resolve_source(text: str, library: Library) -> _Source:
+    if text.startswith("magnet:"):
+        _, hashes = magnet_info(text)
+        return _Source(magnet=text, hashes=tuple(hashes), label="magnet link")
+    p = Path(text).expanduser()
+    if p.is_file():
+        from p2pdist.swarm import MAX_TORRENT_SIZE
+
+        if p.stat().st_size > MAX_TORRENT_SIZE:
+            raise SourceError(f"{p} is too large to be a torrent file")
+        data = p.read_bytes()
+        info = info_section(data)
+        hashes = (hashlib.sha1(info).hexdigest(), hashlib.sha256(info).hexdigest())  # noqa: S324
+        return _Source(torrent=data, hashes=hashes, label=str(p))
+    w = library.find(text)
+    if w is not None:
+        return _Source(torrent=library.torrent(w.work), hashes=(w.infohash, w.work),
+                       label=f"library work {w.work[:12]}")
+    raise SourceError(f"no such magnet link, .torrent file or work: {text[:100]!r}")
+
+
+def _check_paths(info_bytes: bytes, dest: Path) -> None:
+    """Refuse file names that could land outside *dest* or hide what they are."""
+    info = _canonical.decode(info_bytes, max_size=1 << 26, strict=False, what="info dict")
+    try:
+        content = content_of_info(info)
+    except MalformedObject:
+        return  # libtorrent sanitises what we cannot read; licensed works never get here
+    root = dest.resolve()
+    for f in content.files:
+        for part in f.path:
+            bad = (
+                part in (".", "..") or "/" in part or "\\" in part or "\0" in part
+                or len(part.encode()) > 255
+                or any(unicodedata.category(c) in ("Cc", "Cf") for c in part)
+            )
+            if bad:
+                raise MalformedObject(f"the torrent has an unsafe file name {part[:80]!r}")
+        target = (root / Path(*f.path)).resolve()
+        if not target.is_relative_to(root):
+            raise MalformedObject(f"the torrent's file {'/'.join(f.path)!r} escapes --dest")
+
+
+def check_source_license(
+    home: Path,
+    source: str,
+    *,
+    profile: Profile,
+    peers: Sequence[tuple[str, int]] = (),
+    timeout: float = 60.0,
+) -> License:
+    """Verify the license of a magnet link, .torrent file or library work; return it."""
+    library = Library(home)
+    src = _resolve_source(source, library)
+    if src.torrent is not None:
+        return verify_info(info_section(src.torrent))
+    assert src.magnet is not None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="p2pdist-meta-") as tmp, Swarm(
+        profile=profile, listen=("127.0.0.1" if profile is Profile.LOCAL else "0.0.0.0", 0),
+        client_version=client_version(home),
+    ) as swarm:
+        swarm.add_magnet("m", src.magnet, Path(tmp), peers=peers)
+        info = _wait_metadata(swarm, "m", timeout, peers)
+        return verify_info(info)
+
+
+def _wait_metadata(
+    swarm: Swarm, key: str, timeout: float, peers: Sequence[tuple[str, int]]
+) -> bytes:
+    deadline = time.monotonic() + timeout
+    last_connect = time.monotonic()
+    while True:
+        swarm.poll()
+        info = swarm.info_section(key)
+        if info is not None:
+            return info
+        if time.monotonic() > deadline:
+            raise NetworkError(f"no peer sent the work's metadata within {timeout:.0f} s")
+        if peers and time.monotonic() - last_connect > RECONNECT_EVERY:
+            swarm.connect(key, peers)
+            last_connect = time.monotonic()
+        time.sleep(0.05)
+
+
+def client_version(home: Path) -> str:
+    """The BEP 10 client string that names this node to its peers."""
+    try:
+        pk = load_public_identity(home).public_key
+    except P2PDistError:
+        return f"p2pdist/{__version__}"
+    return f"p2pdist/{__version__} pk={key_to_text(pk)}"
+
+
+# -- the running node ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSnapshot:
+    work: str
+    title: str
+    status: WorkStatus
+    peers: tuple[PeerSnapshot, ...]
+
+
+@dataclass(slots=True)
+class _Served:
+    """Payload bytes per peer endpoint, summed across reconnects."""
+
+    base: dict[str, int] = field(default_factory=dict)
+    last: dict[str, int] = field(default_factory=dict)
+    client: dict[str, str] = field(default_factory=dict)
+
+    def update(self, peers: Sequence[PeerSnapshot]) -> None:
+        for p in peers:
+            prev = self.last.get(p.endpoint, 0)
+            if p.downloaded < prev:  # a new connection from the same endpoint
+                self.base[p.endpoint] = self.base.get(p.endpoint, 0) + prev
+            self.last[p.endpoint] = p.downloaded
+            if p.client:
+                self.client[p.endpoint] = p.client
+
+    def totals(self) -> list[dict[str, object]]:
+        out = []
+        for ep in sorted(self.last):
+            n = self.base.get(ep, 0) + self.last[ep]
+            if n:
+                out.append({"peer": ep, "client": self.client.get(ep, ""), "bytes": n})
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    work: str
+    infohash: str
+    title: str
+    license: License | None
+    dest: Path
+    size: int
+    seconds: float
+    downloaded: int
+    peers: tuple[dict[str, object], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "work": self.work,
+            "infohash": self.infohash,
+            "title": self.title,
+            "licensed": self.license is not None,
+            "license": self.license.to_dict() if self.license else None,
+            "dest": str(self.dest),
+            "size": self.size,
+            "downloaded": self.downloaded,
+            "seconds": round(self.seconds, 3),
+            "rate": int(self.downloaded / self.seconds) if self.seconds > 0 else 0,
+            "peers": list(self.peers),
+        }
+
+
+class Node:
+    """A libtorrent session over this home's library.
+
+    `seed_library()` adds every work; `fetch()` brings a new one in after checking its
+    license; `tick()` keeps resume data fresh; `close()` saves it all.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        profile: Profile,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        peers: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        self.home = home
+        self.library = Library(home)
+        self.peers = tuple(peers)
+        self.swarm = Swarm(profile=profile, listen=listen, client_version=client_version(home))
+        self._titles: dict[str, str] = {}
+        self._served: dict[str, _Served] = {}
+        self._last_resume = time.monotonic()
+        self._last_connect = time.monotonic()
+        self._completed: set[str] = set()
+
+    @property
+    def listen_port(self) -> int:
+        return self.swarm.listen_port
+
+    def seed_library(self) -> list[Work]:
+        """Add every work of the library to the session, from resume data where saved."""
+        works = self.library.all()
+        for w in works:
+            if w.work in self._titles:
+                continue
+            resume = self.library.resume(w.work)
+            if resume:
+                self.swarm.add_resume(w.work, resume, Path(w.save_path), peers=self.peers)
+            else:
+                self.swarm.add_torrent(
+                    w.work, self.library.torrent(w.work), Path(w.save_path),
+                    peers=self.peers, seed_mode=w.role == "published" and w.complete,
+                )
+            self._titles[w.work] = w.title
+            self._served[w.work] = _Served()
+            if w.complete:
+                self._completed.add(w.work)
+        return works
+
+    def fetch(
+        self,
+        source: str,
+        dest: Path,
+        *,
+        allow_unlicensed: bool = False,
+        metadata_timeout: float = 60.0,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> tuple[Work, License | None]:
+        """Add *source* held, verify its license, then let the payload flow into *dest*.
+
+        Nothing is written in *dest* unless the license verified (or, with
+        *allow_unlicensed*, the torrent has none at all).
+        """
+        src = _resolve_source(source, self.library)
+        dest = dest.expanduser().absolute()
+        known = next((w for w in self.library.all() if {w.work, w.infohash} & set(src.hashes)),
+                     None)
+        key = known.work if known else "pending"
+        if known and Path(known.save_path) == dest and self.library.resume(known.work):
+            self.swarm.add_resume(key, self.library.resume(known.work) or b"", dest,
+                                  peers=self.peers, hold=True)
+        elif known and Path(known.save_path) == dest:
+            self.swarm.add_torrent(key, self.library.torrent(known.work), dest,
+                                   peers=self.peers, hold=True)
+        elif src.torrent is not None:
+            self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True)
+        else:
+            assert src.magnet is not None
+            self.swarm.add_magnet(key, src.magnet, dest, peers=self.peers)
+        try:
+            info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
+            lic: License | None
+            try:
+                lic = verify_info(info)  # (1) signatures (2) content binding (3) terms
+            except NotLicensed:
+                if not allow_unlicensed:
+                    raise
+                lic = None
+                if on_warning:
+                    on_warning("this torrent carries no p2pdist license: fetched on your word")
+            _check_paths(info, dest)
+        except P2PDistError:
+            self.swarm.remove(key)
+            raise
+        work_id = hashlib.sha256(info).hexdigest()
+        if key == "pending":
+            self.swarm.rekey(key, work_id)
+            key = work_id
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self.swarm.remove(key)
+            raise InputError(f"cannot create {dest}: {e.strerror}") from None
+        status = self.swarm.status(key)
+        work = Work(
+            work=work_id,
+            infohash=hashlib.sha1(info).hexdigest(),  # noqa: S324 - BitTorrent v1 id
+            title=lic.manifest.title if lic else status.name,
+            license=lic.manifest.terms.spdx if lic else "unlicensed",
+            role=known.role if known else "fetched",
+            save_path=str(dest),
+            size=lic.manifest.content.total_size if lic else status.total_wanted,
+            added=known.added if known else now_iso(),
+            complete=False,
+            magnet=known.magnet if known else (src.magnet or ""),
+        )
+        if not known or Path(known.save_path) != dest:
+            self.library.add(work, src.torrent or self.swarm.torrent_bytes(key) or b"")
+        self._titles[key] = work.title
+        self._served[key] = _Served()
+        self.swarm.release(key)
+        self.swarm.connect(key, self.peers)
+        return work, lic
+
+    def tick(self) -> list[WorkSnapshot]:
+        """Process events, save resume data now and then; return a snapshot of every work."""
+        for err in self.swarm.poll():
+            raise NetworkError(err) if "listen" in err else _storage_error(err)
+        now = time.monotonic()
+        snaps = []
+        for key in self.swarm.keys():
+            st = self.swarm.status(key)
+            peers = tuple(self.swarm.peers(key))
+            self._served.setdefault(key, _Served()).update(peers)
+            snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
+            if st.complete and key not in self._completed:
+                self._on_complete(key)
+        if now - self._last_resume > RESUME_EVERY:
+            self._save_resume([s.work for s in snaps if s.status.state is
+                               TorrentState.DOWNLOADING])
+            self._last_resume = now
+        if self.peers and now - self._last_connect > RECONNECT_EVERY:
+            for s in snaps:
+                if s.status.num_peers == 0 and not s.status.complete:
+                    self.swarm.connect(s.work, self.peers)
+            self._last_connect = now
+        return snaps
+
+    def served(self, key: str) -> list[dict[str, object]]:
+        return self._served.get(key, _Served()).totals()
+
+    def _on_complete(self, key: str) -> None:
+        self._completed.add(key)
+        resume = self._save_resume([key]).get(key)
+        if resume:
+            full = torrent_from_resume(resume)
+            if full and b"piece layers" in full:
+                self.library.set_torrent(key, full)
+        self.library.mark_complete(key)
+
+    def _save_resume(self, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        saved = self.swarm.save_resume(keys)
+        for k, data in saved.items():
+            self.library.save_resume(k, data)
+        return saved
+
+    def close(self) -> None:
+        """Save resume data for every work, then stop the session."""
+        try:
+            self._save_resume([k for k in self.swarm.keys() if k != "pending"])
+        finally:
+            self.swarm.close()
+
+
+def _storage_error(msg: str) -> P2PDistError:
+    from p2pdist.errors import StorageError
+
+    return StorageError(f"disk error: {msg}")
+
+
+def wait_complete(
+    node: Node,
+    key: str,
+    *,
+    on_progress: Callable[[WorkSnapshot], None] | None = None,
+    stall_timeout: float = 600.0,
+    interval: float = 0.2,
+) -> WorkSnapshot:
+    """Tick *node* until *key* is complete; NetworkError when no byte arrives for long."""
+    last_done, last_change = -1, time.monotonic()
+    while True:
+        snaps = {s.work: s for s in node.tick()}
+        snap = snaps[key]
+        if on_progress:
+            on_progress(snap)
+        if snap.status.state is TorrentState.ERROR:
+            raise _storage_error(snap.status.error)
+        if snap.status.complete and key in node._completed:
+            return snap
+        if snap.status.total_done != last_done:
+            last_done, last_change = snap.status.total_done, time.monotonic()
+        elif time.monotonic() - last_change > stall_timeout:
+            raise NetworkError(
+                f"no data arrived for {stall_timeout:.0f} s "
+                f"({snap.status.total_done} of {snap.status.total_wanted} bytes)",
+                remedy="check the peers, then run the same fetch again: it resumes",
+            )
+        time.sleep(interval)
+
+
+def fetch_result(node: Node, work: Work, lic: License | None, started: float,
+                 snap: WorkSnapshot) -> FetchResult:
+    return FetchResult(
+        work=work.work, infohash=work.infohash, title=work.title, license=lic,
+        dest=Path(work.save_path), size=snap.status.total_wanted,
+        seconds=time.monotonic() - started, downloaded=snap.status.total_payload_download,
+        peers=tuple(node.served(work.work)),
+    )
+
+

@@ -1,0 +1,377 @@
+"""A libtorrent session behind a small, snapshot-returning interface."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import ipaddress
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import libtorrent as lt
+
+from p2pdist.errors import InputError, NetworkError, SourceError, StorageError
+from p2pdist.swarm._settings import Profile, settings_for
+from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
+
+__all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
+
+
+class TorrentState(enum.Enum):
+    METADATA = "metadata"
+    CHECKING = "checking"
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSnapshot:
+    endpoint: str
+    client: str
+    downloaded: int  # payload bytes this peer sent us over the connection
+    uploaded: int
+    down_rate: int
+    up_rate: int
+    is_seed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStatus:
+    key: str
+    name: str
+    state: TorrentState
+    progress: float
+    total_wanted: int
+    total_done: int
+    down_rate: int
+    up_rate: int
+    total_payload_download: int
+    total_payload_upload: int
+    all_time_upload: int
+    all_time_download: int
+    num_peers: int
+    error: str
+    has_metadata: bool
+    upload_mode: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.has_metadata and self.total_wanted > 0 and self.total_done >= self.total_wanted
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """Parse HOST:PORT or [V6]:PORT; InputError when it is not one."""
+    t = text.strip()
+    host, sep, port = t.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InputError(f"not HOST:PORT: {text!r}", remedy="e.g. --peer 127.0.0.1:6881")
+    return host, int(port)
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname or ""
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_STATES = {
+    lt.torrent_status.checking_files: TorrentState.CHECKING,
+    lt.torrent_status.checking_resume_data: TorrentState.CHECKING,
+    lt.torrent_status.downloading_metadata: TorrentState.METADATA,
+    lt.torrent_status.downloading: TorrentState.DOWNLOADING,
+    lt.torrent_status.finished: TorrentState.SEEDING,
+    lt.torrent_status.seeding: TorrentState.SEEDING,
+}
+
+
+class Swarm:
+    """One libtorrent session. Works are named by a caller-chosen key."""
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        client_version: str = "p2pdist/0.1",
+    ) -> None:
+        self.profile = profile
+        host, port = listen
+        if profile is Profile.LOCAL and not ipaddress.ip_address(
+            "127.0.0.1" if host == "localhost" else host
+        ).is_loopback:
+            raise InputError(
+                f"the local profile listens on loopback only, not {host}",
+                remedy="use --listen 127.0.0.1:PORT",
+            )
+        params = lt.session_params()
+        params.settings = settings_for(
+            profile, listen_host=host, listen_port=port, client_version=client_version
+        )
+        self._ses = lt.session(params)
+        if profile is Profile.LOCAL:
+            f = lt.ip_filter()
+            f.add_rule("0.0.0.0", "255.255.255.255", 1)
+            f.add_rule("127.0.0.0", "127.255.255.255", 0)
+            f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1)
+            f.add_rule("::1", "::1", 0)
+            self._ses.set_ip_filter(f)
+        self._handles: dict[str, lt.torrent_handle] = {}
+        self._resume: dict[str, bytes] = {}
+        self._errors: list[str] = []
+        deadline = time.monotonic() + 5
+        while self._ses.listen_port() == 0 and time.monotonic() < deadline:
+            self._drain()
+            time.sleep(0.02)
+        if self._ses.listen_port() == 0 or self._errors:
+            detail = "; ".join(self._errors) or "no listening socket"
+            self._ses = None
+            raise NetworkError(
+                f"cannot listen on {host}:{port}: {detail}",
+                remedy="pick a free port with --listen HOST:PORT",
+            )
+
+    # -- adding ---------------------------------------------------------------------------
+
+    @property
+    def listen_port(self) -> int:
+        return int(self._ses.listen_port())
+
+    def _filter_trackers(self, atp: Any) -> None:
+        if self.profile is Profile.LOCAL:
+            atp.trackers = [t for t in atp.trackers if _is_loopback_url(t)]
+            atp.url_seeds = [u for u in atp.url_seeds if _is_loopback_url(u)]
+
+    def _add(self, key: str, atp: Any, peers: Sequence[tuple[str, int]], hold: bool) -> None:
+        if key in self._handles:
+            raise ValueError(f"work {key} is already in this session")
+        atp.flags &= ~lt.torrent_flags.paused
+        atp.flags &= ~lt.torrent_flags.auto_managed
+        atp.flags &= ~lt.torrent_flags.duplicate_is_error
+        if hold:
+            atp.flags |= lt.torrent_flags.upload_mode
+        if self.profile is Profile.LOCAL:
+            atp.flags |= (
+                lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+                | lt.torrent_flags.disable_pex
+            )
+        atp.peers = list(peers)
+        self._filter_trackers(atp)
+        try:
+            h = self._ses.add_torrent(atp)
+        except RuntimeError as e:
+            raise SourceError(f"libtorrent refused the torrent: {e}") from None
+        self._handles[key] = h
+        for p in peers:
+            h.connect_peer(p)
+
+    def add_torrent(
+        self,
+        key: str,
+        torrent: bytes,
+        save_path: Path,
+        *,
+        peers: Sequence[tuple[str, int]] = (),
+        seed_mode: bool = False,
+        hold: bool = False,
+    ) -> None:
+        """Add a torrent file's bytes. *hold* keeps it from downloading until release()."""
+        if len(torrent) > MAX_TORRENT_SIZE:
+            raise SourceError("the torrent is too large")
+        try:
+            ti = lt.torrent_info(lt.bdecode(torrent))
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise SourceError(f"not a valid torrent: {e}") from None
+        atp = lt.add_torrent_params()
+        atp.ti = ti
+        atp.save_path = str(save_path)
+        if seed_mode:
+            atp.flags |= lt.torrent_flags.seed_mode
+        self._add(key, atp, peers, hold)
+
+    def add_resume(
+        self,
+        key: str,
+        resume: bytes,
+        save_path: Path,
+        *,
+        peers: Sequence[tuple[str, int]] = (),
+        hold: bool = False,
+    ) -> None:
+        """Add a work from its saved resume data: no recheck, no re-download."""
+        try:
+            atp = lt.read_resume_data(resume)
+        except (RuntimeError, ValueError) as e:
+            raise StorageError(f"the resume data of {key} is damaged: {e}") from None
+        atp.save_path = str(save_path)
+        self._add(key, atp, peers, hold)
+
+    def add_magnet(
+        self,
+        key: str,
+        uri: str,
+        save_path: Path,
+        *,
+        peers: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Add a magnet link in upload mode: metadata comes (BEP 9), no payload does."""
+        magnet_info(uri)
+        atp = lt.parse_magnet_uri(uri)
+        atp.save_path = str(save_path)
+        self._add(key, atp, peers, hold=True)
+
+    def release(self, key: str) -> None:
+        """Let a held work start downloading."""
+        self._handles[key].unset_flags(lt.torrent_flags.upload_mode)
+
+    def rekey(self, old: str, new: str) -> None:
+        """Name a work by *new* from now on (its id is known once the metadata is)."""
+        if new in self._handles:
+            raise ValueError(f"work {new} is already in this session")
+        self._handles[new] = self._handles.pop(old)
+
+    def connect(self, key: str, peers: Iterable[tuple[str, int]]) -> None:
+        h = self._handles[key]
+        for p in peers:
+            h.connect_peer(p)
+
+    def remove(self, key: str) -> None:
+        h = self._handles.pop(key, None)
+        if h is not None:
+            self._ses.remove_torrent(h)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        return list(self._handles)
+
+    def info_section(self, key: str) -> bytes | None:
+        """The raw info dict, once the metadata is there."""
+        ti = self._handles[key].torrent_file()
+        if ti is None:
+            return None
+        return bytes(ti.info_section())
+
+    def torrent_bytes(self, key: str) -> bytes | None:
+        """A .torrent file for the work (info dict, plus piece layers when known)."""
+        ti = self._handles[key].torrent_file()
+        if ti is None:
+            return None
+        info = bytes(ti.info_section())
+        return b"d4:info" + info + b"e"
+
+    def status(self, key: str) -> WorkStatus:
+        h = self._handles[key]
+        s = h.status()
+        state = _STATES.get(s.state, TorrentState.DOWNLOADING)
+        if s.errc.value():
+            state = TorrentState.ERROR
+        return WorkStatus(
+            key=key,
+            name=str(s.name),
+            state=state,
+            progress=float(s.progress),
+            total_wanted=int(s.total_wanted),
+            total_done=int(s.total_wanted_done),
+            down_rate=int(s.download_payload_rate),
+            up_rate=int(s.upload_payload_rate),
+            total_payload_download=int(s.total_payload_download),
+            total_payload_upload=int(s.total_payload_upload),
+            all_time_upload=int(s.all_time_upload),
+            all_time_download=int(s.all_time_download),
+            num_peers=int(s.num_peers),
+            error=str(s.errc.message()) if s.errc.value() else "",
+            has_metadata=bool(s.has_metadata),
+            upload_mode=bool(h.flags() & lt.torrent_flags.upload_mode),
+        )
+
+    def peers(self, key: str) -> list[PeerSnapshot]:
+        out = []
+        for p in self._handles[key].get_peer_info():
+            ip, port = p.ip
+            out.append(
+                PeerSnapshot(
+                    endpoint=f"{ip}:{port}",
+                    client=_client_text(p.client),
+                    downloaded=int(p.total_download),
+                    uploaded=int(p.total_upload),
+                    down_rate=int(p.payload_down_speed),
+                    up_rate=int(p.payload_up_speed),
+                    is_seed=bool(p.flags & lt.peer_info.seed),
+                )
+            )
+        return out
+
+    # -- alerts and resume data -----------------------------------------------------------
+
+    def _key_of(self, handle: Any) -> str | None:
+        for k, h in self._handles.items():
+            if h == handle:
+                return k
+        return None
+
+    def _drain(self) -> None:
+        for a in self._ses.pop_alerts():
+            if isinstance(a, lt.save_resume_data_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    self._resume[k] = bytes(lt.write_resume_data_buf(a.params))
+            elif isinstance(a, lt.save_resume_data_failed_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    self._resume.setdefault(k, b"")
+            elif isinstance(a, lt.listen_failed_alert | lt.file_error_alert):
+                self._errors.append(str(a.message()))
+
+    def poll(self) -> list[str]:
+        """Process pending events; return (and clear) error messages seen since last poll."""
+        self._drain()
+        errs, self._errors = self._errors, []
+        return errs
+
+    def save_resume(self, keys: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bytes]:
+        """Ask for resume data of *keys* (default: all with metadata) and wait for it."""
+        want = []
+        for k in list(keys if keys is not None else self._handles):
+            h = self._handles[k]
+            if h.is_valid() and h.status().has_metadata:
+                self._resume.pop(k, None)
+                h.save_resume_data(lt.torrent_handle.save_info_dict)
+                want.append(k)
+        deadline = time.monotonic() + timeout
+        while any(k not in self._resume for k in want) and time.monotonic() < deadline:
+            self._ses.wait_for_alert(100)
+            self._drain()
+        return {k: self._resume[k] for k in want if self._resume.get(k)}
+
+    def close(self) -> None:
+        """Stop the session; callers save resume data first."""
+        if self._ses is None:
+            return
+        for h in list(self._handles.values()):
+            with contextlib.suppress(RuntimeError):
+                self._ses.remove_torrent(h)
+        self._handles.clear()
+        self._ses = None
+
+    def __enter__(self) -> Swarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _client_text(raw: object) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return str(raw)
+
+

@@ -1,0 +1,120 @@
+"""Making torrents, reading their info dicts, and magnet links, through libtorrent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import libtorrent as lt
+
+from p2pdist import _canonical
+from p2pdist.errors import InputError, SourceError
+
+__all__ = [
+    "MAX_TORRENT_SIZE",
+    "Format",
+    "info_section",
+    "magnet_info",
+    "make_magnet",
+    "make_torrent",
+    "torrent_from_resume",
+    "torrent_name",
+]
+
+MAX_TORRENT_SIZE = 32 * 1024 * 1024
+Format = str  # "hybrid" | "v1"
+
+
+def make_torrent(
+    path: Path,
+    *,
+    fmt: Format = "hybrid",
+    trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, _canonical.Value]:
+    """Hash *path* (file or folder) into a torrent; return it as a decoded dict.
+
+    The caller may add keys to the ``info`` dict before bencoding it with _canonical.
+    """
+    flags = {"hybrid": 0, "v1": lt.create_torrent.v1_only}.get(fmt)
+    if flags is None:
+        raise InputError(f"unknown torrent format {fmt!r}", remedy="use --format hybrid or v1")
+    # Hidden files (.DS_Store, editor swap files) are not part of a work.
+    files = lt.list_files(str(path), lambda p: not Path(p).name.startswith("."))
+    if not files or sum(f.size for f in files) == 0:
+        raise InputError(f"{path} holds no data to publish", remedy="publish a non-empty folder")
+    ct = lt.create_torrent(files, 0, flags)
+    ct.set_creator("p2pdist")
+    for i, url in enumerate(trackers):
+        ct.add_tracker(url, i)
+    for url in web_seeds:
+        ct.add_url_seed(url)
+    n = ct.num_pieces()
+
+    def cb(piece: int) -> None:
+        if progress is not None:
+            progress(piece + 1, n)
+
+    lt.set_piece_hashes(ct, str(path.parent), cb)
+    raw = lt.bencode(ct.generate())
+    value = _canonical.decode(raw, max_size=1 << 40, strict=True, what="new torrent")
+    assert isinstance(value, dict)
+    return value
+
+
+def _torrent_info(data: bytes) -> lt.torrent_info:
+    if len(data) > MAX_TORRENT_SIZE:
+        raise SourceError(f"the torrent is too large ({len(data)} bytes)")
+    # Our own strict-enough parse first: libtorrent's parser has its own depth/token limits,
+    # but we want one clear error for every broken file.
+    _canonical.decode(data, max_size=MAX_TORRENT_SIZE, strict=False, what="torrent file")
+    try:
+        return lt.torrent_info(lt.bdecode(data))
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise SourceError(f"not a valid torrent: {e}") from None
+
+
+def info_section(torrent: bytes) -> bytes:
+    """The exact bytes of a torrent file's info dict."""
+    return bytes(_torrent_info(torrent).info_section())
+
+
+def torrent_name(torrent: bytes) -> str:
+    return str(_torrent_info(torrent).name())
+
+
+def make_magnet(torrent: bytes) -> str:
+    return str(lt.make_magnet_uri(_torrent_info(torrent)))
+
+
+def magnet_info(uri: str) -> tuple[str, list[str]]:
+    """(display name, [hex infohashes]) of a magnet link; SourceError when it is not one."""
+    if len(uri) > 64 * 1024 or not uri.startswith("magnet:?"):
+        raise SourceError(f"not a magnet link: {uri[:80]!r}")
+    try:
+        atp = lt.parse_magnet_uri(uri)
+    except (RuntimeError, ValueError) as e:
+        raise SourceError(f"not a valid magnet link: {e}") from None
+    ih = atp.info_hashes
+    hashes = []
+    if ih.has_v1():
+        hashes.append(str(ih.v1))
+    if ih.has_v2():
+        hashes.append(str(ih.v2))
+    if not hashes:
+        raise SourceError("the magnet link names no infohash")
+    return str(atp.name), hashes
+
+
+
+
+def torrent_from_resume(resume: bytes) -> bytes | None:
+    """A full .torrent (with v2 piece layers) rebuilt from resume data saved with its info."""
+    try:
+        atp = lt.read_resume_data(resume)
+        if atp.ti is None:
+            return None
+        return bytes(lt.bencode(lt.write_torrent_file(atp)))
+    except (RuntimeError, ValueError):
+        return None
