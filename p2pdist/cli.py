@@ -54,6 +54,12 @@ LocalOpt = Annotated[
     typer.Option("--local", help="Loopback only: bind 127.0.0.1; no DHT, LSD, UPnP, NAT-PMP. "
                  "Also set by P2PDIST_NETWORK=local."),
 ]
+UpLimitOpt = Annotated[
+    int, typer.Option("--upload-limit", help="Upload at most this many KiB/s (0: no limit).")
+]
+DownLimitOpt = Annotated[
+    int, typer.Option("--download-limit", help="Download at most this many KiB/s (0: no limit).")
+]
 PeerOpt = Annotated[
     list[str] | None,
     typer.Option("--peer", help="Connect to this peer (HOST:PORT). Repeatable."),
@@ -260,7 +266,7 @@ def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
         t.add_row(
             s.title[:40], st.state.value, f"{st.progress * 100:.0f}%", str(st.num_peers),
             f"{_size(st.down_rate)}/s", f"{_size(st.up_rate)}/s",
-            _size(st.all_time_upload + st.total_payload_upload),
+            _size(st.uploaded),
         )
     return t
 
@@ -269,19 +275,26 @@ def _run_table(node: Node, title: str, json_out: bool) -> None:
     """Render a live table until Ctrl-C (or SIGTERM), then save resume data and stop."""
     from rich.live import Live
 
+    snaps: list[WorkSnapshot] = []
     try:
         if json_out or not out.is_terminal:
             while True:
-                node.tick()
+                snaps = node.tick()
                 time.sleep(0.5)
         with Live(_table(node, node.tick(), title), console=out, refresh_per_second=2) as live:
             while True:
                 time.sleep(0.5)
-                live.update(_table(node, node.tick(), title))
+                snaps = node.tick()
+                live.update(_table(node, snaps, title))
     except KeyboardInterrupt:
         err.print("Stopping: saving resume data…")
     finally:
         node.close()
+    if json_out:
+        _emit({"stopped": True, "works": [
+            {"work": s.work, "title": s.title, "state": s.status.state.value,
+             "uploaded": s.status.uploaded}
+            for s in snaps]})
     err.print("Stopped cleanly.")
 
 
@@ -301,6 +314,8 @@ def seed(
     ] = None,
     peer: PeerOpt = None,
     local: LocalOpt = False,
+    upload_limit: UpLimitOpt = 0,
+    download_limit: DownLimitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON line when ready "
                                            "and a final JSON report on exit.")] = False,
 ) -> None:
@@ -309,7 +324,8 @@ def seed(
 
     profile = _profile(local)
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
-                peers=_endpoints(peer))
+                peers=_endpoints(peer), upload_limit=upload_limit * 1024,
+                download_limit=download_limit * 1024)
     works = node.seed_library()
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
@@ -356,6 +372,8 @@ def fetch(
                             "many seconds (run the fetch again to resume).")
     ] = 600.0,
     local: LocalOpt = False,
+    upload_limit: UpLimitOpt = 0,
+    download_limit: DownLimitOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch a work by magnet link or .torrent, verifying its license before any byte."""
@@ -372,7 +390,8 @@ def fetch(
 
     profile = _profile(local)
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
-                peers=_endpoints(peer))
+                peers=_endpoints(peer), upload_limit=upload_limit * 1024,
+                download_limit=download_limit * 1024)
     started = time.monotonic()
     try:
         work, lic = node.fetch(
@@ -519,6 +538,8 @@ def _sigterm(signum: int, frame: object) -> NoReturn:
 
 def main() -> None:
     """Entry point: the one place that turns a P2PDistError into a message and exit code."""
+    # A shell starts background jobs with SIGINT ignored; a node must still stop cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         app()

@@ -254,15 +254,18 @@ def load_identity(home: Path, *, passphrase: str) -> Identity:
     path, doc = _read_keyfile(home)
     try:
         kdf = doc["kdf"]
-        assert isinstance(kdf, dict)
+        if not isinstance(kdf, dict):
+            raise TypeError("kdf is not an object")
         if kdf["alg"] != "argon2id":
             raise KeyFileError(f"{path} uses an unknown KDF {kdf['alg']!r}")
-        opslimit, memlimit = int(kdf["opslimit"]), int(kdf["memlimit"])
+        opslimit, memlimit = kdf["opslimit"], kdf["memlimit"]
+        if not all(type(x) is int for x in (opslimit, memlimit)):
+            raise TypeError("KDF limits must be integers")
         salt = base64.b64decode(str(kdf["salt"]), validate=True)
         sealed = base64.b64decode(str(doc["sealed"]), validate=True)
         public = key_from_text(str(doc["public_key"]))
         name = str(doc["name"])
-    except (KeyError, ValueError, TypeError, AssertionError, MalformedObject):
+    except (KeyError, ValueError, TypeError, MalformedObject):
         raise KeyFileError(f"the key file {path} is damaged", remedy="restore it") from None
     if not (
         nacl.pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= MAX_OPSLIMIT

@@ -9,7 +9,7 @@ import hashlib
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from p2pdist.errors import (
     NotLicensed,
     P2PDistError,
     SourceError,
-    VerificationError,
 )
 from p2pdist.identity import Identity, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
@@ -183,8 +182,8 @@ class _Source:
 
 def _resolve_source(text: str, library: Library) -> _Source:
     if text.startswith("magnet:"):
-        _, hashes = magnet_info(text)
-        return _Source(magnet=text, hashes=tuple(hashes), label="magnet link")
+        _, magnet_hashes = magnet_info(text)
+        return _Source(magnet=text, hashes=tuple(magnet_hashes), label="magnet link")
     p = Path(text).expanduser()
     if p.is_file():
         from p2pdist.swarm import MAX_TORRENT_SIZE
@@ -193,8 +192,8 @@ def _resolve_source(text: str, library: Library) -> _Source:
             raise SourceError(f"{p} is too large to be a torrent file")
         data = p.read_bytes()
         info = info_section(data)
-        hashes = (hashlib.sha1(info).hexdigest(), hashlib.sha256(info).hexdigest())  # noqa: S324
-        return _Source(torrent=data, hashes=hashes, label=str(p))
+        ids = (hashlib.sha1(info).hexdigest(), hashlib.sha256(info).hexdigest())  # noqa: S324
+        return _Source(torrent=data, hashes=ids, label=str(p))
     w = library.find(text)
     if w is not None:
         return _Source(torrent=library.torrent(w.work), hashes=(w.infohash, w.work),
@@ -237,14 +236,16 @@ def check_source_license(
     src = _resolve_source(source, library)
     if src.torrent is not None:
         return verify_info(info_section(src.torrent))
-    assert src.magnet is not None
     import tempfile
 
+    magnet = src.magnet or ""
+
     with tempfile.TemporaryDirectory(prefix="p2pdist-meta-") as tmp, Swarm(
-        profile=profile, listen=("127.0.0.1" if profile is Profile.LOCAL else "0.0.0.0", 0),
+        profile=profile,
+        listen=("127.0.0.1" if profile is Profile.LOCAL else "0.0.0.0", 0),  # noqa: S104
         client_version=client_version(home),
     ) as swarm:
-        swarm.add_magnet("m", src.magnet, Path(tmp), peers=peers)
+        swarm.add_magnet("m", magnet, Path(tmp), peers=peers)
         info = _wait_metadata(swarm, "m", timeout, peers)
         return verify_info(info)
 
@@ -285,32 +286,6 @@ class WorkSnapshot:
     title: str
     status: WorkStatus
     peers: tuple[PeerSnapshot, ...]
-
-
-@dataclass(slots=True)
-class _Served:
-    """Payload bytes per peer endpoint, summed across reconnects."""
-
-    base: dict[str, int] = field(default_factory=dict)
-    last: dict[str, int] = field(default_factory=dict)
-    client: dict[str, str] = field(default_factory=dict)
-
-    def update(self, peers: Sequence[PeerSnapshot]) -> None:
-        for p in peers:
-            prev = self.last.get(p.endpoint, 0)
-            if p.downloaded < prev:  # a new connection from the same endpoint
-                self.base[p.endpoint] = self.base.get(p.endpoint, 0) + prev
-            self.last[p.endpoint] = p.downloaded
-            if p.client:
-                self.client[p.endpoint] = p.client
-
-    def totals(self) -> list[dict[str, object]]:
-        out = []
-        for ep in sorted(self.last):
-            n = self.base.get(ep, 0) + self.last[ep]
-            if n:
-                out.append({"peer": ep, "client": self.client.get(ep, ""), "bytes": n})
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,13 +330,17 @@ class Node:
         profile: Profile,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         peers: Sequence[tuple[str, int]] = (),
+        upload_limit: int = 0,
+        download_limit: int = 0,
     ) -> None:
         self.home = home
         self.library = Library(home)
         self.peers = tuple(peers)
-        self.swarm = Swarm(profile=profile, listen=listen, client_version=client_version(home))
+        self.swarm = Swarm(
+            profile=profile, listen=listen, client_version=client_version(home),
+            upload_limit=upload_limit, download_limit=download_limit,
+        )
         self._titles: dict[str, str] = {}
-        self._served: dict[str, _Served] = {}
         self._last_resume = time.monotonic()
         self._last_connect = time.monotonic()
         self._completed: set[str] = set()
@@ -385,7 +364,6 @@ class Node:
                     peers=self.peers, seed_mode=w.role == "published" and w.complete,
                 )
             self._titles[w.work] = w.title
-            self._served[w.work] = _Served()
             if w.complete:
                 self._completed.add(w.work)
         return works
@@ -418,8 +396,7 @@ class Node:
         elif src.torrent is not None:
             self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True)
         else:
-            assert src.magnet is not None
-            self.swarm.add_magnet(key, src.magnet, dest, peers=self.peers)
+            self.swarm.add_magnet(key, src.magnet or "", dest, peers=self.peers)
         try:
             info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
             lic: License | None
@@ -460,7 +437,6 @@ class Node:
         if not known or Path(known.save_path) != dest:
             self.library.add(work, src.torrent or self.swarm.torrent_bytes(key) or b"")
         self._titles[key] = work.title
-        self._served[key] = _Served()
         self.swarm.release(key)
         self.swarm.connect(key, self.peers)
         return work, lic
@@ -471,10 +447,9 @@ class Node:
             raise NetworkError(err) if "listen" in err else _storage_error(err)
         now = time.monotonic()
         snaps = []
-        for key in self.swarm.keys():
+        for key in self.swarm.works():
             st = self.swarm.status(key)
             peers = tuple(self.swarm.peers(key))
-            self._served.setdefault(key, _Served()).update(peers)
             snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
             if st.complete and key not in self._completed:
                 self._on_complete(key)
@@ -484,13 +459,16 @@ class Node:
             self._last_resume = now
         if self.peers and now - self._last_connect > RECONNECT_EVERY:
             for s in snaps:
-                if s.status.num_peers == 0 and not s.status.complete:
+                if s.status.num_peers == 0:
                     self.swarm.connect(s.work, self.peers)
             self._last_connect = now
         return snaps
 
     def served(self, key: str) -> list[dict[str, object]]:
-        return self._served.get(key, _Served()).totals()
+        """Verified payload bytes per peer that sent them, largest first."""
+        rows = sorted(self.swarm.verified_bytes(key).items(), key=lambda kv: -kv[1])
+        return [{"peer": ep, "client": self.swarm.peer_client(ep), "bytes": n}
+                for ep, n in rows if n]
 
     def _on_complete(self, key: str) -> None:
         self._completed.add(key)
@@ -512,7 +490,7 @@ class Node:
     def close(self) -> None:
         """Save resume data for every work, then stop the session."""
         try:
-            self._save_resume([k for k in self.swarm.keys() if k != "pending"])
+            self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:
             self.swarm.close()
 

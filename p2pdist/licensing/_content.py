@@ -90,8 +90,9 @@ def content_of_info(info: dict[str, Any]) -> Content:
         roots: dict[tuple[str, ...], tuple[int, bytes | None]] = {}
         if "file tree" in info:
             tree = info["file tree"]
+            # A v1 "files" list decides; only a v2-only torrent needs the tree's shape.
             single = (
-                isinstance(tree, dict) and list(tree) == [name]
+                "files" not in info and isinstance(tree, dict) and list(tree) == [name]
                 and isinstance(tree[name], dict) and "" in tree[name]
             )
             _walk_tree(tree, () if single else (name,), roots, 0)

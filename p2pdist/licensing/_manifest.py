@@ -37,8 +37,8 @@ __all__ = [
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
     "License",
-    "Signature",
     "LicenseManifest",
+    "Signature",
     "SignedManifest",
     "Split",
     "embed_license",
@@ -141,10 +141,16 @@ class LicenseManifest:
     content: Content
 
     def __post_init__(self) -> None:
-        if not self.title or not self.creators:
-            raise ValueError("a manifest needs a title and at least one creator")
-        if self.created.tzinfo is None:
-            raise ValueError("created must be an aware UTC datetime")
+        # The same rules as from_dict: whatever can be signed can be verified.
+        for text in (self.title, *self.creators):
+            if not text or len(text) > MAX_TEXT or any(ord(c) < 32 for c in text):
+                raise ValueError("titles and creators are 1 to 300 printable characters")
+        if not 1 <= len(self.creators) <= MAX_CREATORS:
+            raise ValueError(f"a manifest names 1 to {MAX_CREATORS} creators")
+        if self.created.tzinfo is None or self.created.microsecond:
+            raise ValueError("created must be an aware UTC datetime in whole seconds")
+        if not 0 <= self.created.timestamp() < 2**40:
+            raise ValueError("created is out of range")
         if not self.splits or sum(s.bps for s in self.splits) != TOTAL_BPS:
             raise ValueError("the splits must sum to 10000 bps")
         if len({s.pk for s in self.splits}) != len(self.splits):
@@ -201,14 +207,16 @@ class LicenseManifest:
         if len({s.pk for s in splits}) != len(splits):
             raise MalformedObject("a rights holder appears twice in the splits")
         cd = _dict(d["content"], "manifest's content", {"files", "piece_length"}, {"v1"})
-        files = []
-        for f in _list(cd["files"], "content files", 2 * 100_000):
-            fd = _dict(f, "content file", {"path", "size"}, {"root"})
-            path = tuple(_text(p, "file path", max_len=4096) for p in _list(fd["path"], "path", 64))
-            root = _bytes(fd["root"], "pieces root", 32) if "root" in fd else None
-            files.append(ContentFile(path, _int(fd["size"], "file size"), root))
         v1 = _bytes(cd["v1"], "v1 digest", 32) if "v1" in cd else None
         try:
+            files = []
+            for f in _list(cd["files"], "content files", 2 * 100_000):
+                fd = _dict(f, "content file", {"path", "size"}, {"root"})
+                path = tuple(
+                    _text(p, "file path", max_len=4096) for p in _list(fd["path"], "path", 64)
+                )
+                root = _bytes(fd["root"], "pieces root", 32) if "root" in fd else None
+                files.append(ContentFile(path, _int(fd["size"], "file size"), root))
             content = Content(_int(cd["piece_length"], "piece length"), tuple(files), v1)
             return cls(
                 title=_text(d["title"], "title"),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import libtorrent as lt
 
 from p2pdist.errors import InputError, NetworkError, SourceError, StorageError
+from p2pdist.swarm._accounting import VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
 from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
 
@@ -23,7 +24,8 @@ __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoin
 
 class TorrentState(enum.Enum):
     METADATA = "metadata"
-    CHECKING = "checking"
+    CHECKING = "checking"  # hashing files on disk
+    RESUMING = "resuming"  # reading resume data: no hashing
     DOWNLOADING = "downloading"
     SEEDING = "seeding"
     PAUSED = "paused"
@@ -61,6 +63,11 @@ class WorkStatus:
     upload_mode: bool
 
     @property
+    def uploaded(self) -> int:
+        """Payload bytes uploaded over all sessions (libtorrent updates the total lazily)."""
+        return max(self.all_time_upload, self.total_payload_upload)
+
+    @property
     def complete(self) -> bool:
         return self.has_metadata and self.total_wanted > 0 and self.total_done >= self.total_wanted
 
@@ -83,9 +90,11 @@ def _is_loopback_url(url: str) -> bool:
         return False
 
 
+_BLOCK = 16 * 1024
+
 _STATES = {
     lt.torrent_status.checking_files: TorrentState.CHECKING,
-    lt.torrent_status.checking_resume_data: TorrentState.CHECKING,
+    lt.torrent_status.checking_resume_data: TorrentState.RESUMING,
     lt.torrent_status.downloading_metadata: TorrentState.METADATA,
     lt.torrent_status.downloading: TorrentState.DOWNLOADING,
     lt.torrent_status.finished: TorrentState.SEEDING,
@@ -102,7 +111,10 @@ class Swarm:
         profile: Profile,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         client_version: str = "p2pdist/0.1",
+        upload_limit: int = 0,
+        download_limit: int = 0,
     ) -> None:
+        """*upload_limit* and *download_limit* are bytes per second; 0 means none."""
         self.profile = profile
         host, port = listen
         if profile is Profile.LOCAL and not ipaddress.ip_address(
@@ -113,18 +125,43 @@ class Swarm:
                 remedy="use --listen 127.0.0.1:PORT",
             )
         params = lt.session_params()
-        params.settings = settings_for(
+        settings = settings_for(
             profile, listen_host=host, listen_port=port, client_version=client_version
         )
-        self._ses = lt.session(params)
+        # Only the alerts this class reads: a chatty mask overflows the queue and drops
+        # the block alerts that verified-byte accounting depends on.
+        cat = lt.alert.category_t
+        settings["alert_mask"] = (
+            cat.error_notification | cat.status_notification | cat.storage_notification
+            | cat.block_progress_notification | cat.piece_progress_notification
+            | cat.performance_warning
+        )
+        settings["alert_queue_size"] = 200_000
+        settings["upload_rate_limit"] = max(0, upload_limit)
+        settings["download_rate_limit"] = max(0, download_limit)
+        # session_params.settings hands back a copy: assign the finished dict once.
+        params.settings = settings  # type: ignore[assignment]  # the bindings take a dict
+        self._ses: Any = lt.session(params)
         if profile is Profile.LOCAL:
             f = lt.ip_filter()
-            f.add_rule("0.0.0.0", "255.255.255.255", 1)
+            f.add_rule("0.0.0.0", "255.255.255.255", 1)  # noqa: S104 - a filter, not a bind
             f.add_rule("127.0.0.0", "127.255.255.255", 0)
             f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1)
             f.add_rule("::1", "::1", 0)
             self._ses.set_ip_filter(f)
+        if upload_limit or download_limit:
+            # By default loopback and LAN peers are in an unlimited class; a limit the user
+            # asked for applies to every peer.
+            pcf = lt.ip_filter()
+            pcf.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)  # noqa: S104
+            pcf.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                         1 << lt.session.global_peer_class_id)
+            self._ses.set_peer_class_filter(pcf)
         self._handles: dict[str, lt.torrent_handle] = {}
+        # Verified-byte accounting: blocks are attributed to the peer that sent them and
+        # credited only when their piece passes the hash check.
+        self._verified: dict[str, VerifiedBytes] = {}
+        self._clients: dict[str, str] = {}
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
         deadline = time.monotonic() + 5
@@ -170,6 +207,7 @@ class Swarm:
         except RuntimeError as e:
             raise SourceError(f"libtorrent refused the torrent: {e}") from None
         self._handles[key] = h
+        self._verified[key] = VerifiedBytes()
         for p in peers:
             h.connect_peer(p)
 
@@ -187,7 +225,7 @@ class Swarm:
         if len(torrent) > MAX_TORRENT_SIZE:
             raise SourceError("the torrent is too large")
         try:
-            ti = lt.torrent_info(lt.bdecode(torrent))
+            ti = lt.torrent_info(lt.bdecode(torrent))  # type: ignore[arg-type]
         except (RuntimeError, TypeError, ValueError) as e:
             raise SourceError(f"not a valid torrent: {e}") from None
         atp = lt.add_torrent_params()
@@ -237,6 +275,7 @@ class Swarm:
         if new in self._handles:
             raise ValueError(f"work {new} is already in this session")
         self._handles[new] = self._handles.pop(old)
+        self._verified[new] = self._verified.pop(old)
 
     def connect(self, key: str, peers: Iterable[tuple[str, int]]) -> None:
         h = self._handles[key]
@@ -245,12 +284,13 @@ class Swarm:
 
     def remove(self, key: str) -> None:
         h = self._handles.pop(key, None)
+        self._verified.pop(key, None)
         if h is not None:
             self._ses.remove_torrent(h)
 
     # -- reading --------------------------------------------------------------------------
 
-    def keys(self) -> list[str]:
+    def works(self) -> list[str]:
         return list(self._handles)
 
     def info_section(self, key: str) -> bytes | None:
@@ -293,14 +333,26 @@ class Swarm:
             upload_mode=bool(h.flags() & lt.torrent_flags.upload_mode),
         )
 
+    def verified_bytes(self, key: str) -> dict[str, int]:
+        """Payload bytes per peer endpoint whose pieces passed the hash check."""
+        v = self._verified.get(key)
+        return v.totals() if v is not None else {}
+
+    def peer_client(self, endpoint: str) -> str:
+        """The client string a peer at *endpoint* sent in its handshake, if seen."""
+        return self._clients.get(endpoint, "")
+
     def peers(self, key: str) -> list[PeerSnapshot]:
         out = []
         for p in self._handles[key].get_peer_info():
             ip, port = p.ip
+            client = _client_text(p.client)
+            if client:
+                self._clients[f"{ip}:{port}"] = client
             out.append(
                 PeerSnapshot(
                     endpoint=f"{ip}:{port}",
-                    client=_client_text(p.client),
+                    client=client,
                     downloaded=int(p.total_download),
                     uploaded=int(p.total_upload),
                     down_rate=int(p.payload_down_speed),
@@ -318,9 +370,30 @@ class Swarm:
                 return k
         return None
 
+    def _piece_size(self, key: str, piece: int) -> int:
+        ti = self._handles[key].torrent_file()
+        return int(ti.piece_size(piece)) if ti is not None else 0
+
     def _drain(self) -> None:
         for a in self._ses.pop_alerts():
-            if isinstance(a, lt.save_resume_data_alert):
+            if isinstance(a, lt.block_finished_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    piece = int(a.piece_index)
+                    psize = self._piece_size(k, piece)
+                    size = max(0, min(_BLOCK, psize - int(a.block_index) * _BLOCK))
+                    ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
+                    self._verified[k].block(piece, ep, size, psize)
+            elif isinstance(a, lt.piece_finished_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    piece = int(a.piece_index)
+                    self._verified[k].piece_passed(piece, self._piece_size(k, piece))
+            elif isinstance(a, lt.hash_failed_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    self._verified[k].piece_failed(int(a.piece_index))
+            elif isinstance(a, lt.save_resume_data_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
                     self._resume[k] = bytes(lt.write_resume_data_buf(a.params))
@@ -337,7 +410,9 @@ class Swarm:
         errs, self._errors = self._errors, []
         return errs
 
-    def save_resume(self, keys: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bytes]:
+    def save_resume(
+        self, keys: Iterable[str] | None = None, timeout: float = 10.0
+    ) -> dict[str, bytes]:
         """Ask for resume data of *keys* (default: all with metadata) and wait for it."""
         want = []
         for k in list(keys if keys is not None else self._handles):

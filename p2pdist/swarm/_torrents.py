@@ -59,7 +59,8 @@ def make_torrent(
     lt.set_piece_hashes(ct, str(path.parent), cb)
     raw = lt.bencode(ct.generate())
     value = _canonical.decode(raw, max_size=1 << 40, strict=True, what="new torrent")
-    assert isinstance(value, dict)
+    if not isinstance(value, dict):
+        raise TypeError("libtorrent made a torrent that is not a dict")
     return value
 
 
@@ -70,7 +71,7 @@ def _torrent_info(data: bytes) -> lt.torrent_info:
     # but we want one clear error for every broken file.
     _canonical.decode(data, max_size=MAX_TORRENT_SIZE, strict=False, what="torrent file")
     try:
-        return lt.torrent_info(lt.bdecode(data))
+        return lt.torrent_info(lt.bdecode(data))  # type: ignore[arg-type]
     except (RuntimeError, TypeError, ValueError) as e:
         raise SourceError(f"not a valid torrent: {e}") from None
 
@@ -115,6 +116,6 @@ def torrent_from_resume(resume: bytes) -> bytes | None:
         atp = lt.read_resume_data(resume)
         if atp.ti is None:
             return None
-        return bytes(lt.bencode(lt.write_torrent_file(atp)))
+        return bytes(lt.bencode(lt.write_torrent_file(atp)))  # type: ignore[arg-type]
     except (RuntimeError, ValueError):
         return None

@@ -1,0 +1,61 @@
+"""Every test runs in the `local` network profile: 127.0.0.1, no DHT/LSD/UPnP/NAT-PMP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _local_network_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("P2PDIST_NETWORK", "local")
+    monkeypatch.setenv("P2PDIST_PASSPHRASE", PASSPHRASE)
+    from p2pdist.swarm import Profile, profile_from_env
+
+    assert profile_from_env(False) is Profile.LOCAL
+    yield
+    assert os.environ["P2PDIST_NETWORK"] == "local"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(home: Path, *args: str, check: bool = True, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `p2pdist` CLI in a subprocess with this home."""
+    e = {**os.environ, "P2PDIST_NETWORK": "local", "COLUMNS": "200", **(env or {})}
+    cp = subprocess.run(
+        [sys.executable, "-m", "p2pdist", "--home", str(home), *args],
+        capture_output=True, text=True, timeout=timeout, env=e, check=False,
+    )
+    if check and cp.returncode != 0:
+        raise AssertionError(
+            f"p2pdist {' '.join(args)} exited {cp.returncode}\n"
+            f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}"
+        )
+    return cp
+
+
+def start_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a long-running `p2pdist` command (seed, fetch --seed) in the background."""
+    e = {**os.environ, "P2PDIST_NETWORK": "local", "COLUMNS": "200", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "p2pdist", "--home", str(home), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
