@@ -43,7 +43,7 @@ VECTORS = json.loads(
 
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 
-PASS = "correct horse battery staple"  # noqa: S105 - a test passphrase
+PASS = "correct horse battery staple"
 # The cheapest cost argon2id allows, so that most tests unlock in a millisecond.
 FAST = {"opslimit": 1, "memlimit": 8192}
 B32 = "abcdefghijklmnopqrstuvwxyz234567"
