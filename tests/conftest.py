@@ -34,7 +34,8 @@ def free_port() -> int:
 def run_cli(home: Path, *args: str, check: bool = True, timeout: float = 120,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `p2pdist` CLI in a subprocess with this home."""
-    e = {**os.environ, "P2PDIST_NETWORK": "local", "COLUMNS": "200", **(env or {})}
+    e = {"P2PDIST_PASSPHRASE": PASSPHRASE, **os.environ, "P2PDIST_NETWORK": "local",
+         "COLUMNS": "200", **(env or {})}
     cp = subprocess.run(
         [sys.executable, "-m", "p2pdist", "--home", str(home), *args],
         capture_output=True, text=True, timeout=timeout, env=e, check=False,
@@ -49,7 +50,8 @@ def run_cli(home: Path, *args: str, check: bool = True, timeout: float = 120,
 
 def start_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start a long-running `p2pdist` command (seed, fetch --seed) in the background."""
-    e = {**os.environ, "P2PDIST_NETWORK": "local", "COLUMNS": "200", **(env or {})}
+    e = {"P2PDIST_PASSPHRASE": PASSPHRASE, **os.environ, "P2PDIST_NETWORK": "local",
+         "COLUMNS": "200", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "p2pdist", "--home", str(home), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,

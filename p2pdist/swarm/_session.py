@@ -137,6 +137,9 @@ class Swarm:
             | cat.performance_warning
         )
         settings["alert_queue_size"] = 200_000
+        # Keep a finished peer's connection a while: its handshake names the node that
+        # served us, and a fast transfer can end before the next status poll reads it.
+        settings["close_redundant_connections"] = False
         settings["upload_rate_limit"] = max(0, upload_limit)
         settings["download_rate_limit"] = max(0, download_limit)
         # session_params.settings hands back a copy: assign the finished dict once.
@@ -383,6 +386,8 @@ class Swarm:
                     psize = self._piece_size(k, piece)
                     size = max(0, min(_BLOCK, psize - int(a.block_index) * _BLOCK))
                     ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
+                    if ep not in self._clients:
+                        self.peers(k)  # learn its client string while it is connected
                     self._verified[k].block(piece, ep, size, psize)
             elif isinstance(a, lt.piece_finished_alert):
                 k = self._key_of(a.handle)
