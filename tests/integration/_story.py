@@ -55,7 +55,8 @@ class Seeder:
         while "}" not in buf and time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise AssertionError(f"seeder died: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"seeder died: {err}")
             buf += line
         return self
 
