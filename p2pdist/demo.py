@@ -133,13 +133,14 @@ def _story(console: Console, root: Path) -> None:
     for fan in ("fan1", "fan2", "fan3"):
         d.cli(fan, "init", "--name", fan.replace("fan", "Fan "))
 
-    rows: list[tuple[str, str, dict[str, Any]]] = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     ada_port, fan1_port = _free_port(), _free_port()
+    names = {f"127.0.0.1:{ada_port}": "Ada", f"127.0.0.1:{fan1_port}": "Fan 1"}
     console.print("\n[bold]2. Ada seeds; Fan 1 fetches by magnet link (metadata over BEP 9)")
     with d.seeder("ada", ada_port):
         r = d.cli("fan1", "fetch", pub["magnet"], "--dest", str(root / "fan1-music"), "--local",
                   "--peer", f"127.0.0.1:{ada_port}", "--json")
-        rows.append(("Fan 1", "Ada", r))
+        rows.append(("Fan 1", r))
         console.print(f"  verified: {r['license']['summary']}")
 
     console.print("\n[bold]3. Ada goes offline. Fans 2 and 3 fetch from Fan 1 alone")
@@ -147,18 +148,20 @@ def _story(console: Console, root: Path) -> None:
         for fan in ("fan2", "fan3"):
             r = d.cli(fan, "fetch", pub["magnet"], "--dest", str(root / f"{fan}-music"),
                       "--local", "--peer", f"127.0.0.1:{fan1_port}", "--json")
-            rows.append((fan.replace("fan", "Fan "), "Fan 1", r))
+            rows.append((fan.replace("fan", "Fan "), r))
 
     t = Table(title="Who got what from whom", title_justify="left")
-    for col in ("Fan", "From", "Work", "License", "Bytes", "Seconds", "MB/s", "Data matches"):
-        t.add_column(col, justify="right" if col in ("Bytes", "Seconds", "MB/s") else "left")
+    for col in ("Fan", "Served by (verified bytes)", "License", "Seconds", "MB/s",
+                "Identical"):
+        t.add_column(col, justify="right" if col in ("Seconds", "MB/s") else "left")
     ok = True
-    for fan, source, r in rows:
+    for fan, r in rows:
         match = _digest(Path(r["dest"]) / "First Light") == original
         ok &= match
-        t.add_row(fan, source, r["title"], r["license"]["terms"]["spdx"],
-                  f"{r['downloaded']:,}", f"{r['seconds']:.2f}", f"{r['rate'] / 1e6:.1f}",
-                  "[green]yes[/]" if match else "[red]NO[/]")
+        served = ", ".join(f"{names.get(p['peer'], p['peer'])} ({p['bytes']:,})"
+                           for p in r["peers"]) or "?"
+        t.add_row(fan, served, r["license"]["terms"]["spdx"], f"{r['seconds']:.2f}",
+                  f"{r['rate'] / 1e6:.1f}", "[green]yes[/]" if match else "[red]NO[/]")
     console.print()
     console.print(t)
     if not ok:

@@ -90,8 +90,6 @@ def _is_loopback_url(url: str) -> bool:
         return False
 
 
-_BLOCK = 16 * 1024
-
 _STATES = {
     lt.torrent_status.checking_files: TorrentState.CHECKING,
     lt.torrent_status.checking_resume_data: TorrentState.RESUMING,
@@ -373,27 +371,37 @@ class Swarm:
                 return k
         return None
 
-    def _piece_size(self, key: str, piece: int) -> int:
+    def _piece_data(self, key: str, piece: int) -> int:
+        """Bytes of real file data in *piece*: its size less BEP 47 pad files."""
         ti = self._handles[key].torrent_file()
-        return int(ti.piece_size(piece)) if ti is not None else 0
+        if ti is None:
+            return 0
+        size = int(ti.piece_size(piece))
+        layout = ti.layout()
+        pad = sum(
+            int(sl.size) for sl in ti.map_block(piece, 0, size)
+            if layout.file_flags(sl.file_index) & lt.file_storage.flag_pad_file
+        )
+        return size - pad
 
     def _drain(self) -> None:
         for a in self._ses.pop_alerts():
-            if isinstance(a, lt.block_finished_alert):
+            if isinstance(a, lt.block_finished_alert | lt.block_downloading_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
-                    piece = int(a.piece_index)
-                    psize = self._piece_size(k, piece)
-                    size = max(0, min(_BLOCK, psize - int(a.block_index) * _BLOCK))
                     ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
-                    if ep not in self._clients:
-                        self.peers(k)  # learn its client string while it is connected
-                    self._verified[k].block(piece, ep, size, psize)
+                    piece, block = int(a.piece_index), int(a.block_index)
+                    if isinstance(a, lt.block_downloading_alert):
+                        self._verified[k].requested(piece, block, ep)
+                    else:
+                        if ep not in self._clients:
+                            self.peers(k)  # learn its client string while it is connected
+                        self._verified[k].delivered(piece, block, ep)
             elif isinstance(a, lt.piece_finished_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
                     piece = int(a.piece_index)
-                    self._verified[k].piece_passed(piece, self._piece_size(k, piece))
+                    self._verified[k].piece_passed(piece, self._piece_data(k, piece))
             elif isinstance(a, lt.hash_failed_alert):
                 k = self._key_of(a.handle)
                 if k is not None:

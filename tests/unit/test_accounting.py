@@ -1,0 +1,79 @@
+"""Verified-byte accounting: credit on hash pass, never more than a piece, none on failure."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pdist.swarm._accounting import BLOCK, VerifiedBytes
+
+PIECE = 4 * BLOCK
+
+
+def test_blocks_are_credited_only_when_their_piece_passes() -> None:
+    v = VerifiedBytes()
+    for b in range(4):
+        v.delivered(0, b, "a")
+    assert v.totals() == {}
+    v.piece_passed(0, PIECE)
+    assert v.totals() == {"a": PIECE}
+
+
+def test_failed_piece_earns_nothing_and_the_redownload_is_credited_once() -> None:
+    v = VerifiedBytes()
+    for b in range(4):
+        v.delivered(0, b, "liar")
+    v.piece_failed(0)
+    for b in range(4):
+        v.delivered(0, b, "honest")
+    v.piece_passed(0, PIECE)
+    assert v.totals() == {"honest": PIECE}
+
+
+def test_block_without_delivery_report_falls_back_to_the_peer_asked() -> None:
+    v = VerifiedBytes()
+    for b in range(4):
+        v.requested(0, b, "a")
+    v.delivered(0, 0, "b")  # end-game: b answered first for block 0
+    v.piece_passed(0, PIECE)
+    assert v.totals() == {"a": 3 * BLOCK, "b": BLOCK}
+
+
+def test_delivery_reported_after_the_hash_check_is_not_counted_twice() -> None:
+    v = VerifiedBytes()
+    for b in range(4):
+        v.requested(0, b, "a")
+    v.piece_passed(0, PIECE)
+    for b in range(4):
+        v.delivered(0, b, "a")  # trailing reports of the same blocks
+    assert v.totals() == {"a": PIECE}
+
+
+def test_short_last_piece_is_credited_its_own_size() -> None:
+    v = VerifiedBytes()
+    v.requested(7, 0, "a")
+    v.requested(7, 1, "a")
+    v.piece_passed(7, BLOCK + 100)
+    assert v.totals() == {"a": BLOCK + 100}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["req", "del", "pass", "fail"]),
+                          st.integers(0, 3), st.integers(0, 3), st.sampled_from("abc")),
+                max_size=80))
+def test_credit_never_exceeds_the_size_of_the_pieces_that_passed(
+    events: list[tuple[str, int, int, str]],
+) -> None:
+    v = VerifiedBytes()
+    passes = 0
+    for kind, piece, block, peer in events:
+        if kind == "req":
+            v.requested(piece, block, peer)
+        elif kind == "del":
+            v.delivered(piece, block, peer)
+        elif kind == "pass":
+            v.piece_passed(piece, PIECE)
+            passes += 1
+        else:
+            v.piece_failed(piece)
+    assert sum(v.totals().values()) <= passes * PIECE
