@@ -16,12 +16,12 @@ demo: $(STAMP)
 	P2PDIST_NETWORK=local $(BIN)/p2pdist demo
 
 test: $(STAMP)
-	$(BIN)/ruff check p2pdist tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	P2PDIST_NETWORK=local $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check p2pdist tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 bench: $(STAMP)
