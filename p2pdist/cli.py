@@ -133,7 +133,8 @@ def _endpoints(peers: list[str] | None) -> list[tuple[str, int]]:
 
 
 def _emit(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    # One object per line, so a long-running command's output is JSON Lines.
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 

@@ -87,9 +87,6 @@ class Library:
         self._write(w)
         return w
 
-    def set_torrent(self, work: str, torrent: bytes) -> None:
-        atomic_write(self._path(work, "torrent"), torrent)
-
     def all(self) -> list[Work]:
         if not self.dir.is_dir():
             return []

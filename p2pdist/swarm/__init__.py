@@ -11,7 +11,6 @@ from p2pdist.swarm._torrents import (
     magnet_info,
     make_magnet,
     make_torrent,
-    torrent_from_resume,
     torrent_name,
 )
 
@@ -28,6 +27,5 @@ __all__ = [
     "make_torrent",
     "parse_endpoint",
     "profile_from_env",
-    "torrent_from_resume",
     "torrent_name",
 ]

@@ -17,7 +17,6 @@ __all__ = [
     "magnet_info",
     "make_magnet",
     "make_torrent",
-    "torrent_from_resume",
     "torrent_name",
 ]
 
@@ -109,13 +108,3 @@ def magnet_info(uri: str) -> tuple[str, list[str]]:
 
 
 
-
-def torrent_from_resume(resume: bytes) -> bytes | None:
-    """A full .torrent (with v2 piece layers) rebuilt from resume data saved with its info."""
-    try:
-        atp = lt.read_resume_data(resume)
-        if atp.ti is None:
-            return None
-        return bytes(lt.bencode(lt.write_torrent_file(atp)))  # type: ignore[arg-type]
-    except (RuntimeError, ValueError):
-        return None
