@@ -38,7 +38,8 @@ license_app = typer.Typer(help="Show or verify the signed license of a work.",
 app.add_typer(license_app, name="license")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _State:
@@ -55,10 +56,12 @@ LocalOpt = Annotated[
                  "Also set by P2PDIST_NETWORK=local."),
 ]
 UpLimitOpt = Annotated[
-    int, typer.Option("--upload-limit", help="Upload at most this many KiB/s (0: no limit).")
+    int, typer.Option("--upload-limit", min=0,
+                      help="Upload at most this many KiB/s (0: no limit).")
 ]
 DownLimitOpt = Annotated[
-    int, typer.Option("--download-limit", help="Download at most this many KiB/s (0: no limit).")
+    int, typer.Option("--download-limit", min=0,
+                      help="Download at most this many KiB/s (0: no limit).")
 ]
 PeerOpt = Annotated[
     list[str] | None,
@@ -108,6 +111,9 @@ def _passphrase(*, confirm: bool = False) -> str:
             return STATE.passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as e:
             raise PassphraseError(f"cannot read {STATE.passphrase_file}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise PassphraseError(f"{STATE.passphrase_file} is not UTF-8 text",
+                                  remedy="put the passphrase in the file as plain text") from None
     if not sys.stdin.isatty():
         raise PassphraseError("no passphrase given and no terminal to ask in")
     return str(typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm,
@@ -221,10 +227,11 @@ def publish(
     """Sign a license for a work, make its torrent and add it to your library."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from p2pdist.licensing import cc_terms
+    from p2pdist.node import check_publish_args
     from p2pdist.node import publish as do_publish
 
-    cc_terms(license_id)  # a typo fails before the passphrase prompt and the hashing
+    # A typo fails before the passphrase prompt and the hashing.
+    check_publish_args(title=title, spdx=license_id, creators=creator or (), fmt=fmt)
     if not path.expanduser().exists():
         from p2pdist.errors import InputError
 
@@ -265,7 +272,8 @@ def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
     for s in snaps:
         st = s.status
         t.add_row(
-            s.title[:40], st.state.value, f"{st.progress * 100:.0f}%", str(st.num_peers),
+            s.title[:40], f"error: {st.error}"[:40] if st.error else st.state.value,
+            f"{st.progress * 100:.0f}%", str(st.num_peers),
             f"{_size(st.down_rate)}/s", f"{_size(st.up_rate)}/s",
             _size(st.uploaded),
         )
@@ -303,7 +311,7 @@ def _listen(listen: str | None, profile: Profile) -> tuple[str, int]:
     from p2pdist.swarm import Profile, parse_endpoint
 
     if listen:
-        return parse_endpoint(listen)
+        return parse_endpoint(listen, option="--listen", allow_zero=True)
     return ("127.0.0.1", 0) if profile is Profile.LOCAL else ("0.0.0.0", 6881)  # noqa: S104
 
 
@@ -331,10 +339,14 @@ def seed(
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
                else str(node.listen_port), "port": node.listen_port,
-               "works": [w.work for w in works]})
+               "works": [w.work for w in works], "problems": node.problems})
     else:
         err.print(f"Seeding {len(works)} work(s) on port {node.listen_port} "
                   f"({profile.value} network). Ctrl-C to stop.")
+        if not works:
+            err.print("[yellow]Your library is empty:[/] publish or fetch a work first.")
+    for work, problem in node.problems.items():
+        err.print(f"[yellow]warning:[/] {work[:12]}: {problem}")
     _run_table(node, f"p2pdist seeding on port {node.listen_port}", json_out)
 
 
@@ -365,13 +377,19 @@ def fetch(
                            "license (a broken license is still refused).")
     ] = False,
     metadata_timeout: Annotated[
-        float, typer.Option("--metadata-timeout", help="Give up if no peer sends the "
-                            "metadata within this many seconds.")
+        float, typer.Option("--metadata-timeout", min=0.1, max=86400.0,
+                            help="Give up if no peer sends the metadata within this many "
+                            "seconds.")
     ] = 60.0,
     stall_timeout: Annotated[
-        float, typer.Option("--stall-timeout", help="Give up if no data arrives for this "
-                            "many seconds (run the fetch again to resume).")
+        float, typer.Option("--stall-timeout", min=0.1, max=86400.0,
+                            help="Give up if no data arrives for this many seconds (run the "
+                            "fetch again to resume).")
     ] = 600.0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Let the fetch check and overwrite files "
+                           "already in --dest.")
+    ] = False,
     local: LocalOpt = False,
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
@@ -397,7 +415,7 @@ def fetch(
     try:
         work, lic = node.fetch(
             source, dest, allow_unlicensed=allow_unlicensed, metadata_timeout=metadata_timeout,
-            on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+            on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"), overwrite=overwrite,
         )
         if not json_out:
             out.print(f"Verified license of [bold]{work.title}[/]; fetching into {dest}")
@@ -452,7 +470,8 @@ def _license(source: str, peer: list[str] | None, local: bool, timeout: float) -
 
 
 MetaTimeoutOpt = Annotated[
-    float, typer.Option("--metadata-timeout", help="Seconds to wait for a magnet's metadata.")
+    float, typer.Option("--metadata-timeout", min=0.1, max=86400.0,
+                        help="Seconds to wait for a magnet's metadata.")
 ]
 SourceArg = Annotated[
     str, typer.Argument(help="A magnet link (with --peer), a .torrent file, or a work id.")
@@ -545,6 +564,9 @@ def main() -> None:
     try:
         app()
     except P2PDistError as e:
+        if "--json" in sys.argv[1:]:
+            _emit({"ok": False, "error": e.message, "remedy": e.remedy,
+                   "exit_code": e.exit_code, "kind": type(e).__name__})
         err.print(f"[red]error:[/] {e.message}")
         if e.remedy:
             err.print(f"  [dim]→ {e.remedy}[/]")

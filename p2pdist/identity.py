@@ -23,6 +23,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
+from p2pdist._text import is_printable
 from p2pdist.errors import (
     IdentityExists,
     InvalidSignature,
@@ -136,8 +137,13 @@ class Identity:
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write *data* to *path* through a temp file, fsync and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise StorageError(f"cannot write {path}: it is a folder", remedy="name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
@@ -161,7 +167,8 @@ def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes
     return bytes(
         nacl.pwhash.argon2id.kdf(
             nacl.secret.SecretBox.KEY_SIZE,
-            passphrase.encode("utf-8"),
+            # surrogateescape: a passphrase from a non-UTF-8 environment still has bytes
+            passphrase.encode("utf-8", "surrogateescape"),
             salt,
             opslimit=opslimit,
             memlimit=memlimit,
@@ -179,7 +186,7 @@ def create_identity(
 ) -> Identity:
     """Create a new identity in *home*, sealed with *passphrase*. Never overwrites."""
     name = name.strip()
-    if not name or len(name) > MAX_NAME_LEN or any(ord(c) < 32 for c in name):
+    if not is_printable(name, max_len=MAX_NAME_LEN):
         raise KeyFileError(
             "the name must be 1 to 200 printable characters", remedy='e.g. --name "Ada"'
         )
@@ -214,8 +221,10 @@ def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
     path = home / KEYFILE_NAME
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NoIdentity(f"no identity in {home}") from None
+    except OSError as e:
+        raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"the key file {path} can be read by others (mode {stat.S_IMODE(st.st_mode):o})",

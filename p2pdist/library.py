@@ -90,7 +90,8 @@ class Library:
     def all(self) -> list[Work]:
         if not self.dir.is_dir():
             return []
-        out = [self._read(p) for p in sorted(self.dir.glob("*.json"))]
+        out = [self._read(p) for p in sorted(self.dir.glob("*.json"))
+               if _WORK_RE.match(p.stem)]
         return sorted(out, key=lambda w: w.added)
 
     def _read(self, path: Path) -> Work:
@@ -101,7 +102,7 @@ class Library:
             if d.pop("type") != "p2pdist/work" or d.pop("v") != 1:
                 raise ValueError("not a work record")
             return Work(**d)
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
             raise LibraryError(
                 f"the library record {path} is damaged ({e})",
                 remedy=f"remove {path} and its .torrent/.resume, then fetch the work again",
@@ -116,8 +117,11 @@ class Library:
     def find(self, ref: str) -> Work | None:
         """A work by id, v1 infohash, or a unique prefix of 8+ hex digits."""
         ref = ref.lower()
-        if len(ref) < 8 or not all(c in "0123456789abcdef" for c in ref):
+        if not ref or not all(c in "0123456789abcdef" for c in ref):
             return None
+        if len(ref) < 8:
+            raise LibraryError(f"a work id prefix needs 8 or more hex digits, not {ref!r}",
+                               remedy="list the ids with: p2pdist works")
         hits = [w for w in self.all() if w.work.startswith(ref) or w.infohash.startswith(ref)]
         if len(hits) > 1:
             raise LibraryError(f"{ref} names {len(hits)} works", remedy="give more digits")

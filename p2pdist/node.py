@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pdist import __version__, _canonical
+from p2pdist._text import is_printable
 from p2pdist.errors import (
     InputError,
     MalformedObject,
@@ -26,6 +27,7 @@ from p2pdist.errors import (
 from p2pdist.identity import Identity, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
+    CCTerms,
     License,
     LicenseManifest,
     SignedManifest,
@@ -45,6 +47,7 @@ from p2pdist.swarm import (
     magnet_info,
     make_magnet,
     make_torrent,
+    torrent_name,
 )
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "Node",
     "PublishResult",
     "WorkSnapshot",
+    "check_publish_args",
     "check_source_license",
     "client_version",
     "publish",
@@ -97,6 +101,21 @@ def _slug(text: str) -> str:
     return s[:60] or "work"
 
 
+def check_publish_args(
+    *, title: str, spdx: str, creators: Sequence[str] = (), fmt: str = "hybrid"
+) -> CCTerms:
+    """Check what a person typed before any passphrase prompt or hashing."""
+    terms = cc_terms(spdx)
+    if not is_printable(title.strip(), max_len=MAX_TITLE):
+        raise InputError("the title must be 1 to 300 printable characters")
+    credits = [c.strip() for c in creators if c.strip()]
+    if len(credits) > 32 or not all(is_printable(c, max_len=MAX_TITLE) for c in credits):
+        raise InputError("give at most 32 creators of 1 to 300 printable characters each")
+    if fmt not in ("hybrid", "v1"):
+        raise InputError(f"unknown torrent format {fmt!r}", remedy="use --format hybrid or v1")
+    return terms
+
+
 def publish(
     home: Path,
     identity: Identity,
@@ -117,10 +136,9 @@ def publish(
 
     Every input is checked before anything is written; on error nothing is.
     """
-    terms = cc_terms(spdx)
+    terms = check_publish_args(title=title, spdx=spdx, creators=creators, fmt=fmt)
     title = title.strip()
-    if not title or len(title) > MAX_TITLE or any(ord(c) < 32 for c in title):
-        raise InputError("the title must be 1 to 300 printable characters")
+    credits = tuple(c.strip() for c in creators if c.strip()) or (identity.name,)
     path = path.expanduser()
     if not path.exists():
         raise InputError(f"no such file or folder: {path}", remedy="check the path")
@@ -138,7 +156,7 @@ def publish(
     info: dict[str, Any] = torrent["info"]
     manifest = LicenseManifest(
         title=title,
-        creators=tuple(c.strip() for c in creators if c.strip()) or (identity.name,),
+        creators=credits,
         created=(now or datetime.now(UTC)).replace(microsecond=0),
         terms=terms,
         splits=(Split(identity.public_key, 10_000),),
@@ -155,14 +173,16 @@ def publish(
     atomic_write(out, data)
     Library(home).add(
         Work(
-            work=lic.work, infohash=infohash, title=title, license=spdx, role="published",
+            work=lic.work, infohash=infohash, title=title, license=terms.spdx,
+            role="published",
             save_path=str(path.parent), size=manifest.content.total_size, added=now_iso(now),
             complete=True, magnet=magnet,
         ),
         data,
     )
     return PublishResult(
-        work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=title, license=spdx,
+        work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=title,
+        license=terms.spdx,
         size=manifest.content.total_size,
         files=tuple("/".join(f.path) for f in manifest.content.files),
     )
@@ -245,8 +265,32 @@ def check_source_license(
         client_version=client_version(home),
     ) as swarm:
         swarm.add_magnet("m", magnet, Path(tmp), peers=peers)
+        _need_peer_source(swarm, "m", peers)
         info = _wait_metadata(swarm, "m", timeout, peers)
         return verify_info(info)
+
+
+def _need_peer_source(swarm: Swarm, key: str, peers: Sequence[tuple[str, int]]) -> None:
+    """In the local profile, with no --peer and no loopback tracker, nobody can answer."""
+    if swarm.profile is Profile.LOCAL and not peers and not swarm.trackers(key):
+        raise NetworkError("no way to find peers on the local network",
+                           remedy="give --peer HOST:PORT, or publish with a loopback --tracker")
+
+
+def _refuse_overwrite(info_bytes: bytes, dest: Path) -> None:
+    """A fetch never silently replaces files a person already has in --dest."""
+    info = _canonical.decode(info_bytes, max_size=1 << 26, strict=False, what="info dict")
+    try:
+        content = content_of_info(info)
+    except MalformedObject:
+        return
+    for f in content.files:
+        target = dest.joinpath(*f.path)
+        if target.exists():
+            raise InputError(
+                f"{target} already exists; fetching would check it and overwrite what differs",
+                remedy="choose another --dest, or add --overwrite",
+            )
 
 
 def _wait_metadata(
@@ -343,6 +387,7 @@ class Node:
         self._last_resume = time.monotonic()
         self._last_connect = time.monotonic()
         self._completed: set[str] = set()
+        self.problems: dict[str, str] = {}  # work -> what a person should look at
 
     @property
     def listen_port(self) -> int:
@@ -354,6 +399,9 @@ class Node:
         for w in works:
             if w.work in self._titles:
                 continue
+            if w.complete and not _data_present(Path(w.save_path),
+                                                self.library.torrent(w.work)):
+                self.problems[w.work] = f"files missing in {w.save_path}"
             resume = self.library.resume(w.work)
             if resume:
                 self.swarm.add_resume(w.work, resume, Path(w.save_path), peers=self.peers)
@@ -375,6 +423,7 @@ class Node:
         allow_unlicensed: bool = False,
         metadata_timeout: float = 60.0,
         on_warning: Callable[[str], None] | None = None,
+        overwrite: bool = False,
     ) -> tuple[Work, License | None]:
         """Add *source* held, verify its license, then let the payload flow into *dest*.
 
@@ -383,6 +432,8 @@ class Node:
         """
         src = _resolve_source(source, self.library)
         dest = dest.expanduser().absolute()
+        if dest.exists() and not dest.is_dir():
+            raise InputError(f"--dest {dest} is a file, not a folder")
         known = next((w for w in self.library.all() if {w.work, w.infohash} & set(src.hashes)),
                      None)
         key = known.work if known else "pending"
@@ -396,7 +447,10 @@ class Node:
             self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True)
         else:
             self.swarm.add_magnet(key, src.magnet or "", dest, peers=self.peers)
+        here = known is not None and Path(known.save_path) == dest
         try:
+            if src.magnet and not here:
+                _need_peer_source(self.swarm, key, self.peers)  # or wait for metadata in vain
             info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
             lic: License | None
             try:
@@ -408,6 +462,10 @@ class Node:
                 if on_warning:
                     on_warning("this torrent carries no p2pdist license: fetched on your word")
             _check_paths(info, dest)
+            if not here:
+                _need_peer_source(self.swarm, key, self.peers)
+                if not overwrite:
+                    _refuse_overwrite(info, dest)
         except P2PDistError:
             self.swarm.remove(key)
             raise
@@ -443,7 +501,10 @@ class Node:
     def tick(self) -> list[WorkSnapshot]:
         """Process events, save resume data now and then; return a snapshot of every work."""
         for err in self.swarm.poll():
-            raise NetworkError(err) if "listen" in err else _storage_error(err)
+            # A work whose files went missing shows as an error in its own status; only a
+            # lost listening socket stops the node.
+            if "listen" in err:
+                raise NetworkError(err)
         now = time.monotonic()
         snaps = []
         for key in self.swarm.works():
@@ -491,6 +552,15 @@ class Node:
             self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:
             self.swarm.close()
+
+
+def _data_present(save_path: Path, torrent: bytes) -> bool:
+    """Whether the work's top-level file or folder is still where it was saved."""
+    try:
+        name = torrent_name(torrent)
+    except P2PDistError:
+        return True
+    return (save_path / name).exists()
 
 
 def _storage_error(msg: str) -> P2PDistError:

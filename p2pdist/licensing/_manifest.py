@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from p2pdist import _canonical
+from p2pdist._text import is_printable
 from p2pdist.errors import (
     ContentMismatch,
     InvalidSignature,
@@ -68,7 +69,7 @@ def _text(v: Any, what: str, *, max_len: int = MAX_TEXT) -> str:
         s = v.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedObject(f"the manifest's {what} is not UTF-8") from None
-    if not s or len(s) > max_len or any(ord(c) < 32 for c in s):
+    if not is_printable(s, max_len=max_len):
         raise MalformedObject(f"the manifest's {what} is empty, too long or has control chars")
     return s
 
@@ -143,7 +144,7 @@ class LicenseManifest:
     def __post_init__(self) -> None:
         # The same rules as from_dict: whatever can be signed can be verified.
         for text in (self.title, *self.creators):
-            if not text or len(text) > MAX_TEXT or any(ord(c) < 32 for c in text):
+            if not is_printable(text, max_len=MAX_TEXT):
                 raise ValueError("titles and creators are 1 to 300 printable characters")
         if not 1 <= len(self.creators) <= MAX_CREATORS:
             raise ValueError(f"a manifest names 1 to {MAX_CREATORS} creators")

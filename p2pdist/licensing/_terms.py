@@ -74,6 +74,8 @@ class CCTerms:
 
 def cc_terms(spdx: str) -> CCTerms:
     """CC terms for a user-given SPDX id; InputError lists the known ones."""
+    # Users type ids in any case; the signed form is always the canonical SPDX spelling.
+    spdx = next((k for k in CC_LICENSES if k.lower() == spdx.strip().lower()), spdx)
     if spdx not in CC_LICENSES:
         known = ", ".join(CC_LICENSES)
         raise InputError(f"unknown license {spdx!r}", remedy=f"use one of: {known}")

@@ -72,14 +72,25 @@ class WorkStatus:
         return self.has_metadata and self.total_wanted > 0 and self.total_done >= self.total_wanted
 
 
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """Parse HOST:PORT or [V6]:PORT; InputError when it is not one."""
+def parse_endpoint(text: str, *, option: str = "--peer", allow_zero: bool = False
+                   ) -> tuple[str, int]:
+    """Parse IP:PORT, [V6]:PORT or localhost:PORT; InputError when it is not one."""
     t = text.strip()
     host, sep, port = t.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InputError(f"not HOST:PORT: {text!r}", remedy="e.g. --peer 127.0.0.1:6881")
-    return host, int(port)
+    if host == "localhost":
+        host = "127.0.0.1"
+    low = 0 if allow_zero else 1
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if not sep or ip is None or not (port.isascii() and port.isdigit()) or not (
+        low <= int(port) <= 65535
+    ):
+        raise InputError(f"{option} wants IP:PORT, not {text!r}",
+                         remedy=f"e.g. {option} 127.0.0.1:6881")
+    return str(ip), int(port)
 
 
 def _is_loopback_url(url: str) -> bool:
@@ -115,9 +126,7 @@ class Swarm:
         """*upload_limit* and *download_limit* are bytes per second; 0 means none."""
         self.profile = profile
         host, port = listen
-        if profile is Profile.LOCAL and not ipaddress.ip_address(
-            "127.0.0.1" if host == "localhost" else host
-        ).is_loopback:
+        if profile is Profile.LOCAL and not ipaddress.ip_address(host).is_loopback:
             raise InputError(
                 f"the local profile listens on loopback only, not {host}",
                 remedy="use --listen 127.0.0.1:PORT",
@@ -135,6 +144,8 @@ class Swarm:
             | cat.performance_warning
         )
         settings["alert_queue_size"] = 200_000
+        # A port the user named is that port or an error, never the next free one.
+        settings["max_retry_port_bind"] = 0
         # Keep a finished peer's connection a while: its handshake names the node that
         # served us, and a fast transfer can end before the next status poll reads it.
         settings["close_redundant_connections"] = False
@@ -169,6 +180,8 @@ class Swarm:
         while self._ses.listen_port() == 0 and time.monotonic() < deadline:
             self._drain()
             time.sleep(0.02)
+        if port and self._ses.listen_port() not in (0, port):
+            self._errors.append(f"port {port} is taken")
         if self._ses.listen_port() == 0 or self._errors:
             detail = "; ".join(self._errors) or "no listening socket"
             self._ses = None
@@ -266,6 +279,10 @@ class Swarm:
         atp = lt.parse_magnet_uri(uri)
         atp.save_path = str(save_path)
         self._add(key, atp, peers, hold=True)
+
+    def trackers(self, key: str) -> list[str]:
+        """The announce URLs this session will use for *key* (after profile filtering)."""
+        return [str(t["url"]) for t in self._handles[key].trackers()]
 
     def release(self, key: str) -> None:
         """Let a held work start downloading."""

@@ -6,6 +6,8 @@ import enum
 import os
 from typing import Any
 
+from p2pdist.errors import InputError
+
 __all__ = ["Profile", "profile_from_env", "settings_for"]
 
 _DHT_ROUTERS = "router.bittorrent.com:6881,dht.libtorrent.org:25401"
@@ -22,7 +24,7 @@ def profile_from_env(local_flag: bool) -> Profile:
     if local_flag or env == "local":
         return Profile.LOCAL
     if env not in ("", "internet"):
-        raise ValueError(f"P2PDIST_NETWORK must be 'local' or 'internet', not {env!r}")
+        raise InputError(f"P2PDIST_NETWORK must be 'local' or 'internet', not {env!r}")
     return Profile.INTERNET
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from p2pdist import _canonical
-from p2pdist.errors import InputError, SourceError
+from p2pdist.errors import InputError, MalformedObject, SourceError
 
 __all__ = [
     "MAX_TORRENT_SIZE",
@@ -40,7 +40,8 @@ def make_torrent(
     if flags is None:
         raise InputError(f"unknown torrent format {fmt!r}", remedy="use --format hybrid or v1")
     # Hidden files (.DS_Store, editor swap files) are not part of a work.
-    files = lt.list_files(str(path), lambda p: not Path(p).name.startswith("."))
+    root = str(path)
+    files = lt.list_files(root, lambda p: p == root or not Path(p).name.startswith("."))
     if not files or sum(f.size for f in files) == 0:
         raise InputError(f"{path} holds no data to publish", remedy="publish a non-empty folder")
     ct = lt.create_torrent(files, 0, flags)
@@ -55,7 +56,11 @@ def make_torrent(
         if progress is not None:
             progress(piece + 1, n)
 
-    lt.set_piece_hashes(ct, str(path.parent), cb)
+    try:
+        lt.set_piece_hashes(ct, str(path.parent), cb)
+    except RuntimeError as e:
+        raise InputError(f"cannot read the files of {path}: {e}",
+                         remedy="check that every file is readable") from None
     raw = lt.bencode(ct.generate())
     value = _canonical.decode(raw, max_size=1 << 40, strict=True, what="new torrent")
     if not isinstance(value, dict):
@@ -66,9 +71,11 @@ def make_torrent(
 def _torrent_info(data: bytes) -> lt.torrent_info:
     if len(data) > MAX_TORRENT_SIZE:
         raise SourceError(f"the torrent is too large ({len(data)} bytes)")
-    # Our own strict-enough parse first: libtorrent's parser has its own depth/token limits,
-    # but we want one clear error for every broken file.
-    _canonical.decode(data, max_size=MAX_TORRENT_SIZE, strict=False, what="torrent file")
+    # Our own bounded parse first: one clear error for every broken file.
+    try:
+        _canonical.decode(data, max_size=MAX_TORRENT_SIZE, strict=False, what="torrent file")
+    except MalformedObject as e:
+        raise SourceError(f"not a valid torrent file: {e.message}") from None
     try:
         return lt.torrent_info(lt.bdecode(data))  # type: ignore[arg-type]
     except (RuntimeError, TypeError, ValueError) as e:

@@ -214,11 +214,15 @@ def test_stored_vector_bytes_verify(case: dict[str, Any]) -> None:
 
 # -- properties ---------------------------------------------------------------------------
 
+# Printable as p2pdist._text defines it: no control, format (bidi, zero-width), surrogate
+# or line/paragraph separator characters, and no surrounding white space.
+_HIDDEN = ("Cc", "Cf", "Cs", "Zl", "Zp")
 _text = st.text(
-    alphabet=st.characters(min_codepoint=32, exclude_categories=("Cs",)), min_size=1, max_size=40
-)
+    alphabet=st.characters(min_codepoint=32, exclude_categories=_HIDDEN), min_size=1, max_size=40
+).filter(lambda s: s == s.strip())
 _long_text = _text | st.text(
-    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF,
+                           exclude_categories=(*_HIDDEN, "Zs")),
     min_size=290, max_size=300,
 )
 
@@ -1007,7 +1011,14 @@ def test_plain_words_credit_every_creator() -> None:
     )
 
 
-@pytest.mark.parametrize("spdx", ["MIT", "cc-by-4.0", "CC-BY-3.0", "", "CC-BY-SA-4.0 "])
+@pytest.mark.parametrize("typed", ["cc-by-4.0", "Cc-By-4.0", " CC-BY-4.0 "])
+def test_typed_license_id_maps_to_the_canonical_spdx_spelling(typed: str) -> None:
+    # What a person types is forgiving; what gets signed is always the SPDX spelling, and
+    # a manifest carrying any other spelling is refused (see the malformed table).
+    assert cc_terms(typed).spdx == "CC-BY-4.0"
+
+
+@pytest.mark.parametrize("spdx", ["MIT", "CC-BY-3.0", "", "CC-BY-4.1", "CC BY 4.0"])
 def test_unknown_license_is_refused_with_the_known_ones_listed(spdx: str) -> None:
     with pytest.raises(InputError) as e:
         cc_terms(spdx)
