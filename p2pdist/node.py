@@ -196,13 +196,12 @@ class _Source:
     magnet: str | None = None
     torrent: bytes | None = None
     hashes: tuple[str, ...] = ()
-    label: str = ""
 
 
 def _resolve_source(text: str, library: Library) -> _Source:
     if text.startswith("magnet:"):
         _, magnet_hashes = magnet_info(text)
-        return _Source(magnet=text, hashes=tuple(magnet_hashes), label="magnet link")
+        return _Source(magnet=text, hashes=tuple(magnet_hashes))
     p = Path(text).expanduser()
     if p.is_file():
         from p2pdist.swarm import MAX_TORRENT_SIZE
@@ -212,11 +211,10 @@ def _resolve_source(text: str, library: Library) -> _Source:
         data = p.read_bytes()
         info = info_section(data)
         ids = (hashlib.sha1(info).hexdigest(), hashlib.sha256(info).hexdigest())  # noqa: S324
-        return _Source(torrent=data, hashes=ids, label=str(p))
+        return _Source(torrent=data, hashes=ids)
     w = library.find(text)
     if w is not None:
-        return _Source(torrent=library.torrent(w.work), hashes=(w.infohash, w.work),
-                       label=f"library work {w.work[:12]}")
+        return _Source(torrent=library.torrent(w.work), hashes=(w.infohash, w.work))
     raise SourceError(f"no such magnet link, .torrent file or work: {text[:100]!r}")
 
 
@@ -524,6 +522,10 @@ class Node:
             self._last_connect = now
         return snaps
 
+    def finished(self, key: str) -> bool:
+        """Complete, with its resume data saved and the library record updated."""
+        return key in self._completed
+
     def served(self, key: str) -> list[dict[str, object]]:
         """Verified payload bytes per peer that sent them, largest first."""
         rows = sorted(self.swarm.verified_bytes(key).items(), key=lambda kv: -kv[1])
@@ -586,7 +588,7 @@ def wait_complete(
             on_progress(snap)
         if snap.status.state is TorrentState.ERROR:
             raise _storage_error(snap.status.error)
-        if snap.status.complete and key in node._completed:
+        if snap.status.complete and node.finished(key):
             return snap
         if snap.status.total_done != last_done:
             last_done, last_change = snap.status.total_done, time.monotonic()

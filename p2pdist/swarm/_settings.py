@@ -35,7 +35,6 @@ def settings_for(
         "listen_interfaces": f"{_bracket(listen_host)}:{listen_port}",
         "handshake_client_version": client_version,
         "user_agent": client_version.split(" ", maxsplit=1)[0],
-        "alert_mask": 0x7FFFFFFF,
         # Reconnect quickly to a peer that went away and came back (a restarted seeder).
         "min_reconnect_time": 2,
         "peer_connect_timeout": 5,
