@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pdist import __version__, _canonical
+from p2pdist._api import client_string
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     InputError,
@@ -315,7 +316,7 @@ def client_version(home: Path) -> str:
         pk = load_public_identity(home).public_key
     except P2PDistError:
         return f"p2pdist/{__version__}"
-    return f"p2pdist/{__version__} pk={key_to_text(pk)}"
+    return client_string(pk, None)
 
 
 # -- the running node ---------------------------------------------------------------------
