@@ -25,7 +25,7 @@ from p2pdist.errors import (
     P2PDistError,
     SourceError,
 )
-from p2pdist.identity import Identity, key_to_text, load_public_identity
+from p2pdist.identity import Identity, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
     CCTerms,
