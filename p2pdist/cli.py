@@ -126,6 +126,26 @@ def _unlock() -> Any:
     return load_identity(_home(), passphrase=_passphrase())
 
 
+def _node_identity() -> Any:
+    """This node's unlocked identity, or None when `init` was never run here."""
+    from p2pdist.identity import KEYFILE_NAME
+
+    return _unlock() if (_home() / KEYFILE_NAME).exists() else None
+
+
+ApiListenOpt = Annotated[
+    str | None,
+    typer.Option("--api-listen", help="HOST:PORT for the node API (default: the BitTorrent "
+                 "port + 1 on the same host)."),
+]
+
+
+def _api_listen(text: str | None) -> tuple[str, int] | None:
+    from p2pdist.swarm import parse_endpoint
+
+    return parse_endpoint(text, option="--api-listen", allow_zero=True) if text else None
+
+
 def _profile(local: bool) -> Profile:
     from p2pdist.swarm import profile_from_env
 
@@ -325,6 +345,7 @@ def seed(
     local: LocalOpt = False,
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
+    api_listen: ApiListenOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON line when ready "
                                            "and a final JSON report on exit.")] = False,
 ) -> None:
@@ -334,12 +355,14 @@ def seed(
     profile = _profile(local)
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
-                download_limit=download_limit * 1024)
+                download_limit=download_limit * 1024, identity=_node_identity(),
+                api_listen=_api_listen(api_listen))
     works = node.seed_library()
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
                else str(node.listen_port), "port": node.listen_port,
-               "works": [w.work for w in works], "problems": node.problems})
+               "works": [w.work for w in works], "problems": node.problems,
+               "api": node.api.port if node.api else None})
     else:
         err.print(f"Seeding {len(works)} work(s) on port {node.listen_port} "
                   f"({profile.value} network). Ctrl-C to stop.")
@@ -393,6 +416,7 @@ def fetch(
     local: LocalOpt = False,
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
+    api_listen: ApiListenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch a work by magnet link or .torrent, verifying its license before any byte."""
@@ -410,7 +434,8 @@ def fetch(
     profile = _profile(local)
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
-                download_limit=download_limit * 1024)
+                download_limit=download_limit * 1024, identity=_node_identity(),
+                api_listen=_api_listen(api_listen))
     started = time.monotonic()
     try:
         work, lic = node.fetch(

@@ -6,6 +6,7 @@ Only this module and cli.py combine domains. The CLI calls one function here per
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pdist import __version__, _canonical
-from p2pdist._api import client_string
+from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     InputError,
@@ -25,7 +26,7 @@ from p2pdist.errors import (
     P2PDistError,
     SourceError,
 )
-from p2pdist.identity import Identity, load_public_identity
+from p2pdist.identity import Identity, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
     CCTerms,
@@ -374,7 +375,11 @@ class Node:
         peers: Sequence[tuple[str, int]] = (),
         upload_limit: int = 0,
         download_limit: int = 0,
+        identity: Identity | None = None,
+        api_listen: tuple[str, int] | None = None,
     ) -> None:
+        """With an *identity* the node serves its API (default: the BitTorrent port + 1)
+        and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers."""
         self.home = home
         self.library = Library(home)
         self.peers = tuple(peers)
@@ -382,6 +387,26 @@ class Node:
             profile=profile, listen=listen, client_version=client_version(home),
             upload_limit=upload_limit, download_limit=download_limit,
         )
+        self.identity = identity
+        self.api: NodeApi | None = None
+        if identity is not None:
+            host, port = api_listen or (listen[0], self.swarm.listen_port + 1)
+            try:
+                try:
+                    self.api = NodeApi(identity, host, port).start()
+                except P2PDistError:
+                    if api_listen:
+                        raise
+                    # The default port is taken: any port will do, the handshake names it.
+                    self.api = NodeApi(identity, host, 0).start()
+            except P2PDistError:
+                self.swarm.close()
+                raise
+            self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
+        # Peers' claimed keys count only once proven through their /identity challenge.
+        self._proven: dict[str, bytes] = {}
+        self._proving: set[str] = set()
+        self._lock = threading.Lock()
         self._titles: dict[str, str] = {}
         self._last_resume = time.monotonic()
         self._last_connect = time.monotonic()
@@ -510,6 +535,7 @@ class Node:
             st = self.swarm.status(key)
             peers = tuple(self.swarm.peers(key))
             snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
+            self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key)))
             if st.complete and key not in self._completed:
                 self._on_complete(key)
         if now - self._last_resume > RESUME_EVERY:
@@ -527,11 +553,50 @@ class Node:
         """Complete, with its resume data saved and the library record updated."""
         return key in self._completed
 
+    def _prove_peers(self, endpoints: Sequence[str]) -> None:
+        """Check, in the background, each new peer's claimed key through its API."""
+        for ep in endpoints:
+            claim = parse_client_string(self.swarm.peer_client(ep))
+            if claim is None or claim.api_port is None:
+                continue
+            with self._lock:
+                if ep in self._proven or ep in self._proving:
+                    continue
+                self._proving.add(ep)
+            host = ep.rpartition(":")[0].strip("[]")
+            threading.Thread(target=self._prove, args=(ep, host, claim), daemon=True,
+                             name=f"prove-{ep}").start()
+
+    def _prove(self, ep: str, host: str, claim: PeerClaim) -> None:
+        try:
+            prove_identity(host, claim.api_port or 0, pk=claim.pk, timeout=5)
+        except P2PDistError:
+            return  # unproven: it stays a plain BitTorrent peer
+        with self._lock:
+            self._proven[ep] = claim.pk
+
+    def proven_key(self, endpoint: str, wait: float = 0.0) -> bytes | None:
+        """The key a peer proved, waiting up to *wait* s for a proof under way."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                pk = self._proven.get(endpoint)
+                busy = endpoint in self._proving
+            if pk is not None or not busy or time.monotonic() >= deadline:
+                return pk
+            time.sleep(0.02)
+
     def served(self, key: str) -> list[dict[str, object]]:
-        """Verified payload bytes per peer that sent them, largest first."""
+        """Verified payload bytes per peer that sent them, largest first, with the key
+        each peer proved (None for plain BitTorrent clients)."""
         rows = sorted(self.swarm.verified_bytes(key).items(), key=lambda kv: -kv[1])
-        return [{"peer": ep, "client": self.swarm.peer_client(ep), "bytes": n}
-                for ep, n in rows if n]
+        out: list[dict[str, object]] = []
+        for ep, n in rows:
+            if n:
+                pk = self.proven_key(ep, wait=3.0)
+                out.append({"peer": ep, "client": self.swarm.peer_client(ep), "bytes": n,
+                            "pk": key_to_text(pk) if pk else None})
+        return out
 
     def _on_complete(self, key: str) -> None:
         self._completed.add(key)
@@ -555,6 +620,8 @@ class Node:
             self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:
             self.swarm.close()
+            if self.api is not None:
+                self.api.close()
 
 
 def _data_present(save_path: Path, torrent: bytes) -> bool:

@@ -280,6 +280,10 @@ class Swarm:
         atp.save_path = str(save_path)
         self._add(key, atp, peers, hold=True)
 
+    def set_client_version(self, text: str) -> None:
+        """The BEP 10 client string new connections will see."""
+        self._ses.apply_settings({"handshake_client_version": text})
+
     def trackers(self, key: str) -> list[str]:
         """The announce URLs this session will use for *key* (after profile filtering)."""
         return [str(t["url"]) for t in self._handles[key].trackers()]

@@ -59,6 +59,8 @@ def test_fan_fetches_from_fan_not_artist(tmp_path: Path, album: Path) -> None:
     assert r2["peers"], "fan 2 should report who served it"
     assert {p["peer"] for p in r2["peers"]} == {f"127.0.0.1:{f1_port}"}
     assert all(fan1_pk in p["client"] for p in r2["peers"]), r2["peers"]
+    # ... and fan 1 proved that key through its API's /identity challenge.
+    assert {p["pk"] for p in r2["peers"]} == {fan1_pk}
     # Every verified byte is credited to the peer that sent it: exactly the work's size.
     assert sum(p["bytes"] for p in r2["peers"]) == r2["size"] == pub["size"]
     works = json.loads(run_cli(fan2, "works", "--json").stdout)
