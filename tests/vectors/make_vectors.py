@@ -33,6 +33,7 @@ from p2pdist.licensing import (
     SignedManifest,
     Split,
 )
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
 
 HERE = Path(__file__).resolve().parent
 
@@ -156,6 +157,60 @@ def manifest_vectors() -> list[dict[str, Any]]:
     return out
 
 
+# Receipts: the downloader signs with SEED_A, the uploader is SEED_B's key. Sizes sit at
+# the 16 KiB block and 4 MiB boundaries; the last case holds every field at its maximum.
+RECEIPT_CASES: list[dict[str, Any]] = [
+    {"name": "first-receipt-one-block",
+     "input": {"work": _h("info dict of ada's song"), "uploader_seed": SEED_B.hex(),
+               "downloader_seed": SEED_A.hex(), "seq": 1, "bytes": 16_384,
+               "ts": 1_700_000_000}},
+    {"name": "cumulative-4mib-plus-one",
+     "input": {"work": _h("info dict of duet"), "uploader_seed": SEED_B.hex(),
+               "downloader_seed": SEED_A.hex(), "seq": 7, "bytes": 4_194_305,
+               "ts": 1_735_689_600}},
+    {"name": "zero-bytes-at-epoch",
+     "input": {"work": _h("info dict of duet"), "uploader_seed": SEED_B.hex(),
+               "downloader_seed": SEED_A.hex(), "seq": 1, "bytes": 0, "ts": 0}},
+    {"name": "largest-valid",
+     "input": {"work": "ff" * 32, "uploader_seed": SEED_B.hex(),
+               "downloader_seed": SEED_A.hex(), "seq": 2**63 - 1, "bytes": 2**63 - 1,
+               "ts": 253_402_300_799}},
+]
+
+
+def build_receipt(case_input: dict[str, Any]) -> tuple[TransferReceipt, Identity]:
+    """The receipt and its signing downloader that a receipt case's ``input`` describes."""
+    downloader = Identity("downloader",
+                          nacl.signing.SigningKey(bytes.fromhex(case_input["downloader_seed"])))
+    uploader = bytes(nacl.signing.SigningKey(bytes.fromhex(case_input["uploader_seed"]))
+                     .verify_key)
+    receipt = TransferReceipt(
+        work=bytes.fromhex(case_input["work"]),
+        uploader=uploader,
+        downloader=downloader.public_key,
+        seq=case_input["seq"],
+        bytes=case_input["bytes"],
+        ts=datetime.fromtimestamp(case_input["ts"], UTC),
+    )
+    return receipt, downloader
+
+
+def receipt_vectors() -> list[dict[str, Any]]:
+    out = []
+    for case in RECEIPT_CASES:
+        receipt, downloader = build_receipt(case["input"])
+        signed = SignedReceipt.sign(receipt, downloader)
+        out.append({
+            **case,
+            "receipt_hex": signed.receipt_bytes.hex(),
+            "envelope_hex": signed.to_bytes().hex(),
+            "sig_hex": signed.sig.hex(),
+            "uploader_pk_text": key_to_text(receipt.uploader),
+            "downloader_pk_text": key_to_text(receipt.downloader),
+        })
+    return out
+
+
 def key_vectors() -> list[dict[str, str]]:
     out = []
     for seed in (SEED_A, SEED_B, bytes(32), b"\xff" * 32):
@@ -171,7 +226,8 @@ def key_vectors() -> list[dict[str, str]]:
 
 def main() -> None:
     for name, data in (("license_manifests.json", manifest_vectors()),
-                       ("keys.json", key_vectors())):
+                       ("keys.json", key_vectors()),
+                       ("receipts.json", receipt_vectors())):
         (HERE / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {HERE / name}")
 
