@@ -34,6 +34,7 @@ __all__ = [
     "PeerClaim",
     "client_string",
     "parse_client_string",
+    "post",
     "prove_identity",
 ]
 
@@ -224,3 +225,23 @@ def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> 
     verify_signature(pk=pk, domain=IDENTITY_DOMAIN, message=_identity_message(challenge, pk),
                      signature=sig)
     return str(doc.get("name", ""))[:200]
+
+
+def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
+         ) -> tuple[int, dict[str, Any]]:
+    """POST *body* to a peer's API; (status, JSON answer). NetworkError if unreachable."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body,
+                     headers={"Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        data = resp.read(MAX_BODY + 1)
+    except (OSError, http.client.HTTPException) as e:
+        raise NetworkError(f"the node API at {host}:{port} did not answer: {e}") from None
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = {}
+    return resp.status, doc if isinstance(doc, dict) else {}
