@@ -17,7 +17,9 @@
         ├── MalformedObject           not canonical, oversized, truncated, unknown version
         ├── ContentMismatch           manifest does not bind this torrent's piece hashes
         ├── TermsError                terms that are unknown or inconsistent
-        └── NotLicensed               a torrent without a p2pdist license
+        ├── NotLicensed               a torrent without a p2pdist license
+        ├── LedgerCorrupt             a ledger or bundle entry fails its chain: node, seq, reason
+        └── ForkDetected              one node signed two different histories of one size
 
 Every error carries a message and a remedy a user can act on. Programmer misuse raises
 TypeError or ValueError instead.
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 __all__ = [
     "ContentMismatch",
+    "ForkDetected",
     "IdentityError",
     "IdentityExists",
     "InputError",
     "InvalidSignature",
     "KeyFileError",
+    "LedgerCorrupt",
     "LibraryError",
     "MalformedObject",
     "NetworkError",
@@ -126,3 +130,56 @@ class TermsError(VerificationError):
 
 class NotLicensed(VerificationError):
     default_remedy = "fetch it anyway with --allow-unlicensed if you trust the source"
+
+
+def _key_text(pk: bytes) -> str:
+    # identity.key_to_text, inlined: identity imports this module.
+    import base64
+
+    return base64.b32encode(pk).decode("ascii").rstrip("=").lower()
+
+
+class LedgerCorrupt(VerificationError):
+    """The first entry of a ledger or bundle that fails verification.
+
+    ``node`` is the entry's node key, ``seq`` its place in that node's chain (for a
+    checkpoint: the size it claims) and ``reason`` a short code, e.g. ``bad-hash``.
+    """
+
+    default_remedy = (
+        "do not trust entries from this point on; re-import the node's bundle from a "
+        "copy you trust, or ask the node for a fresh export"
+    )
+
+    def __init__(self, message: str, *, node: bytes, seq: int, reason: str,
+                 remedy: str | None = None) -> None:
+        super().__init__(message, remedy=remedy)
+        self.node = node
+        self.seq = seq
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": "ledger-corrupt", "node": _key_text(self.node), "seq": self.seq,
+                "reason": self.reason, "message": self.message}
+
+
+class ForkDetected(VerificationError):
+    """Two signed histories of one node disagree: same ``size``, different heads.
+
+    Signed checkpoints are proof: keep both, they show the node rewrote its ledger.
+    """
+
+    default_remedy = (
+        "keep both checkpoints as evidence and stop crediting this node until it explains"
+    )
+
+    def __init__(self, message: str, *, node: bytes, seq: int, heads: tuple[bytes, bytes],
+                 remedy: str | None = None) -> None:
+        super().__init__(message, remedy=remedy)
+        self.node = node
+        self.seq = seq
+        self.heads = heads
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": "fork", "node": _key_text(self.node), "seq": self.seq,
+                "heads": [h.hex() for h in self.heads], "message": self.message}
