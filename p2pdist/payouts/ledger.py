@@ -354,21 +354,15 @@ class ImportReport:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """What a successful ``Ledger.verify()`` walked. ``unbacked`` counts checkpoints
-    that claim more entries than this ledger holds (kept, but not checkable yet)."""
+    """What a successful ``Ledger.verify()`` walked (a failed one raises instead)."""
 
     nodes: int
     entries: int
     checkpoints: int
-    unbacked: int
-
-    @property
-    def ok(self) -> bool:
-        return True
 
     def to_dict(self) -> dict[str, object]:
         return {"ok": True, "nodes": self.nodes, "entries": self.entries,
-                "checkpoints": self.checkpoints, "unbacked": self.unbacked}
+                "checkpoints": self.checkpoints}
 
 
 def _corrupt(node: bytes, seq: int, reason: str, what: str) -> LedgerCorrupt:
@@ -704,6 +698,7 @@ class Ledger:
 
         InvalidSignature unless its node signed it. A checkpoint that forks from a
         stored one is stored all the same: the pair is the proof ``verify()`` reports.
+        From then on ``verify()`` also expects the entries it covers to be here.
         """
         signed.verify()
         return self._locked(lambda: self._store_checkpoint(signed))
@@ -755,33 +750,45 @@ class Ledger:
         """Walk every chain and every checkpoint; raise at the first problem.
 
         Checks, in order, per node (nodes in byte order, entries in seq order):
-          (1) each row is well-formed and its stored hash is the hash of its fields
-                                                         (LedgerCorrupt "malformed", "bad-hash");
-          (2) seqs run 1, 2, 3… with no gap               (LedgerCorrupt "missing", at the gap);
+          (1) each row is well-formed                    (LedgerCorrupt "malformed");
+          (2) seqs run 1, 2, 3… with no gap, and each row's stored hash is the hash of its
+              fields        (LedgerCorrupt "missing" at the gap, or "bad-hash" at the row);
           (3) each prev is the previous entry's hash      (LedgerCorrupt "bad-prev");
           (4) *on_payload*, if given, accepts the entry   (what it raises);
         then, per stored checkpoint of that node, by size:
           (5) it parses and its node signed it          (LedgerCorrupt "checkpoint-signature");
           (6) no two checkpoints have one size and two heads (ForkDetected);
           (7) it matches the chain prefix of its size: head and Merkle root
-                                                         (LedgerCorrupt "checkpoint-mismatch").
-        Returns a VerifyReport when everything holds.
+                                                         (LedgerCorrupt "checkpoint-mismatch");
+          (8) the chain is at least as long as every checkpoint: entries that were signed
+              for are still here                  (LedgerCorrupt "missing", at the first gone).
+        Returns a VerifyReport when everything holds. A chain cut short after its last
+        checkpoint cannot be told from one that never grew: export bundles (which sign a
+        checkpoint) to pin what you hold.
         """
         try:
+            # (1) for the node column itself: a row the per-node walk could not reach
+            bad = self._db.execute(
+                "SELECT seq FROM entries WHERE typeof(node) != 'blob' OR length(node) != 32 "
+                "UNION ALL SELECT size FROM checkpoints "
+                "WHERE typeof(node) != 'blob' OR length(node) != 32 LIMIT 1").fetchone()
+            if bad is not None:
+                raise _corrupt(ZERO_HASH, bad[0] if isinstance(bad[0], int) else 0,
+                               "malformed", "a stored row's node is not a 32-byte key "
+                               "(reported under the all-zero key)")
             nodes = sorted(set(self.nodes()) | {
                 bytes(r[0]) for r in self._db.execute("SELECT DISTINCT node FROM checkpoints")})
-            total = checkpoints = unbacked = 0
+            total = checkpoints = 0
             for node in nodes:
-                n, c, u = self._verify_node(node, on_payload)
+                n, c = self._verify_node(node, on_payload)
                 total += n
                 checkpoints += c
-                unbacked += u
         except sqlite3.Error as e:
             raise _storage_error(self.path, e) from e
-        return VerifyReport(len(nodes), total, checkpoints, unbacked)
+        return VerifyReport(len(nodes), total, checkpoints)
 
     def _verify_node(self, node: bytes,
-                     on_payload: PayloadCheck | None) -> tuple[int, int, int]:
+                     on_payload: PayloadCheck | None) -> tuple[int, int]:
         # Checkpoints first (parsed and signed), so the walk can compare prefixes.
         wanted: dict[int, list[tuple[SignedCheckpoint, int]]] = {}
         count = 0
@@ -821,18 +828,22 @@ class Ledger:
                 "SELECT node, seq, kind, payload, prev, hash FROM entries WHERE node = ? "
                 "ORDER BY seq", (node,)):
             _, seq, kind, payload, row_prev, h = row
-            # (1) well-formed, and the stored hash is the hash of the stored fields
+            # (1) well-formed
             if not (isinstance(seq, int) and isinstance(kind, str) and isinstance(payload, bytes)
                     and isinstance(row_prev, bytes) and isinstance(h, bytes)
                     and len(row_prev) == 32 and 1 <= seq <= MAX_INT
                     and len(payload) <= MAX_PAYLOAD_SIZE and _KIND_RE.fullmatch(kind)):
                 raise _corrupt(node, seq if isinstance(seq, int) else expected, "malformed",
                                "a stored column has the wrong type or size")
+            # (2) no gap after a good entry: a renumbered or deleted entry is named where
+            # it is missing, not where a renumbered row went
+            if seq != expected and expected > 1:
+                raise _corrupt(node, expected, "missing",
+                               "this entry is missing (deleted or renumbered)")
             if sha256(_ENTRY_PREFIX + _entry_bytes(
                     node, seq, kind.encode("ascii"), payload, row_prev)).digest() != h:
                 raise _corrupt(node, seq, "bad-hash",
                                "its stored fields do not match its hash (tampered)")
-            # (2) no gap
             if seq != expected:
                 raise _corrupt(node, expected, "missing",
                                "this entry is missing (deleted or renumbered)")
@@ -848,6 +859,10 @@ class Ledger:
             expected += 1
             if wanted and seq in wanted:
                 check_prefix(seq)
-        unbacked = sum(len(v) for v in wanted.values())
-        return expected - 1, count, unbacked
+        # (8) nothing a checkpoint signed for is gone
+        if wanted:
+            raise _corrupt(node, expected, "missing",
+                           f"a signed checkpoint covers {max(wanted)} entries, "
+                           f"only {expected - 1} are here (deleted)")
+        return expected - 1, count
 
