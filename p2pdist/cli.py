@@ -36,6 +36,9 @@ app = typer.Typer(
 license_app = typer.Typer(help="Show or verify the signed license of a work.",
                           no_args_is_help=True)
 app.add_typer(license_app, name="license")
+receipts_app = typer.Typer(help="Signed transfer receipts in this node's ledger.",
+                           no_args_is_help=True)
+app.add_typer(receipts_app, name="receipts")
 
 out = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
@@ -543,6 +546,32 @@ def license_verify(
                "summary": lic.plain_words()})
         return
     out.print(f"[green]✓ verified[/]: {lic.manifest.title} — {lic.plain_words()}")
+
+
+@receipts_app.command("list")
+def receipts_list(
+    work: Annotated[str | None, typer.Option("--work", help="Only this work (id or prefix).")
+                    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One row per (work, uploader, downloader) with the latest bytes and seq."""
+    from p2pdist.identity import fingerprint, key_from_text
+    from p2pdist.node import list_receipts
+
+    rows = list_receipts(_home(), work=work)
+    if json_out:
+        _emit(rows)
+        return
+    if not rows:
+        out.print("No receipts yet: they come with transfers between p2pdist nodes.")
+        return
+    t = Table("Work", "Direction", "Uploader", "Downloader", "Seq", "Bytes", "Time")
+    for r in rows:
+        t.add_row(str(r["work"])[:12], str(r["direction"]),
+                  fingerprint(key_from_text(str(r["uploader"]))),
+                  fingerprint(key_from_text(str(r["downloader"]))), str(r["seq"]),
+                  f"{r['bytes']:,}", str(r["ts"]))
+    out.print(t)
 
 
 @app.command()

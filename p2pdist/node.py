@@ -17,6 +17,7 @@ from typing import Any
 
 from p2pdist import __version__, _canonical
 from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
+from p2pdist._credit import ISSUED, RECEIVED, Credit, LedgerLog, open_ledger
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     InputError,
@@ -39,6 +40,7 @@ from p2pdist.licensing import (
     embed_license,
     verify_info,
 )
+from p2pdist.payouts.receipts import SignedReceipt
 from p2pdist.swarm import (
     PeerSnapshot,
     Profile,
@@ -60,6 +62,7 @@ __all__ = [
     "check_publish_args",
     "check_source_license",
     "client_version",
+    "list_receipts",
     "publish",
 ]
 
@@ -311,6 +314,32 @@ def _wait_metadata(
         time.sleep(0.05)
 
 
+def list_receipts(home: Path, *, work: str | None = None) -> list[dict[str, object]]:
+    """One row per (work, uploader, downloader): the latest receipt this node holds,
+    issued (we downloaded) or received (we uploaded)."""
+    ident = load_public_identity(home)
+    log = open_ledger(home, ident.public_key)
+    try:
+        rows: dict[tuple[bytes, bytes, bytes], dict[str, object]] = {}
+        for kind, direction in ((ISSUED, "issued"), (RECEIVED, "received")):
+            for payload in log.payloads(kind):
+                r = SignedReceipt.from_bytes(payload).receipt
+                if work and not r.work.hex().startswith(work.lower()):
+                    continue
+                have = rows.get(r.key)
+                if have is None or int(str(have["seq"])) < r.seq:
+                    rows[r.key] = {
+                        "work": r.work.hex(), "uploader": key_to_text(r.uploader),
+                        "downloader": key_to_text(r.downloader), "seq": r.seq,
+                        "bytes": r.bytes, "ts": r.ts.isoformat().replace("+00:00", "Z"),
+                        "direction": direction,
+                    }
+        return sorted(rows.values(), key=lambda d: (str(d["work"]), str(d["uploader"]),
+                                                     str(d["downloader"])))
+    finally:
+        log.close()
+
+
 def client_version(home: Path) -> str:
     """The BEP 10 client string that names this node to its peers."""
     try:
@@ -389,6 +418,8 @@ class Node:
         )
         self.identity = identity
         self.api: NodeApi | None = None
+        self.ledger: LedgerLog | None = None
+        self.credit: Credit | None = None
         if identity is not None:
             host, port = api_listen or (listen[0], self.swarm.listen_port + 1)
             try:
@@ -403,6 +434,11 @@ class Node:
                 self.swarm.close()
                 raise
             self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
+            self.ledger = open_ledger(home, identity.public_key)
+            self.credit = Credit(identity, self.ledger, work_size=self._work_size)
+            self.credit.load()
+            credit = self.credit
+            self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
         # Peers' claimed keys count only once proven through their /identity challenge.
         self._proven: dict[str, bytes] = {}
         self._proving: set[str] = set()
@@ -536,6 +572,8 @@ class Node:
             peers = tuple(self.swarm.peers(key))
             snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
             self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key)))
+            if st.state is TorrentState.DOWNLOADING:
+                self._issue_receipts(key, final=False)
             if st.complete and key not in self._completed:
                 self._on_complete(key)
         if now - self._last_resume > RESUME_EVERY:
@@ -594,12 +632,50 @@ class Node:
         for ep, n in rows:
             if n:
                 pk = self.proven_key(ep, wait=3.0)
+                pk_text = key_to_text(pk) if pk else None
+                receipt = self.receipts_issued(key).get(pk_text or "")
                 out.append({"peer": ep, "client": self.swarm.peer_client(ep), "bytes": n,
-                            "pk": key_to_text(pk) if pk else None})
+                            "pk": pk_text, "receipt": receipt})
         return out
+
+    def _work_size(self, work: bytes) -> int | None:
+        try:
+            return self.library.get(work.hex()).size
+        except P2PDistError:
+            return None
+
+    def _issue_receipts(self, key: str, *, final: bool) -> None:
+        """Acknowledge verified bytes to each uploader that proved its key."""
+        if self.credit is None or key == "pending":
+            return
+        size = self._work_size(bytes.fromhex(key))
+        if size is None:
+            return
+        per_key: dict[bytes, tuple[int, str, int]] = {}
+        for ep, n in self.swarm.verified_bytes(key).items():
+            pk = self.proven_key(ep, wait=3.0 if final else 0.0)
+            claim = parse_client_string(self.swarm.peer_client(ep))
+            if pk is None or claim is None or claim.api_port is None or claim.pk != pk:
+                continue  # a plain BitTorrent peer: data, but no receipts
+            total, _, _ = per_key.get(pk, (0, "", 0))
+            per_key[pk] = (total + n, ep.rpartition(":")[0].strip("[]"), claim.api_port)
+        self.credit.observe(bytes.fromhex(key), size, per_key, final=final)
+
+    def credit_of(self, key: str) -> int:
+        """Bytes of *key* that downloaders acknowledged to this node."""
+        if self.credit is None:
+            return 0
+        return self.credit.received_totals().get(bytes.fromhex(key), 0)
+
+    def receipts_issued(self, key: str) -> dict[str, dict[str, int]]:
+        if self.credit is None:
+            return {}
+        return {key_to_text(pk): {"seq": r.seq, "bytes": r.bytes}
+                for pk, r in self.credit.issued(bytes.fromhex(key)).items()}
 
     def _on_complete(self, key: str) -> None:
         self._completed.add(key)
+        self._issue_receipts(key, final=True)
         # The resume data holds the info dict and the v2 hash trees: seeding restarts from
         # it. (Rebuilding a .torrent with piece layers from it costs libtorrent 2.1 seconds
         # of CPU per hundred MiB, so we don't.)
@@ -617,11 +693,15 @@ class Node:
     def close(self) -> None:
         """Save resume data for every work, then stop the session."""
         try:
+            if self.credit is not None:
+                self.credit.flush()
             self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:
             self.swarm.close()
             if self.api is not None:
                 self.api.close()
+            if self.ledger is not None:
+                self.ledger.close()
 
 
 def _data_present(save_path: Path, torrent: bytes) -> bool:

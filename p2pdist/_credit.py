@@ -1,0 +1,228 @@
+"""Receipts in a running node: issue them as a downloader, accept them as an uploader.
+
+Downloader: the swarm reports verified bytes per peer endpoint; once a peer proved its
+key, those bytes count for that key. Every RECEIPT_EVERY_BYTES or RECEIPT_EVERY_SECONDS
+(whichever first), and once more at completion, the node signs the next cumulative
+receipt for each (work, uploader), appends it to its own ledger, and sends it to the
+uploader's API. Totals survive restarts: the latest issued receipt is the base.
+
+Uploader: POST /receipts bodies are verified (signature, addressed to us, a work we
+serve, not over its size, monotonic) before they are appended; refusals are 4xx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from p2pdist._api import ApiError, post
+from p2pdist.errors import MalformedObject, P2PDistError, VerificationError
+from p2pdist.identity import Identity
+from p2pdist.payouts.ledger import Ledger
+from p2pdist.payouts.receipts import (
+    MAX_RECEIPT_SIZE,
+    ReceiptRejected,
+    SignedReceipt,
+    TransferReceipt,
+    next_receipt,
+    rejection_reason,
+    verify_receipt,
+)
+
+__all__ = ["ISSUED", "LEDGER_NAME", "RECEIVED", "Credit", "LedgerLog", "ReceiptLog",
+           "open_ledger"]
+
+LEDGER_NAME = "ledger.sqlite"
+
+ISSUED = "receipt.issued"
+RECEIVED = "receipt.received"
+RECEIPT_EVERY_BYTES = 4 * 1024 * 1024
+RECEIPT_EVERY_SECONDS = 5.0
+
+Key = tuple[bytes, bytes, bytes]  # (work, uploader, downloader)
+
+
+class ReceiptLog(Protocol):
+    """The part of the ledger the credit flow needs."""
+
+    def append(self, kind: str, payload: bytes) -> object: ...
+
+    def payloads(self, kind: str) -> Iterable[bytes]: ...
+
+
+@dataclass(slots=True)
+class _Uploader:
+    endpoint_host: str
+    api_port: int
+    last: TransferReceipt | None = None
+    last_sent_at: float = 0.0
+    base: int = 0  # bytes acknowledged in earlier sessions
+
+
+@dataclass(slots=True)
+class Credit:
+    """Receipt state of one node. Thread-safe: the API thread calls accept()."""
+
+    identity: Identity
+    log: ReceiptLog
+    work_size: Callable[[bytes], int | None]  # None: a work this node does not serve
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _issued: dict[Key, TransferReceipt] = field(default_factory=dict)
+    _received: dict[Key, TransferReceipt] = field(default_factory=dict)
+    _uploaders: dict[tuple[bytes, bytes], _Uploader] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _senders: list[threading.Thread] = field(default_factory=list)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the receipts on their way have been delivered or failed."""
+        deadline = time.monotonic() + timeout
+        for t in self._senders:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._senders = [t for t in self._senders if t.is_alive()]
+
+    def load(self) -> None:
+        """Index the latest issued and received receipt per key from the ledger."""
+        for kind, index in ((ISSUED, self._issued), (RECEIVED, self._received)):
+            for payload in self.log.payloads(kind):
+                r = SignedReceipt.from_bytes(payload).receipt
+                if r.key not in index or r.seq > index[r.key].seq:
+                    index[r.key] = r
+
+    # -- uploader side --------------------------------------------------------------------
+
+    def accept(self, body: bytes) -> dict[str, Any]:
+        """Verify and store a receipt a downloader sent us (the POST /receipts handler)."""
+        if len(body) > MAX_RECEIPT_SIZE:
+            raise ApiError(413, "oversized", f"a receipt is at most {MAX_RECEIPT_SIZE} bytes")
+        try:
+            signed = SignedReceipt.from_bytes(body)
+        except MalformedObject as e:
+            raise ApiError(400, "malformed", e.message) from None
+        r = signed.receipt
+        size = self.work_size(r.work)
+        with self._lock:
+            try:
+                verify_receipt(
+                    signed, uploader=self.identity.public_key,
+                    known_works=() if size is None else (r.work,),
+                    work_size=size, previous=self._received.get(r.key),
+                )
+            except ReceiptRejected as e:
+                raise ApiError(409 if e.reason in ("replayed", "rollback") else 422,
+                               e.reason, e.message) from None
+            except VerificationError as e:
+                raise ApiError(422, rejection_reason(e), e.message) from None
+            self.log.append(RECEIVED, signed.to_bytes())
+            self._received[r.key] = r
+        return {"ok": True, "seq": r.seq, "bytes": r.bytes}
+
+    def received_totals(self) -> dict[bytes, int]:
+        """Per work: bytes acknowledged to this node by all downloaders (latest receipts)."""
+        out: dict[bytes, int] = {}
+        with self._lock:
+            for (work, _, _), r in self._received.items():
+                out[work] = out.get(work, 0) + r.bytes
+        return out
+
+    # -- downloader side ------------------------------------------------------------------
+
+    def observe(self, work: bytes, size: int, per_key: dict[bytes, tuple[int, str, int]],
+                *, final: bool = False) -> list[TransferReceipt]:
+        """Issue receipts for *work* from this session's verified bytes per proven key.
+
+        *per_key* maps uploader key -> (session bytes, host, api port). Returns the
+        receipts issued now; each is already in the ledger and on its way to the uploader.
+        """
+        me = self.identity.public_key
+        issued = []
+        for pk, (session_bytes, host, api_port) in per_key.items():
+            if pk == me:
+                continue
+            key = (work, pk, me)
+            up = self._uploaders.get((work, pk))
+            if up is None:
+                prev = self._issued.get(key)
+                up = _Uploader(host, api_port, prev, 0.0, prev.bytes if prev else 0)
+                self._uploaders[(work, pk)] = up
+            total = min(size, up.base + session_bytes)
+            last_bytes = up.last.bytes if up.last else 0
+            if total <= last_bytes:
+                continue
+            due = (total - last_bytes >= RECEIPT_EVERY_BYTES
+                   or time.monotonic() - up.last_sent_at >= RECEIPT_EVERY_SECONDS
+                   or final or total == size)
+            if not due:
+                continue
+            r = next_receipt(up.last, work=work, uploader=pk, downloader=me,
+                             total_bytes=total, now=self.now())
+            signed = SignedReceipt.sign(r, self.identity)
+            self.log.append(ISSUED, signed.to_bytes())
+            self._issued[key] = r
+            up.last, up.last_sent_at = r, time.monotonic()
+            issued.append(r)
+            t = threading.Thread(target=self._send, args=(host, api_port, signed),
+                                 daemon=True, name="send-receipt")
+            t.start()
+            self._senders.append(t)
+        if final:  # the process may end right after: deliver before returning
+            self.flush()
+        return issued
+
+    def _send(self, host: str, port: int, signed: SignedReceipt) -> None:
+        # It is in our ledger already; the next (cumulative) receipt supersedes a lost one.
+        with contextlib.suppress(P2PDistError):
+            post(host, port, "/receipts", signed.to_bytes(), timeout=5)
+
+    def issued(self, work: bytes) -> dict[bytes, TransferReceipt]:
+        """Latest issued receipt per uploader for *work*."""
+        return {k[1]: r for k, r in self._issued.items() if k[0] == work}
+
+
+class LedgerLog:
+    """This node's ledger as the credit flow uses it, safe to share between threads.
+
+    A Ledger is one SQLite connection, usable from the thread that opened it; the API
+    serves receipts from its own threads, so each thread gets its own connection and a
+    lock keeps appends in one order.
+    """
+
+    def __init__(self, path: Path, node: bytes) -> None:
+        self.path, self.node = path, node
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Ledger] = []
+        self._ledger()  # open (and create) it now: a broken file fails at start-up
+
+    def _ledger(self) -> Ledger:
+        led: Ledger | None = getattr(self._local, "ledger", None)
+        if led is None:
+            led = Ledger(self.path, node=self.node)
+            self._local.ledger = led
+            with self._lock:
+                self._opened.append(led)
+        return led
+
+    def append(self, kind: str, payload: bytes) -> object:
+        led = self._ledger()  # before the lock: opening takes it too
+        with self._lock:
+            return led.append(kind, payload)
+
+    def payloads(self, kind: str) -> list[bytes]:
+        return [e.payload for e in self._ledger().entries(node=self.node, kind=kind)]
+
+    def close(self) -> None:
+        for led in self._opened:
+            with contextlib.suppress(Exception):
+                led.close()
+
+
+def open_ledger(home: Path, node: bytes) -> LedgerLog:
+    """This node's ledger, HOME/ledger.sqlite."""
+    home.mkdir(parents=True, exist_ok=True)
+    return LedgerLog(home / LEDGER_NAME, node)
