@@ -53,3 +53,71 @@ def test_credit_adds_up_when_fan_fetches_from_artist_and_fan_at_once(tmp_path: P
 def _ledger_rows(home: Path) -> int:
     with sqlite3.connect(home / "ledger.sqlite") as db:
         return int(db.execute("select count(*) from entries").fetchone()[0])
+
+
+def _attack_setup(tmp_path: Path) -> tuple[Any, Any, dict[str, Any], Path]:
+    import nacl.signing
+
+    from p2pdist.identity import Identity, load_identity
+    from p2pdist.node import Node
+    from p2pdist.swarm import Profile
+    from tests.conftest import PASSPHRASE
+
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist = tmp_path / "ada"
+    pub = publish(artist, album)
+    node = Node(artist, profile=Profile.LOCAL,
+                identity=load_identity(artist, passphrase=PASSPHRASE))
+    fan = Identity("fan", nacl.signing.SigningKey.generate())
+    return node, fan, pub, artist
+
+
+def test_receipt_attacks_are_refused_and_the_ledger_is_unchanged(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import nacl.signing
+
+    from p2pdist._api import MAX_BODY, post
+    from p2pdist.identity import Identity
+    from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+
+    node, fan, pub, artist = _attack_setup(tmp_path)
+    try:
+        assert node.api is not None and node.identity is not None
+        port, me = node.api.port, node.identity.public_key
+        work = bytes.fromhex(pub["work"])
+        now = datetime(2026, 11, 23, tzinfo=UTC)
+
+        def receipt(seq: int, n: int, *, w: bytes = work, up: bytes = me,
+                    signer: Identity = fan) -> bytes:
+            r = TransferReceipt(work=w, uploader=up, downloader=fan.public_key, seq=seq,
+                                bytes=n, ts=now)
+            if signer is fan:
+                return SignedReceipt.sign(r, fan).to_bytes()
+            forged = SignedReceipt(r.signed_bytes(), signer.sign(
+                domain=b"p2pdist/receipt/v1", message=r.signed_bytes()))
+            return forged.to_bytes()
+
+        status, doc = post("127.0.0.1", port, "/receipts", receipt(2, 1000))
+        assert status == 200, doc
+        rows = _ledger_rows(artist)
+        other = Identity("x", nacl.signing.SigningKey.generate())
+        attacks = {
+            "replayed": receipt(2, 1000),
+            "rollback": receipt(1, 2000),
+            "over-size": receipt(3, pub["size"] + 1),
+            "unknown-work": receipt(3, 10, w=bytes(32)),
+            "bad-signature": receipt(3, 2000, signer=other),
+            "wrong-uploader": receipt(3, 2000, up=other.public_key),
+            "oversized": b"d" + b"x" * 600,
+            "malformed": b"i1e",
+        }
+        for reason, body in attacks.items():
+            status, doc = post("127.0.0.1", port, "/receipts", body)
+            assert 400 <= status < 500, (reason, status, doc)
+            assert doc["reason"] == reason, (reason, doc)
+        status, doc = post("127.0.0.1", port, "/receipts", b"x" * (MAX_BODY + 1))
+        assert status == 413
+        assert _ledger_rows(artist) == rows
+    finally:
+        node.close()
