@@ -384,6 +384,105 @@ def _check_against(cp: Checkpoint, size: int, head: bytes, root: bytes) -> None:
                        "(size, head or Merkle root differ)")
 
 
+# A bundle row: (node, seq, kind, payload, prev, the entry's exact bytes or None). The
+# fields are as decoded (any type); verify_bundle checks them.
+_Row = tuple[Any, Any, Any, Any, Any, bytes | None]
+
+_ENV_HEAD = b"d10:checkpoint"
+_ENV_TAIL = b"4:type25:p2pdist/signed-checkpoint1:vi1ee"
+_ENTRIES_HEAD = b"7:entriesl"
+_BUNDLE_TAIL = b"4:type21:p2pdist/ledger-bundle1:vi1ee"
+
+
+def _bundle_bytes(node: bytes, signed: SignedCheckpoint, entries: Iterable[Entry]) -> bytes:
+    # Exactly _canonical.encode(Bundle(...).to_dict()); a property test pins it.
+    return b"".join([
+        _ENV_HEAD, signed.to_bytes(), _ENTRIES_HEAD,
+        *(_entry_bytes(e.node, e.seq, e.kind.encode("ascii"), e.payload, e.prev)
+          for e in entries),
+        b"e4:node32:", node, _BUNDLE_TAIL])
+
+
+def _parse_bundle_fast(data: bytes) -> tuple[bytes, bytes, bytes, list[_Row]] | None:
+    """Read a bundle laid out exactly as _bundle_bytes writes it, or return None.
+
+    Sound by construction: every piece read is re-encoded and compared with the bytes it
+    came from, so a result means the generic strict decoder would return the same values.
+    Anything else (non-canonical, truncated, another version) returns None and goes to
+    the generic decoder, whose errors say what is wrong.
+    """
+    try:
+        if not data.startswith(_ENV_HEAD + b"d10:checkpoint"):
+            return None
+        pos = len(_ENV_HEAD) + 14
+        colon = data.index(b":", pos, pos + 6)
+        cp_bytes = data[colon + 1 : colon + 1 + int(data[pos:colon])]
+        pos = colon + 1 + len(cp_bytes)
+        sig = data[pos + 8 : pos + 72]
+        env = b"d10:checkpoint%d:%s3:sig64:%s%s" % (len(cp_bytes), cp_bytes, sig, _ENV_TAIL)
+        if data[len(_ENV_HEAD) : len(_ENV_HEAD) + len(env)] != env:
+            return None
+        pos = len(_ENV_HEAD) + len(env)
+        if data[pos : pos + len(_ENTRIES_HEAD)] != _ENTRIES_HEAD:
+            return None
+        pos += len(_ENTRIES_HEAD)
+        rows: list[_Row] = []
+        limit = MAX_BUNDLE_ENTRIES
+        index = data.index
+        while data[pos : pos + 7] == b"d4:kind":
+            if len(rows) >= limit:
+                return None
+            c = index(b":", pos + 7, pos + 11)
+            k0 = c + 1
+            kind = data[k0 : k0 + int(data[pos + 7 : c])]
+            p = k0 + len(kind) + 9
+            node = data[p : p + 32]
+            c = index(b":", p + 41, p + 48)
+            payload = data[c + 1 : c + 1 + int(data[p + 41 : c])]
+            p = c + 1 + len(payload) + 9
+            prev = data[p : p + 32]
+            e = index(b"e", p + 38, p + 60)
+            seq = int(data[p + 38 : e])
+            body = _entry_bytes(node, seq, kind, payload, prev)
+            end = pos + len(body)
+            if data[pos:end] != body:
+                return None
+            rows.append((node, seq, kind, payload, prev, body))
+            pos = end
+        node = data[pos + 10 : pos + 42]
+        if data[pos:] != b"e4:node32:" + node + _BUNDLE_TAIL or len(node) != 32:
+            return None
+    except ValueError:
+        return None
+    return node, cp_bytes, sig, rows
+
+
+def _parse_bundle(data: bytes) -> tuple[bytes, SignedCheckpoint, list[_Row]]:
+    fast = _parse_bundle_fast(data)
+    if fast is not None:
+        node, cp_bytes, sig, rows = fast
+        return node, SignedCheckpoint(cp_bytes, sig), rows
+    raw = _canonical.decode(data, max_size=MAX_BUNDLE_SIZE, what="ledger bundle")
+    _check_version(raw, BUNDLE_TYPE, "ledger bundle")
+    d = _dict(raw, "ledger bundle", _BUNDLE_KEYS)
+    node = _bytes(d["node"], "bundle's node key", 32)
+    signed = SignedCheckpoint.from_dict(d["checkpoint"])
+    raw_entries = d["entries"]
+    if not isinstance(raw_entries, list):
+        raise MalformedObject("the bundle's entries are not a list")
+    if len(raw_entries) > MAX_BUNDLE_ENTRIES:
+        raise MalformedObject(
+            f"the bundle has {len(raw_entries)} entries, limit {MAX_BUNDLE_ENTRIES}",
+            remedy="export and import it in parts",
+        )
+    rows = []
+    for i, re_ in enumerate(raw_entries, 1):
+        if not isinstance(re_, dict) or re_.keys() != _ENTRY_KEYS:
+            raise _corrupt(node, i, "malformed", "not a ledger entry")
+        rows.append((re_["node"], re_["seq"], re_["kind"], re_["payload"], re_["prev"], None))
+    return node, signed, rows
+
+
 def verify_bundle(data: bytes, *, on_payload: PayloadCheck | None = None) -> Bundle:
     """Verify a bundle as received, offline, and return it.
 
@@ -406,19 +505,7 @@ def verify_bundle(data: bytes, *, on_payload: PayloadCheck | None = None) -> Bun
             remedy="export and import it in parts",
         )
     # (2) canonical, known version, well-formed
-    raw = _canonical.decode(data, max_size=MAX_BUNDLE_SIZE, what="ledger bundle")
-    _check_version(raw, BUNDLE_TYPE, "ledger bundle")
-    d = _dict(raw, "ledger bundle", _BUNDLE_KEYS)
-    node = _bytes(d["node"], "bundle's node key", 32)
-    signed = SignedCheckpoint.from_dict(d["checkpoint"])
-    raw_entries = d["entries"]
-    if not isinstance(raw_entries, list):
-        raise MalformedObject("the bundle's entries are not a list")
-    if len(raw_entries) > MAX_BUNDLE_ENTRIES:
-        raise MalformedObject(
-            f"the bundle has {len(raw_entries)} entries, limit {MAX_BUNDLE_ENTRIES}",
-            remedy="export and import it in parts",
-        )
+    node, signed, rows = _parse_bundle(bytes(data))
     # (3) the node signed the checkpoint
     cp = signed.checkpoint
     if cp.node != node:
@@ -429,15 +516,12 @@ def verify_bundle(data: bytes, *, on_payload: PayloadCheck | None = None) -> Bun
     merkle = MerkleBuilder()
     prev = ZERO_HASH
     sha256 = hashlib.sha256
-    for i, re_ in enumerate(raw_entries, 1):
-        if not isinstance(re_, dict) or re_.keys() != _ENTRY_KEYS:
-            raise _corrupt(node, i, "malformed", "not a ledger entry")
-        kind_b, payload, seq = re_["kind"], re_["payload"], re_["seq"]
-        if re_["node"] != node:
+    for i, (e_node, seq, kind_b, payload, e_prev, exact) in enumerate(rows, 1):
+        if e_node != node:
             raise _corrupt(node, i, "wrong-node", "the entry belongs to another node")
         if seq != i or isinstance(seq, bool):
             raise _corrupt(node, i, "bad-seq", f"expected seq {i}, found {seq!r}")
-        if re_["prev"] != prev:
+        if e_prev != prev:
             raise _corrupt(node, i, "bad-prev", "does not link to the previous entry")
         if not isinstance(payload, bytes) or len(payload) > MAX_PAYLOAD_SIZE:
             raise _corrupt(node, i, "malformed", "the payload is not a bounded byte string")
@@ -445,7 +529,9 @@ def verify_bundle(data: bytes, *, on_payload: PayloadCheck | None = None) -> Bun
             kind = _check_kind(kind_b.decode("ascii") if isinstance(kind_b, bytes) else None)
         except (ValueError, UnicodeDecodeError):
             raise _corrupt(node, i, "malformed", "the kind is not a valid kind") from None
-        h = sha256(_ENTRY_PREFIX + _entry_bytes(node, i, kind_b, payload, prev)).digest()
+        # The bytes as received where the fast reader has them (already checked canonical)
+        body = exact if exact is not None else _entry_bytes(node, i, kind_b, payload, prev)
+        h = sha256(_ENTRY_PREFIX + body).digest()
         entries.append(Entry._trusted(node, i, kind, payload, prev, h))
         merkle.append(h)
         prev = h
@@ -470,7 +556,6 @@ CREATE TABLE IF NOT EXISTS entries (
     hash    BLOB    NOT NULL,
     PRIMARY KEY (node, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id       INTEGER PRIMARY KEY,
     node     BLOB    NOT NULL,
@@ -676,9 +761,7 @@ class Ledger:
     def export_bundle(self, identity: Identity, *, now: datetime) -> bytes:
         """This node's whole chain and a fresh signed checkpoint over it, as bundle bytes."""
         signed, entries = self._locked(lambda: self._snapshot(identity, now))
-        return _canonical.encode({
-            "checkpoint": signed.to_dict(), "entries": [e.to_dict() for e in entries],
-            "node": signed.checkpoint.node, "type": BUNDLE_TYPE, "v": 1})
+        return _bundle_bytes(signed.checkpoint.node, signed, entries)
 
     def _locked(self, fn: Callable[[], _T]) -> _T:
         try:

@@ -40,6 +40,7 @@ from p2pdist.payouts.ledger import (
     Ledger,
     SignedCheckpoint,
     _entry_bytes,
+    _parse_bundle_fast,
     entry_hash,
     verify_bundle,
 )
@@ -193,6 +194,42 @@ def test_bundle_with_one_bit_flipped_at_every_position_is_refused() -> None:
         bad[i] ^= 0x01
         with pytest.raises(VerificationError):
             verify_bundle(bytes(bad))
+
+
+def _generic_view(data: bytes) -> tuple[bytes, bytes, bytes, list[tuple[Any, ...]]] | None:
+    """What the generic strict decoder makes of *data*, in the fast reader's shape."""
+    try:
+        d = _canonical.decode(data, max_size=1 << 24)
+    except MalformedObject:
+        return None
+    try:
+        return (d["node"], d["checkpoint"]["checkpoint"], d["checkpoint"]["sig"],
+                [(e["node"], e["seq"], e["kind"], e["payload"], e["prev"])
+                 for e in d["entries"]])
+    except (KeyError, TypeError):
+        return None
+
+
+@PROPERTY
+@given(st.data())
+def test_fast_bundle_reader_accepts_only_what_the_strict_decoder_reads_the_same(
+        data: st.DataObject) -> None:
+    good = bytes.fromhex(VECTORS["output"]["bundle"])
+    assert _parse_bundle_fast(good) is not None  # valid bundles take the fast path
+    bad = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 3))):
+        op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        i = data.draw(st.integers(0, len(bad) - 1))
+        if op == "flip":
+            bad[i] = data.draw(st.integers(0, 255))
+        elif op == "insert":
+            bad[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            del bad[i : i + data.draw(st.integers(1, 3))]
+    fast = _parse_bundle_fast(bytes(bad))
+    if fast is not None:
+        node, cp, sig, rows = fast
+        assert _generic_view(bytes(bad)) == (node, cp, sig, [r[:5] for r in rows])
 
 
 def test_truncated_bundle_is_refused_at_every_length() -> None:
