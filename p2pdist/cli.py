@@ -290,7 +290,7 @@ def publish(
 
 def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
     t = Table(title=title, title_justify="left", expand=False)
-    for col in ("Work", "State", "Done", "Peers", "Down", "Up", "Uploaded"):
+    for col in ("Work", "State", "Done", "Peers", "Down", "Up", "Uploaded", "Credit"):
         t.add_column(col, justify="left" if col in ("Work", "State") else "right")
     for s in snaps:
         st = s.status
@@ -298,7 +298,7 @@ def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
             s.title[:40], f"error: {st.error}"[:40] if st.error else st.state.value,
             f"{st.progress * 100:.0f}%", str(st.num_peers),
             f"{_size(st.down_rate)}/s", f"{_size(st.up_rate)}/s",
-            _size(st.uploaded),
+            _size(st.uploaded), _size(node.credit_of(s.work)),
         )
     return t
 
@@ -325,7 +325,7 @@ def _run_table(node: Node, title: str, json_out: bool) -> None:
     if json_out:
         _emit({"stopped": True, "works": [
             {"work": s.work, "title": s.title, "state": s.status.state.value,
-             "uploaded": s.status.uploaded}
+             "uploaded": s.status.uploaded, "credit": node.credit_of(s.work)}
             for s in snaps]})
     err.print("Stopped cleanly.")
 

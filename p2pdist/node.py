@@ -663,7 +663,7 @@ class Node:
 
     def credit_of(self, key: str) -> int:
         """Bytes of *key* that downloaders acknowledged to this node."""
-        if self.credit is None:
+        if self.credit is None or len(key) != 64:
             return 0
         return self.credit.received_totals().get(bytes.fromhex(key), 0)
 
