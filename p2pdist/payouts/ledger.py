@@ -168,9 +168,13 @@ class Entry:
                  hash_: bytes) -> Entry:
         # For rows this module just wrote or checked: skips re-validating and re-hashing.
         e = object.__new__(cls)
-        for name, v in (("node", node), ("seq", seq), ("kind", kind), ("payload", payload),
-                        ("prev", prev), ("hash", hash_)):
-            object.__setattr__(e, name, v)
+        set_ = object.__setattr__
+        set_(e, "node", node)
+        set_(e, "seq", seq)
+        set_(e, "kind", kind)
+        set_(e, "payload", payload)
+        set_(e, "prev", prev)
+        set_(e, "hash", hash_)
         return e
 
 
@@ -850,25 +854,34 @@ class Ledger:
         checkpoint) to pin what you hold.
         """
         try:
-            # (1) for the node column itself: a row the per-node walk could not reach
-            bad = self._db.execute(
-                "SELECT seq FROM entries WHERE typeof(node) != 'blob' OR length(node) != 32 "
-                "UNION ALL SELECT size FROM checkpoints "
-                "WHERE typeof(node) != 'blob' OR length(node) != 32 LIMIT 1").fetchone()
-            if bad is not None:
-                raise _corrupt(ZERO_HASH, bad[0] if isinstance(bad[0], int) else 0,
-                               "malformed", "a stored row's node is not a 32-byte key "
-                               "(reported under the all-zero key)")
-            nodes = sorted(set(self.nodes()) | {
-                bytes(r[0]) for r in self._db.execute("SELECT DISTINCT node FROM checkpoints")})
-            total = checkpoints = 0
-            for node in nodes:
-                n, c = self._verify_node(node, on_payload)
-                total += n
-                checkpoints += c
+            # One read transaction: a consistent snapshot while other processes append.
+            self._db.execute("BEGIN")
+            try:
+                nodes, total, checkpoints = self._verify_all(on_payload)
+            finally:
+                self._db.execute("COMMIT")
         except sqlite3.Error as e:
             raise _storage_error(self.path, e) from e
         return VerifyReport(len(nodes), total, checkpoints)
+
+    def _verify_all(self, on_payload: PayloadCheck | None) -> tuple[list[bytes], int, int]:
+        # (1) for the node column itself: a row the per-node walk could not reach
+        bad = self._db.execute(
+            "SELECT seq FROM entries WHERE typeof(node) != 'blob' OR length(node) != 32 "
+            "UNION ALL SELECT size FROM checkpoints "
+            "WHERE typeof(node) != 'blob' OR length(node) != 32 LIMIT 1").fetchone()
+        if bad is not None:
+            raise _corrupt(ZERO_HASH, bad[0] if isinstance(bad[0], int) else 0,
+                           "malformed", "a stored row's node is not a 32-byte key "
+                           "(reported under the all-zero key)")
+        nodes = sorted(set(self.nodes()) | {
+            bytes(r[0]) for r in self._db.execute("SELECT DISTINCT node FROM checkpoints")})
+        total = checkpoints = 0
+        for node in nodes:
+            n, c = self._verify_node(node, on_payload)
+            total += n
+            checkpoints += c
+        return nodes, total, checkpoints
 
     def _verify_node(self, node: bytes,
                      on_payload: PayloadCheck | None) -> tuple[int, int]:
