@@ -27,6 +27,8 @@ TypeError or ValueError instead.
 
 from __future__ import annotations
 
+import base64
+
 __all__ = [
     "ContentMismatch",
     "ForkDetected",
@@ -134,8 +136,6 @@ class NotLicensed(VerificationError):
 
 def _key_text(pk: bytes) -> str:
     # identity.key_to_text, inlined: identity imports this module.
-    import base64
-
     return base64.b32encode(pk).decode("ascii").rstrip("=").lower()
 
 
