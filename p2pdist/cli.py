@@ -39,6 +39,8 @@ app.add_typer(license_app, name="license")
 receipts_app = typer.Typer(help="Signed transfer receipts in this node's ledger.",
                            no_args_is_help=True)
 app.add_typer(receipts_app, name="receipts")
+ledger_app = typer.Typer(help="This node's append-only ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 out = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
@@ -572,6 +574,52 @@ def receipts_list(
                   fingerprint(key_from_text(str(r["downloader"]))), str(r["seq"]),
                   f"{r['bytes']:,}", str(r["ts"]))
     out.print(t)
+
+
+@receipts_app.command("export")
+def receipts_export(
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Write your ledger and a signed checkpoint as a bundle a label can verify offline."""
+    from p2pdist.node import export_receipts
+
+    res = export_receipts(_home(), _unlock(), out_path)
+    if json_out:
+        _emit(res)
+        return
+    out.print(f"Wrote {res['entries']} entries ({_size(int(str(res['bytes'])))}) to "
+              f"{res['bundle']}")
+
+
+@receipts_app.command("import")
+def receipts_import(
+    files: Annotated[list[Path], typer.Argument(help="Bundles from `receipts export`.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify bundles and merge them into this ledger, keeping each node's chain."""
+    from p2pdist.node import import_receipts
+
+    reports = import_receipts(_home(), files)
+    if json_out:
+        _emit(reports)
+        return
+    for r in reports:
+        out.print(f"{r['file']}: node {str(r['node'])[:16]}… {r['added']} new, "
+                  f"{r['present']} already held")
+
+
+@ledger_app.command("verify")
+def ledger_verify(json_out: JsonOpt = False) -> None:
+    """Check chains, checkpoints and receipt signatures. Exit 3 at the first bad entry."""
+    from p2pdist.node import verify_ledger
+
+    report = verify_ledger(_home())
+    if json_out:
+        _emit(report.to_dict())
+        return
+    out.print(f"[green]✓ ledger verified[/]: {report.entries} entries from {report.nodes} "
+              f"node(s), {report.checkpoints} checkpoint(s)")
 
 
 @app.command()

@@ -17,7 +17,14 @@ from typing import Any
 
 from p2pdist import __version__, _canonical
 from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
-from p2pdist._credit import ISSUED, RECEIVED, Credit, LedgerLog, open_ledger
+from p2pdist._credit import (
+    ISSUED,
+    LEDGER_NAME,
+    RECEIVED,
+    Credit,
+    LedgerLog,
+    open_ledger,
+)
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     InputError,
@@ -27,7 +34,7 @@ from p2pdist.errors import (
     P2PDistError,
     SourceError,
 )
-from p2pdist.identity import Identity, key_to_text, load_public_identity
+from p2pdist.identity import Identity, atomic_write, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
     CCTerms,
@@ -40,7 +47,8 @@ from p2pdist.licensing import (
     embed_license,
     verify_info,
 )
-from p2pdist.payouts.receipts import SignedReceipt
+from p2pdist.payouts.ledger import Ledger, VerifyReport
+from p2pdist.payouts.receipts import SignedReceipt, verify_receipt
 from p2pdist.swarm import (
     PeerSnapshot,
     Profile,
@@ -62,8 +70,11 @@ __all__ = [
     "check_publish_args",
     "check_source_license",
     "client_version",
+    "export_receipts",
+    "import_receipts",
     "list_receipts",
     "publish",
+    "verify_ledger",
 ]
 
 RESUME_EVERY = 5.0
@@ -338,6 +349,63 @@ def list_receipts(home: Path, *, work: str | None = None) -> list[dict[str, obje
                                                      str(d["downloader"])))
     finally:
         log.close()
+
+
+def _check_payload(kind: str, payload: bytes) -> None:
+    """Receipts in a ledger or bundle must carry their downloader's valid signature."""
+    if kind in (ISSUED, RECEIVED):
+        verify_receipt(SignedReceipt.from_bytes(payload))
+
+
+def _label_ledger(home: Path) -> Ledger:
+    try:
+        node = load_public_identity(home).public_key
+    except P2PDistError:
+        node = None  # a label's home may hold only imported chains
+    home.mkdir(parents=True, exist_ok=True)
+    return Ledger(home / LEDGER_NAME, node=node)
+
+
+def verify_ledger(home: Path) -> VerifyReport:
+    """Check every chain, checkpoint and receipt signature in this home's ledger.
+    Raises LedgerCorrupt / ForkDetected / InvalidSignature (exit 3) at the first problem."""
+    led = _label_ledger(home)
+    try:
+        return led.verify(on_payload=lambda e: _check_payload(e.kind, e.payload))
+    finally:
+        led.close()
+
+
+def export_receipts(home: Path, identity: Identity, out: Path) -> dict[str, object]:
+    """Write this node's ledger as a signed bundle anyone can verify offline."""
+    led = Ledger(home / LEDGER_NAME, node=identity.public_key)
+    try:
+        data = led.export_bundle(identity, now=datetime.now(UTC))
+        size = led.size(identity.public_key)
+    finally:
+        led.close()
+    atomic_write(out, data)
+    return {"bundle": str(out), "node": key_to_text(identity.public_key), "entries": size,
+            "bytes": len(data)}
+
+
+def import_receipts(home: Path, files: Sequence[Path]) -> list[dict[str, object]]:
+    """Merge bundles into this home's ledger, each node's chain kept whole. A bundle
+    that does not verify changes nothing."""
+    led = _label_ledger(home)
+    try:
+        out = []
+        for f in files:
+            try:
+                data = f.read_bytes()
+            except OSError as e:
+                raise InputError(f"cannot read {f}: {e.strerror}") from None
+            report = led.import_bundle(
+                data, on_payload=lambda e: _check_payload(e.kind, e.payload))
+            out.append({"file": str(f), **report.to_dict()})
+        return out
+    finally:
+        led.close()
 
 
 def client_version(home: Path) -> str:

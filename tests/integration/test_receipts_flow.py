@@ -121,3 +121,52 @@ def test_receipt_attacks_are_refused_and_the_ledger_is_unchanged(tmp_path: Path)
         assert _ledger_rows(artist) == rows
     finally:
         node.close()
+
+
+def test_bundles_export_import_and_verify_offline(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [2 * MiB])
+    artist, fan, label = tmp_path / "ada", tmp_path / "fan", tmp_path / "label"
+    pub = publish(artist, album)
+    run_cli(fan, "init", "--name", "fan")
+    port = free_port()
+    with Seeder(artist, port):
+        _fetch(fan, pub["magnet"], tmp_path / "m", port)
+    for who in (artist, fan):
+        run_cli(who, "receipts", "export", "--out", str(tmp_path / f"{who.name}.p2pb"))
+    imported = json.loads(run_cli(label, "receipts", "import", str(tmp_path / "ada.p2pb"),
+                                  str(tmp_path / "fan.p2pb"), "--json").stdout)
+    assert [r["added"] for r in imported] == [1, 1]
+    again = json.loads(run_cli(label, "receipts", "import", str(tmp_path / "ada.p2pb"),
+                               "--json").stdout)
+    assert again[0]["added"] == 0 and again[0]["present"] == 1
+    ok = json.loads(run_cli(label, "ledger", "verify", "--json").stdout)
+    assert ok["ok"] is True and ok["entries"] == 2 and ok["nodes"] == 2
+
+    bad = tmp_path / "bad.p2pb"
+    data = bytearray((tmp_path / "fan.p2pb").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    rows = _ledger_rows(label)
+    cp = run_cli(label, "receipts", "import", str(bad), check=False)
+    assert cp.returncode == 3 and "Traceback" not in cp.stderr
+    assert _ledger_rows(label) == rows
+
+
+def test_tampered_ledger_fails_verify_with_exit_3(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist, fan = tmp_path / "ada", tmp_path / "fan"
+    pub = publish(artist, album)
+    run_cli(fan, "init", "--name", "fan")
+    port = free_port()
+    with Seeder(artist, port):
+        _fetch(fan, pub["magnet"], tmp_path / "m", port)
+    run_cli(artist, "ledger", "verify")
+    with sqlite3.connect(artist / "ledger.sqlite") as db:
+        for (name,) in db.execute("select name from sqlite_master where type='trigger'"):
+            db.execute(f"drop trigger {name}")
+        db.execute("update entries set payload = cast(substr(payload, 1, 10) || x'00' "
+                   "|| substr(payload, 12) as blob)")
+    cp = run_cli(artist, "ledger", "verify", "--json", check=False)
+    assert cp.returncode == 3, cp.stderr
+    assert json.loads(cp.stdout)["ok"] is False
+    assert "entry 1" in cp.stderr
