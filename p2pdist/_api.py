@@ -204,17 +204,10 @@ def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> 
     signature by *pk* over our challenge, NetworkError when the node cannot be reached.
     """
     challenge = os.urandom(CHALLENGE_LEN)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
+                            timeout=timeout)
     try:
-        conn.request("GET", f"/identity?challenge={challenge.hex()}")
-        resp = conn.getresponse()
-        data = resp.read(MAX_BODY + 1)
-    except (OSError, http.client.HTTPException) as e:
-        raise NetworkError(f"the node API at {host}:{port} did not answer: {e}") from None
-    finally:
-        conn.close()
-    try:
-        doc = json.loads(data) if len(data) <= MAX_BODY and resp.status == 200 else None
+        doc = json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
         if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
             raise InvalidSignature()
         if key_from_text(str(doc["pk"])) != pk:
@@ -230,18 +223,24 @@ def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> 
 def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
          ) -> tuple[int, dict[str, Any]]:
     """POST *body* to a peer's API; (status, JSON answer). NetworkError if unreachable."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=body,
-                     headers={"Content-Type": "application/octet-stream"})
-        resp = conn.getresponse()
-        data = resp.read(MAX_BODY + 1)
-    except (OSError, http.client.HTTPException) as e:
-        raise NetworkError(f"the node API at {host}:{port} did not answer: {e}") from None
-    finally:
-        conn.close()
+    status, data = _request(host, port, "POST", path, body=body, timeout=timeout)
     try:
         doc = json.loads(data)
     except ValueError:
         doc = {}
-    return resp.status, doc if isinstance(doc, dict) else {}
+    return status, doc if isinstance(doc, dict) else {}
+
+
+def _request(host: str, port: int, method: str, path: str, *, body: bytes | None = None,
+             timeout: float) -> tuple[int, bytes]:
+    """One request to a peer's API: (status, at most MAX_BODY + 1 bytes of answer)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(MAX_BODY + 1)
+    except (OSError, http.client.HTTPException) as e:
+        raise NetworkError(f"the node API at {host}:{port} did not answer: {e}") from None
+    finally:
+        conn.close()
