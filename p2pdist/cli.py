@@ -569,9 +569,11 @@ def receipts_list(
         return
     t = Table("Work", "Direction", "Uploader", "Downloader", "Seq", "Bytes", "Time")
     for r in rows:
+        # A key's text form, with its fingerprint beside it (never instead of it).
+        up, down = str(r["uploader"]), str(r["downloader"])
         t.add_row(str(r["work"])[:12], str(r["direction"]),
-                  fingerprint(key_from_text(str(r["uploader"]))),
-                  fingerprint(key_from_text(str(r["downloader"]))), str(r["seq"]),
+                  f"{up}\n{fingerprint(key_from_text(up))}",
+                  f"{down}\n{fingerprint(key_from_text(down))}", str(r["seq"]),
                   f"{r['bytes']:,}", str(r["ts"]))
     out.print(t)
 
