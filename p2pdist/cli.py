@@ -567,7 +567,11 @@ def receipts_list(
     if not rows:
         out.print("No receipts yet: they come with transfers between p2pdist nodes.")
         return
-    t = Table("Work", "Direction", "Uploader", "Downloader", "Seq", "Bytes", "Time")
+    t = Table("Work", "Direction")
+    for col in ("Uploader", "Downloader"):
+        t.add_column(col, overflow="fold", min_width=52)  # a key is never cut short
+    for col in ("Seq", "Bytes", "Time"):
+        t.add_column(col)
     for r in rows:
         # A key's text form, with its fingerprint beside it (never instead of it).
         up, down = str(r["uploader"]), str(r["downloader"])
