@@ -601,9 +601,12 @@ class Ledger:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         except sqlite3.Error as e:
             raise _storage_error(self.path, e) from e
+        # Read TEXT as bytes: a column rewritten as TEXT that is not UTF-8 must reach
+        # verify() as a malformed row, not fail inside the sqlite3 decoder.
+        self._db.text_factory = bytes
         try:
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = bytes(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).decode()
+            if mode.lower() != "wal":
                 raise StorageError(f"the ledger {self.path} cannot use WAL mode ({mode})")
             self._db.execute("PRAGMA synchronous=FULL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -679,7 +682,8 @@ class Ledger:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY node, seq"
         for r in self._db.execute(sql, args):
-            yield Entry._trusted(bytes(r[0]), int(r[1]), str(r[2]), bytes(r[3]),
+            yield Entry._trusted(bytes(r[0]), int(r[1]),
+                                 bytes(r[2]).decode("ascii", "replace"), bytes(r[3]),
                                  bytes(r[4]), bytes(r[5]))
 
     def checkpoints(self, node: bytes | None = None) -> list[SignedCheckpoint]:
@@ -921,12 +925,12 @@ class Ledger:
 
         check_prefix(0)
         for row in self._db.execute(
-                "SELECT node, seq, kind, payload, prev, hash FROM entries WHERE node = ? "
-                "ORDER BY seq", (node,)):
-            _, seq, kind, payload, row_prev, h = row
-            # (1) well-formed
-            if not (isinstance(seq, int) and isinstance(kind, str) and isinstance(payload, bytes)
-                    and isinstance(row_prev, bytes) and isinstance(h, bytes)
+                "SELECT seq, typeof(kind) || typeof(payload) || typeof(prev) || typeof(hash), "
+                "kind, payload, prev, hash FROM entries WHERE node = ? ORDER BY seq", (node,)):
+            seq, types, kind_b, payload, row_prev, h = row
+            # (1) well-formed (TEXT reads as bytes: the types are checked by name)
+            kind = kind_b.decode("ascii", "replace") if isinstance(kind_b, bytes) else ""
+            if not (isinstance(seq, int) and types == b"textblobblobblob"
                     and len(row_prev) == 32 and 1 <= seq <= MAX_INT
                     and len(payload) <= MAX_PAYLOAD_SIZE and _KIND_RE.fullmatch(kind)):
                 raise _corrupt(node, seq if isinstance(seq, int) else expected, "malformed",

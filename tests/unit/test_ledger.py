@@ -411,7 +411,7 @@ def test_update_and_delete_are_refused_by_sqlite(tmp_path: Path) -> None:
 
 def test_ledger_is_wal_with_full_sync(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.db", node=NODE.public_key) as led:
-        assert led._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert led._db.execute("PRAGMA journal_mode").fetchone()[0] == b"wal"
         assert led._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
@@ -563,3 +563,18 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as ei:
         Ledger(tmp_path / "l.db")
     assert "upgrade" in ei.value.remedy
+
+
+@pytest.mark.parametrize("column", ["payload", "kind", "prev"])
+def test_stored_text_that_is_not_utf8_is_named_not_a_storage_error(
+        tmp_path: Path, column: str) -> None:
+    # SQLite stores whatever it is given; Python's default decoder would raise on
+    # these bytes typed as TEXT. The ledger reads every column as bytes and names them.
+    path = tmp_path / "l.db"
+    _ledger(path).close()
+    db = _raw(path)
+    db.execute(f"UPDATE entries SET {column} = CAST(x'ff00fe' AS TEXT) WHERE seq = 3")  # noqa: S608
+    db.close()
+    with Ledger(path) as led, pytest.raises(LedgerCorrupt) as ei:
+        led.verify()
+    assert (ei.value.seq, ei.value.reason) == (3, "malformed")
