@@ -12,6 +12,7 @@ connection, which the caps above keep bounded.
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import os
@@ -93,9 +94,15 @@ Route = Callable[[dict[str, list[str]], bytes], tuple[int, dict[str, Any]]]
 class NodeApi:
     """The HTTP server. Routes are (method, path) -> handler(query, body) -> (status, json)."""
 
-    def __init__(self, identity: Identity, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, identity: Identity | None, host: str = "127.0.0.1", port: int = 0,
+                 *, token: str | None = None) -> None:
+        """With an *identity* it answers GET /identity. With a *token*, every request must
+        carry ``Authorization: Bearer TOKEN`` (the control API); others get 401."""
         self.identity = identity
-        self._routes: dict[tuple[str, str], Route] = {("GET", "/identity"): self._identity}
+        self._routes: dict[tuple[str, str], Route] = {}
+        if identity is not None:
+            self._routes[("GET", "/identity")] = self._identity
+        expected = f"Bearer {token}".encode() if token is not None else None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,6 +124,9 @@ class NodeApi:
 
             def _handle(self, method: str) -> None:
                 try:
+                    if expected is not None and not hmac.compare_digest(
+                            self.headers.get("Authorization", "").encode(), expected):
+                        raise ApiError(401, "unauthorized", "a valid control token is needed")
                     url = urlsplit(self.path)
                     length = self.headers.get("Content-Length", "0")
                     if not (length.isascii() and length.isdigit()):
@@ -190,10 +200,13 @@ class NodeApi:
             challenge = b""
         if len(challenge) != CHALLENGE_LEN:
             raise ApiError(400, "bad-challenge", f"challenge must be {CHALLENGE_LEN} hex bytes")
-        pk = self.identity.public_key
-        sig = self.identity.sign(domain=IDENTITY_DOMAIN,
+        identity = self.identity
+        if identity is None:  # not routed then; kept total for the type checker
+            raise ApiError(404, "not-found", "this API has no identity")
+        pk = identity.public_key
+        sig = identity.sign(domain=IDENTITY_DOMAIN,
                                  message=_identity_message(challenge, pk))
-        return 200, {"pk": key_to_text(pk), "name": self.identity.name,
+        return 200, {"pk": key_to_text(pk), "name": identity.name,
                      "challenge": challenge.hex(), "sig": sig.hex()}
 
 
@@ -232,14 +245,17 @@ def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
 
 
 def _request(host: str, port: int, method: str, path: str, *, body: bytes | None = None,
-             timeout: float) -> tuple[int, bytes]:
-    """One request to a peer's API: (status, at most MAX_BODY + 1 bytes of answer)."""
+             timeout: float, token: str | None = None,
+             limit: int = MAX_BODY) -> tuple[int, bytes]:
+    """One request to a node's API: (status, at most *limit* + 1 bytes of answer)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        return resp.status, resp.read(MAX_BODY + 1)
+        return resp.status, resp.read(limit + 1)
     except (OSError, http.client.HTTPException) as e:
         raise NetworkError(f"the node API at {host}:{port} did not answer: {e}") from None
     finally:

@@ -361,7 +361,7 @@ def seed(
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
-                api_listen=_api_listen(api_listen))
+                api_listen=_api_listen(api_listen), control=True)
     works = node.seed_library()
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
@@ -626,6 +626,53 @@ def ledger_verify(json_out: JsonOpt = False) -> None:
         return
     out.print(f"[green]✓ ledger verified[/]: {report.entries} entries from {report.nodes} "
               f"node(s), {report.checkpoints} checkpoint(s)")
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """Ask the node running in this home (p2pdist seed) for its works, peers and credit."""
+    from p2pdist._control import ask_status
+    from p2pdist.identity import fingerprint, key_from_text
+
+    st = ask_status(_home())
+    if json_out:
+        _emit(st)
+        return
+    pk = st.get("pk")
+    who = f"{pk} ({fingerprint(key_from_text(pk))})" if isinstance(pk, str) else "no identity"
+    out.print(f"[green]●[/] node running in {st.get('home')}: {st.get('network')} network, "
+              f"BitTorrent port {st.get('listen_port')}, API port {st.get('api_port') or '-'}, "
+              f"up {_duration(float(st.get('uptime') or 0))}")
+    out.print(f"  key     {who}")
+    out.print(f"  credit  {_size(int(st.get('credit') or 0))} acknowledged by downloaders")
+    works = st.get("works") or []
+    t = Table("Work", "Title", "State", "Done", "Peers", "Down", "Up", "Uploaded", "Credit",
+              title="Works", title_justify="left")
+    peers = Table("Work", "Peer", "Client", "Key", "Down", "Up", title="Peers",
+                  title_justify="left")
+    peers.columns[3].overflow = "fold"
+    for w in works:
+        t.add_row(w["work"][:12], str(w["title"])[:40],
+                  f"error: {w['error']}"[:40] if w.get("error") else w["state"],
+                  f"{w['progress'] * 100:.0f}%", str(len(w["peers"])),
+                  f"{_size(w['down_rate'])}/s", f"{_size(w['up_rate'])}/s",
+                  _size(w["uploaded"]), _size(w["credit"]))
+        for p in w["peers"]:
+            peers.add_row(w["work"][:12], p["peer"], str(p["client"])[:40],
+                          p["pk"] or "plain BitTorrent", f"{_size(p['down_rate'])}/s",
+                          f"{_size(p['up_rate'])}/s")
+    if works:
+        out.print(t)
+    else:
+        out.print("  no works: publish or fetch one, then restart the node")
+    if peers.rows:
+        out.print(peers)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 @app.command()

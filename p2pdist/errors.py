@@ -11,6 +11,8 @@
     ├── LibraryError                  the node's list of works
     │   └── WorkNotFound
     ├── NetworkError                  metadata timeout, no peers, stalled transfer
+    ├── NodeNotRunning                `status`: no node answers in this home
+    ├── HomeInUse                     `seed`: another node already runs in this home
     ├── StorageError                  a write to disk failed
     └── VerificationError             exit 3: bad signature, tampered, not licensed
         ├── InvalidSignature          opaque on purpose: no hint which byte was wrong
@@ -32,6 +34,7 @@ import base64
 __all__ = [
     "ContentMismatch",
     "ForkDetected",
+    "HomeInUse",
     "IdentityError",
     "IdentityExists",
     "InputError",
@@ -42,6 +45,7 @@ __all__ = [
     "MalformedObject",
     "NetworkError",
     "NoIdentity",
+    "NodeNotRunning",
     "NotLicensed",
     "P2PDistError",
     "PassphraseError",
@@ -103,6 +107,14 @@ class WorkNotFound(LibraryError):
 
 class NetworkError(P2PDistError):
     default_remedy = "check that a peer is running and reachable (--peer HOST:PORT)"
+
+
+class NodeNotRunning(P2PDistError):
+    default_remedy = "start one with: p2pdist seed"
+
+
+class HomeInUse(P2PDistError):
+    default_remedy = "stop that node first (Ctrl-C), or give this one another --home"
 
 
 class StorageError(P2PDistError):

@@ -17,6 +17,7 @@ from typing import Any
 
 from p2pdist import __version__, _canonical
 from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
+from p2pdist._control import ControlServer
 from p2pdist._credit import (
     ISSUED,
     LEDGER_NAME,
@@ -474,18 +475,35 @@ class Node:
         download_limit: int = 0,
         identity: Identity | None = None,
         api_listen: tuple[str, int] | None = None,
+        control: bool = False,
     ) -> None:
         """With an *identity* the node serves its API (default: the BitTorrent port + 1)
-        and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers."""
+        and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers. With *control* it
+        also serves GET /status on 127.0.0.1 for `p2pdist status` (one such node per
+        home: HomeInUse if another one answers)."""
         self.home = home
+        self.profile = profile
+        self.started = time.monotonic()
+        self._snaps: list[WorkSnapshot] = []
+        # Peers' claimed keys count only once proven through their /identity challenge.
+        self._proven: dict[str, bytes] = {}
+        self._proving: set[str] = set()
+        self._lock = threading.Lock()
+        self.api: NodeApi | None = None
+        self.identity = identity
+        # Before the session starts: a second node in this home must not touch it.
+        self.control = ControlServer(home) if control else None
         self.library = Library(home)
         self.peers = tuple(peers)
-        self.swarm = Swarm(
-            profile=profile, listen=listen, client_version=client_version(home),
-            upload_limit=upload_limit, download_limit=download_limit,
-        )
-        self.identity = identity
-        self.api: NodeApi | None = None
+        try:
+            self.swarm = Swarm(
+                profile=profile, listen=listen, client_version=client_version(home),
+                upload_limit=upload_limit, download_limit=download_limit,
+            )
+        except P2PDistError:
+            if self.control is not None:
+                self.control.close()
+            raise
         self.ledger: LedgerLog | None = None
         self.credit: Credit | None = None
         if identity is not None:
@@ -500,6 +518,8 @@ class Node:
                     self.api = NodeApi(identity, host, 0).start()
             except P2PDistError:
                 self.swarm.close()
+                if self.control is not None:
+                    self.control.close()
                 raise
             self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
             self.ledger = open_ledger(home, identity.public_key)
@@ -507,15 +527,17 @@ class Node:
             self.credit.load()
             credit = self.credit
             self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
-        # Peers' claimed keys count only once proven through their /identity challenge.
-        self._proven: dict[str, bytes] = {}
-        self._proving: set[str] = set()
-        self._lock = threading.Lock()
         self._titles: dict[str, str] = {}
         self._last_resume = time.monotonic()
         self._last_connect = time.monotonic()
         self._completed: set[str] = set()
         self.problems: dict[str, str] = {}  # work -> what a person should look at
+        if self.control is not None:
+            try:
+                self.control.start(self.status_report)
+            except P2PDistError:
+                self.close()
+                raise
 
     @property
     def listen_port(self) -> int:
@@ -644,6 +666,8 @@ class Node:
                 self._issue_receipts(key, final=False)
             if st.complete and key not in self._completed:
                 self._on_complete(key)
+        with self._lock:
+            self._snaps = snaps
         if now - self._last_resume > RESUME_EVERY:
             self._save_resume([s.work for s in snaps if s.status.state is
                                TorrentState.DOWNLOADING])
@@ -654,6 +678,40 @@ class Node:
                     self.swarm.connect(s.work, self.peers)
             self._last_connect = now
         return snaps
+
+    def status_report(self) -> dict[str, Any]:
+        """What `p2pdist status` shows: works, peers and credit as of the last tick.
+
+        Called from the control API's threads: it reads the last snapshot, never the
+        session itself.
+        """
+        with self._lock:
+            snaps, proven = list(self._snaps), dict(self._proven)
+        works = []
+        for s in snaps:
+            st = s.status
+            works.append({
+                "work": s.work, "title": s.title, "state": st.state.value,
+                "error": st.error or None, "progress": round(st.progress, 4),
+                "size": st.total_wanted, "done": st.total_done,
+                "down_rate": st.down_rate, "up_rate": st.up_rate, "uploaded": st.uploaded,
+                "credit": self.credit_of(s.work),
+                "peers": [{
+                    "peer": p.endpoint, "client": p.client,
+                    "pk": key_to_text(proven[p.endpoint]) if p.endpoint in proven else None,
+                    "downloaded": p.downloaded, "uploaded": p.uploaded,
+                    "down_rate": p.down_rate, "up_rate": p.up_rate,
+                } for p in s.peers],
+            })
+        return {
+            "ok": True, "running": True, "version": __version__, "home": str(self.home),
+            "network": self.profile.value, "listen_port": self.listen_port,
+            "api_port": self.api.port if self.api else None,
+            "pk": key_to_text(self.identity.public_key) if self.identity else None,
+            "uptime": round(time.monotonic() - self.started, 1),
+            "credit": sum(w["credit"] for w in works),
+            "works": works,
+        }
 
     def finished(self, key: str) -> bool:
         """Complete, with its resume data saved and the library record updated."""
@@ -770,6 +828,8 @@ class Node:
                 self.api.close()
             if self.ledger is not None:
                 self.ledger.close()
+            if self.control is not None:
+                self.control.close()
 
 
 def _data_present(save_path: Path, torrent: bytes) -> bool:
