@@ -8,6 +8,11 @@ uploader's API. Totals survive restarts: the latest issued receipt is the base.
 
 Uploader: POST /receipts bodies are verified (signature, addressed to us, a work we
 serve, not over its size, monotonic) before they are appended; refusals are 4xx.
+
+Collector: a work's manifest may name a collector (key and API endpoint). Downloaders
+send it a copy of every receipt they issue for that work; a node whose key is the
+work's collector accepts receipts naming any uploader, with the same checks otherwise,
+and keeps them as ``receipt.collected``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 from p2pdist._api import ApiError, post
 from p2pdist.errors import MalformedObject, P2PDistError, VerificationError
 from p2pdist.identity import Identity
+from p2pdist.licensing import Collector
 from p2pdist.payouts.ledger import Ledger
 from p2pdist.payouts.receipts import (
     MAX_RECEIPT_SIZE,
@@ -35,13 +41,14 @@ from p2pdist.payouts.receipts import (
     verify_receipt,
 )
 
-__all__ = ["ISSUED", "LEDGER_NAME", "RECEIVED", "Credit", "LedgerLog", "ReceiptLog",
-           "open_ledger"]
+__all__ = ["COLLECTED", "ISSUED", "LEDGER_NAME", "RECEIVED", "Credit", "LedgerLog",
+           "ReceiptLog", "open_ledger"]
 
 LEDGER_NAME = "ledger.sqlite"
 
 ISSUED = "receipt.issued"
 RECEIVED = "receipt.received"
+COLLECTED = "receipt.collected"
 RECEIPT_EVERY_BYTES = 4 * 1024 * 1024
 RECEIPT_EVERY_SECONDS = 5.0
 
@@ -72,9 +79,12 @@ class Credit:
     identity: Identity
     log: ReceiptLog
     work_size: Callable[[bytes], int | None]  # None: a work this node does not serve
+    collector_of: Callable[[bytes], Collector | None] = field(default=lambda work: None)
+    may_send_to: Callable[[str], bool] = field(default=lambda host: True)  # network profile
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _issued: dict[Key, TransferReceipt] = field(default_factory=dict)
     _received: dict[Key, TransferReceipt] = field(default_factory=dict)
+    _collected: dict[Key, TransferReceipt] = field(default_factory=dict)
     _uploaders: dict[tuple[bytes, bytes], _Uploader] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _senders: list[threading.Thread] = field(default_factory=list)
@@ -88,7 +98,8 @@ class Credit:
 
     def load(self) -> None:
         """Index the latest issued and received receipt per key from the ledger."""
-        for kind, index in ((ISSUED, self._issued), (RECEIVED, self._received)):
+        for kind, index in ((ISSUED, self._issued), (RECEIVED, self._received),
+                            (COLLECTED, self._collected)):
             for payload in self.log.payloads(kind):
                 r = SignedReceipt.from_bytes(payload).receipt
                 if r.key not in index or r.seq > index[r.key].seq:
@@ -106,21 +117,28 @@ class Credit:
             raise ApiError(400, "malformed", e.message) from None
         r = signed.receipt
         size = self.work_size(r.work)
+        me = self.identity.public_key
+        collector = self.collector_of(r.work) if r.uploader != me else None
+        # As the work's collector we keep receipts naming any uploader (but never us as
+        # the downloader: a collector does not acknowledge itself).
+        collecting = collector is not None and collector.pk == me and r.downloader != me
+        kind, index = (COLLECTED, self._collected) if collecting else (RECEIVED, self._received)
         with self._lock:
             try:
                 verify_receipt(
-                    signed, uploader=self.identity.public_key,
+                    signed, uploader=r.uploader if collecting else me,
                     known_works=() if size is None else (r.work,),
-                    work_size=size, previous=self._received.get(r.key),
+                    work_size=size, previous=index.get(r.key),
                 )
             except ReceiptRejected as e:
                 raise ApiError(409 if e.reason in ("replayed", "rollback") else 422,
                                e.reason, e.message) from None
             except VerificationError as e:
                 raise ApiError(422, rejection_reason(e), e.message) from None
-            self.log.append(RECEIVED, signed.to_bytes())
-            self._received[r.key] = r
-        return {"ok": True, "seq": r.seq, "bytes": r.bytes}
+            self.log.append(kind, signed.to_bytes())
+            index[r.key] = r
+        return {"ok": True, "seq": r.seq, "bytes": r.bytes,
+                "kept_as": "collected" if collecting else "received"}
 
     def received_totals(self) -> dict[bytes, int]:
         """Per work: bytes acknowledged to this node by all downloaders (latest receipts)."""
@@ -166,10 +184,16 @@ class Credit:
             self._issued[key] = r
             up.last, up.last_sent_at = r, time.monotonic()
             issued.append(r)
-            t = threading.Thread(target=self._send, args=(host, api_port, signed),
-                                 daemon=True, name="send-receipt")
-            t.start()
-            self._senders.append(t)
+            targets = [(host, api_port)]
+            collector = self.collector_of(work)
+            if (collector is not None and collector.pk not in (pk, me)
+                    and self.may_send_to(collector.host)):
+                targets.append((collector.host, collector.port))
+            for h, p in targets:
+                t = threading.Thread(target=self._send, args=(h, p, signed),
+                                     daemon=True, name="send-receipt")
+                t.start()
+                self._senders.append(t)
         if final:  # the process may end right after: deliver before returning
             self.flush()
         return issued
@@ -178,6 +202,11 @@ class Credit:
         # It is in our ledger already; the next (cumulative) receipt supersedes a lost one.
         with contextlib.suppress(P2PDistError):
             post(host, port, "/receipts", signed.to_bytes(), timeout=5)
+
+    def collected(self, work: bytes) -> list[TransferReceipt]:
+        """Latest collected receipt per (uploader, downloader) for *work*."""
+        with self._lock:
+            return [r for k, r in self._collected.items() if k[0] == work]
 
     def issued(self, work: bytes) -> dict[bytes, TransferReceipt]:
         """Latest issued receipt per uploader for *work*."""

@@ -247,16 +247,21 @@ def publish(
                                   "Default: ./<title>.torrent")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    collector: Annotated[
+        str | None, typer.Option("--collector", help="KEY@HOST:PORT: a node (e.g. your "
+                                 "label's) that also receives every transfer receipt.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sign a license for a work, make its torrent and add it to your library."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from p2pdist.node import check_publish_args
+    from p2pdist.node import check_publish_args, parse_collector
     from p2pdist.node import publish as do_publish
 
     # A typo fails before the passphrase prompt and the hashing.
     check_publish_args(title=title, spdx=license_id, creators=creator or (), fmt=fmt)
+    coll = parse_collector(collector) if collector is not None else None
     if not path.expanduser().exists():
         from p2pdist.errors import InputError
 
@@ -274,7 +279,7 @@ def publish(
         res = do_publish(
             _home(), ident, path, title=title, spdx=license_id, creators=creator or (),
             fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (), out=out_path,
-            force=force, progress=progress,
+            force=force, progress=progress, collector=coll,
         )
     if json_out:
         _emit(res.to_dict())
@@ -389,6 +394,9 @@ def _print_license(lic: Any) -> None:
     out.print(f"  {m.terms.url}")
     for s in lic.signed.signatures:
         out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})")
+    if m.collector is not None:
+        out.print(f"  receipts also go to {m.collector.endpoint}, collector "
+                  f"{fingerprint(m.collector.pk)}  ({key_to_text(m.collector.pk)})")
 
 
 @app.command()

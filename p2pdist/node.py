@@ -6,6 +6,7 @@ Only this module and cli.py combine domains. The CLI calls one function here per
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import threading
 import time
 import unicodedata
@@ -19,6 +20,7 @@ from p2pdist import __version__, _canonical
 from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
 from p2pdist._control import ControlServer
 from p2pdist._credit import (
+    COLLECTED,
     ISSUED,
     LEDGER_NAME,
     RECEIVED,
@@ -39,6 +41,7 @@ from p2pdist.identity import Identity, atomic_write, key_to_text, load_public_id
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
     CCTerms,
+    Collector,
     License,
     LicenseManifest,
     SignedManifest,
@@ -46,6 +49,7 @@ from p2pdist.licensing import (
     cc_terms,
     content_of_info,
     embed_license,
+    license_of_info,
     verify_info,
 )
 from p2pdist.payouts.ledger import Ledger, VerifyReport
@@ -74,6 +78,7 @@ __all__ = [
     "export_receipts",
     "import_receipts",
     "list_receipts",
+    "parse_collector",
     "publish",
     "verify_ledger",
 ]
@@ -133,6 +138,24 @@ def check_publish_args(
     return terms
 
 
+def parse_collector(text: str) -> Collector:
+    """``KEY@HOST:PORT`` (the collector's key as `whoami` prints it, then its node API)."""
+    from p2pdist.identity import key_from_text
+
+    key, sep, endpoint = text.strip().partition("@")
+    remedy = "e.g. --collector <52-char key>@collector.example.org:7001"
+    if not sep:
+        raise InputError(f"--collector wants KEY@HOST:PORT, not {text!r}", remedy=remedy)
+    try:
+        pk = key_from_text(key)
+    except P2PDistError:
+        raise InputError(f"--collector: {key!r} is not a key", remedy=remedy) from None
+    try:
+        return Collector.parse_endpoint(pk, endpoint)
+    except ValueError as e:
+        raise InputError(f"--collector: {endpoint!r}: {e}", remedy=remedy) from None
+
+
 def publish(
     home: Path,
     identity: Identity,
@@ -141,6 +164,7 @@ def publish(
     title: str,
     spdx: str,
     creators: Sequence[str] = (),
+    collector: Collector | None = None,
     fmt: str = "hybrid",
     trackers: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
@@ -178,6 +202,7 @@ def publish(
         terms=terms,
         splits=(Split(identity.public_key, 10_000),),
         content=content_of_info(info),
+        collector=collector,
     )
     signed = SignedManifest.sign(manifest, [identity])
     torrent["info"] = embed_license(info, signed)
@@ -333,7 +358,8 @@ def list_receipts(home: Path, *, work: str | None = None) -> list[dict[str, obje
     log = open_ledger(home, ident.public_key)
     try:
         rows: dict[tuple[bytes, bytes, bytes], dict[str, object]] = {}
-        for kind, direction in ((ISSUED, "issued"), (RECEIVED, "received")):
+        for kind, direction in ((ISSUED, "issued"), (RECEIVED, "received"),
+                                (COLLECTED, "collected")):
             for payload in log.payloads(kind):
                 r = SignedReceipt.from_bytes(payload).receipt
                 if work and not r.work.hex().startswith(work.lower()):
@@ -354,7 +380,7 @@ def list_receipts(home: Path, *, work: str | None = None) -> list[dict[str, obje
 
 def _check_payload(kind: str, payload: bytes) -> None:
     """Receipts in a ledger or bundle must carry their downloader's valid signature."""
-    if kind in (ISSUED, RECEIVED):
+    if kind in (ISSUED, RECEIVED, COLLECTED):
         verify_receipt(SignedReceipt.from_bytes(payload))
 
 
@@ -485,6 +511,7 @@ class Node:
         self.profile = profile
         self.started = time.monotonic()
         self._snaps: list[WorkSnapshot] = []
+        self._collectors: dict[str, Collector | None] = {}
         # Peers' claimed keys count only once proven through their /identity challenge.
         self._proven: dict[str, bytes] = {}
         self._proving: set[str] = set()
@@ -523,7 +550,9 @@ class Node:
                 raise
             self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
             self.ledger = open_ledger(home, identity.public_key)
-            self.credit = Credit(identity, self.ledger, work_size=self._work_size)
+            self.credit = Credit(identity, self.ledger, work_size=self._work_size,
+                                 collector_of=self._collector_of,
+                                 may_send_to=self._may_send_to)
             self.credit.load()
             credit = self.credit
             self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
@@ -769,6 +798,26 @@ class Node:
             return self.library.get(work.hex()).size
         except P2PDistError:
             return None
+
+    def _collector_of(self, work: bytes) -> Collector | None:
+        """The collector the work's (verified, stored) license names, if any."""
+        key = work.hex()
+        if key not in self._collectors:
+            try:
+                _, signed = license_of_info(info_section(self.library.torrent(key)))
+                self._collectors[key] = signed.manifest.collector
+            except P2PDistError:
+                return None  # not (yet) in the library: ask again later
+        return self._collectors[key]
+
+    def _may_send_to(self, host: str) -> bool:
+        """In the local profile, receipts go to loopback addresses only."""
+        if self.profile is not Profile.LOCAL:
+            return True
+        try:
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def _issue_receipts(self, key: str, *, final: bool) -> None:
         """Acknowledge verified bytes to each uploader that proved its key."""

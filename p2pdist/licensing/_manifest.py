@@ -14,6 +14,8 @@ bytes that were signed; nothing is re-serialised before it is checked.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ __all__ = [
     "INFO_KEY",
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
+    "Collector",
     "License",
     "LicenseManifest",
     "Signature",
@@ -130,6 +133,69 @@ class Split:
         return {"bps": self.bps, "pk": self.pk}
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^(?:{_LABEL}\.)*{_LABEL}$")
+MAX_HOST = 253
+
+
+def _host_ok(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= MAX_HOST and bool(_HOSTNAME_RE.fullmatch(host))
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Collector:
+    """Who else receives the receipts for a work (a label, a collecting society): its key
+    and the HOST:PORT of its node API. Downloaders send it a copy of each receipt; it
+    keeps those naming it as the work's collector."""
+
+    pk: bytes
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pk, bytes) or len(self.pk) != 32:
+            raise ValueError("a collector key is 32 bytes")
+        if not isinstance(self.host, str) or not _host_ok(self.host):
+            raise ValueError("a collector host is an IP address or a DNS name")
+        if not isinstance(self.port, int) or isinstance(self.port, bool) \
+                or not 0 < self.port <= 65535:
+            raise ValueError("a collector port is 1 to 65535")
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"api": self.endpoint.encode(), "pk": self.pk}
+
+    @classmethod
+    def parse_endpoint(cls, pk: bytes, text: str) -> Collector:
+        """``HOST:PORT`` or ``[V6]:PORT``; ValueError when it is neither."""
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            if ":" not in host:
+                raise ValueError("only an IPv6 address goes in brackets")
+        elif ":" in host:
+            raise ValueError("put an IPv6 address in brackets: [::1]:PORT")
+        if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5):
+            raise ValueError("a collector endpoint is HOST:PORT")
+        return cls(pk, host, int(port))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Collector:
+        d = _dict(raw, "manifest's collector", {"api", "pk"})
+        try:
+            return cls.parse_endpoint(_bytes(d["pk"], "collector key", 32),
+                                      _text(d["api"], "collector endpoint", max_len=MAX_HOST + 8))
+        except ValueError as e:
+            raise MalformedObject(f"the manifest's collector is invalid: {e}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class LicenseManifest:
     """What the rights holders sign: title, creators, terms, split sheet, content."""
@@ -140,6 +206,7 @@ class LicenseManifest:
     terms: CCTerms
     splits: tuple[Split, ...]
     content: Content
+    collector: Collector | None = None
 
     def __post_init__(self) -> None:
         # The same rules as from_dict: whatever can be signed can be verified.
@@ -158,7 +225,7 @@ class LicenseManifest:
             raise ValueError("a rights holder appears twice in the splits")
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        d: dict[str, object] = {
             "content": self.content.to_dict(),
             "created": int(self.created.timestamp()),
             "creators": [c.encode() for c in self.creators],
@@ -168,6 +235,9 @@ class LicenseManifest:
             "type": MANIFEST_TYPE,
             "v": 1,
         }
+        if self.collector is not None:  # optional: absent, not empty
+            d["collector"] = self.collector.to_dict()
+        return d
 
     def signed_bytes(self) -> bytes:
         return _canonical.encode(self.to_dict())
@@ -183,6 +253,7 @@ class LicenseManifest:
         d = _dict(
             raw, "license manifest",
             {"type", "v", "title", "creators", "created", "terms", "splits", "content"},
+            {"collector"},
         )
         _check_version(d, MANIFEST_TYPE, "license manifest")
         terms_d = _dict(d["terms"], "manifest's terms", {"kind"}, {"spdx"})
@@ -207,6 +278,7 @@ class LicenseManifest:
             raise MalformedObject("the splits do not sum to 10000 bps")
         if len({s.pk for s in splits}) != len(splits):
             raise MalformedObject("a rights holder appears twice in the splits")
+        collector = Collector.from_dict(d["collector"]) if "collector" in d else None
         cd = _dict(d["content"], "manifest's content", {"files", "piece_length"}, {"v1"})
         v1 = _bytes(cd["v1"], "v1 digest", 32) if "v1" in cd else None
         try:
@@ -227,6 +299,7 @@ class LicenseManifest:
                 terms=CCTerms(spdx),
                 splits=tuple(splits),
                 content=content,
+                collector=collector,
             )
         except ValueError as e:
             raise MalformedObject(f"the manifest is inconsistent: {e}") from None
@@ -356,6 +429,9 @@ class License:
             ],
             "size": m.content.total_size,
             "files": ["/".join(f.path) for f in m.content.files],
+            "collector": None if m.collector is None else {
+                "pk": key_to_text(m.collector.pk), "fingerprint": fingerprint(m.collector.pk),
+                "api": m.collector.endpoint},
         }
 
 

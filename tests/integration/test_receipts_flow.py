@@ -170,3 +170,53 @@ def test_tampered_ledger_fails_verify_with_exit_3(tmp_path: Path) -> None:
     assert cp.returncode == 3, cp.stderr
     assert json.loads(cp.stdout)["ok"] is False
     assert "entry 1" in cp.stderr
+
+
+def test_receipts_also_reach_the_collector_the_license_names(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [5 * MiB + 3])
+    artist, label, fan = tmp_path / "ada", tmp_path / "label", tmp_path / "fan"
+    for h in (label, fan):
+        run_cli(h, "init", "--name", h.name)
+    label_pk = load_public_identity(label).key_text
+    label_api = free_port()
+    pub = publish(artist, album, "--collector", f"{label_pk}@127.0.0.1:{label_api}")
+    shown = json.loads(run_cli(artist, "license", "show", pub["torrent"], "--json").stdout)
+    assert shown["collector"]["pk"] == label_pk
+    assert shown["collector"]["api"] == f"127.0.0.1:{label_api}"
+    a_port, l_port = free_port(), free_port()
+    with Seeder(artist, a_port):
+        # The label holds the work (it fetches it like any fan), then serves its API.
+        _fetch(label, pub["magnet"], tmp_path / "label-copy", a_port)
+        with Seeder(label, l_port, "--api-listen", f"127.0.0.1:{label_api}"):
+            r = _fetch(fan, pub["magnet"], tmp_path / "m", a_port)
+    [served] = [p for p in r["peers"] if p["bytes"]]
+    assert served["pk"] == load_public_identity(artist).key_text
+    fan_pk = load_public_identity(fan).key_text
+    collected = [row for row in json.loads(
+        run_cli(label, "receipts", "list", "--json").stdout) if row["direction"] == "collected"]
+    # The label holds the fan's receipt to the artist: the same (seq, bytes) the artist holds.
+    assert [(row["uploader"], row["downloader"], row["seq"], row["bytes"])
+            for row in collected] == [(served["pk"], fan_pk, served["receipt"]["seq"],
+                                       pub["size"])]
+    held = [row for row in json.loads(run_cli(artist, "receipts", "list", "--json").stdout)
+            if row["downloader"] == fan_pk]
+    assert [(row["seq"], row["bytes"]) for row in held] == [
+        (served["receipt"]["seq"], pub["size"])]
+    # The label's own download issued no receipt to itself as collector.
+    assert not [row for row in json.loads(run_cli(label, "receipts", "list", "--json").stdout)
+                if row["uploader"] == row["downloader"]]
+    run_cli(label, "ledger", "verify")  # collected receipts pass the signature check too
+
+
+def test_publish_refuses_a_malformed_collector_before_hashing(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    home = tmp_path / "ada"
+    run_cli(home, "init", "--name", "Ada")
+    pk = load_public_identity(home).key_text
+    for bad in ("127.0.0.1:7001", f"{pk}@", f"{pk}@host", f"{pk}@host:0", "nokey@host:7001",
+                f"{pk}@a b:80", f"{pk}@::1:80"):
+        cp = run_cli(home, "publish", str(album), "--title", "T", "--license", "CC0-1.0",
+                     "--collector", bad, "--out", str(tmp_path / "t.torrent"), check=False)
+        assert cp.returncode == 1, bad
+        assert "--collector" in cp.stderr and "Traceback" not in cp.stderr
+        assert not (tmp_path / "t.torrent").exists()

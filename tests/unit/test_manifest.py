@@ -37,6 +37,7 @@ from p2pdist.licensing import (
     MAX_INFO_SIZE,
     MAX_MANIFEST_SIZE,
     CCTerms,
+    Collector,
     Content,
     ContentFile,
     LicenseManifest,
@@ -176,6 +177,10 @@ def _build(case_input: dict[str, Any]) -> tuple[LicenseManifest, list[Identity]]
             for s in case_input["splits"]
         ),
         content=content,
+        collector=None if "collector" not in case_input else Collector.parse_endpoint(
+            bytes(nacl.signing.SigningKey(
+                bytes.fromhex(case_input["collector"]["seed"])).verify_key),
+            case_input["collector"]["api"]),
     )
     signers = [_identity(bytes.fromhex(s), "signer") for s in case_input["signers"]]
     return manifest, signers
@@ -251,6 +256,16 @@ def _contents(draw: st.DrawFn) -> Content:
     return Content(2 ** draw(st.integers(14, 24)), tuple(files), v1)
 
 
+_hostnames = st.from_regex(r"\A[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?(?:\.[a-z0-9]{1,10}){0,3}\Z")
+_hosts = _hostnames | st.ip_addresses().map(str)
+
+
+@st.composite
+def _collectors(draw: st.DrawFn) -> Collector:
+    return Collector(draw(st.binary(min_size=32, max_size=32)), draw(_hosts),
+                     draw(st.integers(1, 65535)))
+
+
 @st.composite
 def _signed_manifests(draw: st.DrawFn) -> tuple[LicenseManifest, list[Identity]]:
     holders, splits = draw(_splits())
@@ -261,6 +276,7 @@ def _signed_manifests(draw: st.DrawFn) -> tuple[LicenseManifest, list[Identity]]
         terms=CCTerms(draw(st.sampled_from(sorted(CC_LICENSES)))),
         splits=splits,
         content=draw(_contents()),
+        collector=draw(st.none() | _collectors()),
     )
     return manifest, draw(st.permutations(holders))
 
@@ -377,6 +393,11 @@ _ROOT_C = hashlib.sha256(b"c").digest()
 # Each field of the manifest, changed to another *valid* value while the holders'
 # signatures over the original are kept: the parse succeeds, so only the signature check
 # can catch it.
+def _add_collector(d: dict[str, Any]) -> None:
+    # Mallory adds herself as collector to a license she does not hold: signatures fail.
+    d["collector"] = {"api": b"127.0.0.1:7001", "pk": MALLORY.public_key}
+
+
 TAMPERED_FIELDS = [
     pytest.param(_flip("title"), id="title"),
     pytest.param(_set("title", value=b"Duet (Remastered)"), id="title-extended"),
@@ -401,6 +422,7 @@ TAMPERED_FIELDS = [
     pytest.param(_set("content", "piece_length", value=524_288), id="content-piece-length"),
     pytest.param(_flip("content", "v1"), id="content-v1"),
     pytest.param(_drop("content", "v1"), id="content-v1-dropped"),
+    pytest.param(_add_collector, id="collector-added"),
 ]
 
 
@@ -511,6 +533,29 @@ def _sized_manifest(size: int) -> bytes:
 def _huge_creators(d: dict[str, Any]) -> None:
     d["creators"] = [b"Ada"] * 33
 
+
+_GOOD_API = b"collector.example:7001"
+_BAD_COLLECTORS: dict[str, Any] = {
+    "not-a-dict": b"collector.example:7001",
+    "empty": {},
+    "no-key": {"api": _GOOD_API},
+    "no-api": {"pk": ADA.public_key},
+    "key-31-bytes": {"api": _GOOD_API, "pk": ADA.public_key[:31]},
+    "extra-field": {"api": _GOOD_API, "pk": ADA.public_key, "url": b"http://x"},
+    "no-port": {"api": b"collector.example", "pk": ADA.public_key},
+    "port-zero": {"api": b"collector.example:0", "pk": ADA.public_key},
+    "port-too-big": {"api": b"collector.example:65536", "pk": ADA.public_key},
+    "port-signed": {"api": b"collector.example:+80", "pk": ADA.public_key},
+    "host-with-slash": {"api": b"evil/../x:80", "pk": ADA.public_key},
+    "host-with-space": {"api": b"a b:80", "pk": ADA.public_key},
+    "host-empty": {"api": b":80", "pk": ADA.public_key},
+    "host-url": {"api": b"http://collector.example:80", "pk": ADA.public_key},
+    "v6-unbracketed": {"api": b"::1:80", "pk": ADA.public_key},
+    "v4-bracketed": {"api": b"[127.0.0.1]:80", "pk": ADA.public_key},
+    "host-too-long": {"api": b"a" * 64 + b".example:80", "pk": ADA.public_key},
+    "api-not-utf8": {"api": b"\xff:80", "pk": ADA.public_key},
+    "api-an-int": {"api": 80, "pk": ADA.public_key},
+}
 
 MALFORMED = [
     # encoding
@@ -640,6 +685,8 @@ MALFORMED = [
     pytest.param(lambda: _resigned(_set("content", "piece_length", value=-262_144)),
                  id="content-piece-length-negative"),
     pytest.param(lambda: _resigned(_unbound_content), id="content-binds-no-hashes"),
+    *[pytest.param(lambda c=c: _resigned(_set("collector", value=c)), id=f"collector-{name}")
+      for name, c in _BAD_COLLECTORS.items()],
 ]
 
 

@@ -27,6 +27,7 @@ import nacl.signing
 from p2pdist.identity import Identity, fingerprint, key_to_text
 from p2pdist.licensing import (
     CCTerms,
+    Collector,
     Content,
     ContentFile,
     LicenseManifest,
@@ -108,7 +109,33 @@ CASES: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "name": "cc-by-with-collector",
+        "input": {
+            "title": "Live at the Roundhouse",
+            "creators": ["Ada"],
+            "created": 1_763_856_000,
+            "spdx": "CC-BY-4.0",
+            "splits": [{"seed": SEED_A.hex(), "bps": 10_000}],
+            "signers": [SEED_A.hex()],
+            "collector": {"seed": SEED_B.hex(), "api": "collector.label.example:7001"},
+            "content": {
+                "piece_length": 262_144,
+                "v1": _h("v1 pieces of the live set"),
+                "files": [
+                    {"path": ["live.flac"], "size": 5_000_000, "root": _h("live root")},
+                ],
+            },
+        },
+    },
 ]
+
+
+def _collector(c: dict[str, str] | None) -> Collector | None:
+    if c is None:
+        return None
+    pk = bytes(nacl.signing.SigningKey(bytes.fromhex(c["seed"])).verify_key)
+    return Collector.parse_endpoint(pk, c["api"])
 
 
 def build(case_input: dict[str, Any]) -> tuple[LicenseManifest, list[Identity]]:
@@ -133,6 +160,7 @@ def build(case_input: dict[str, Any]) -> tuple[LicenseManifest, list[Identity]]:
             for s in case_input["splits"]
         ),
         content=content,
+        collector=_collector(case_input.get("collector")),
     )
     signers = [Identity("signer", nacl.signing.SigningKey(bytes.fromhex(s)))
                for s in case_input["signers"]]
