@@ -1,7 +1,9 @@
 """`p2pdist demo`: the whole story on loopback, with real nodes as separate processes.
 
 An artist publishes a CC work and seeds it; fan 1 fetches it; the artist goes offline;
-fans 2 and 3 fetch it from fan 1 alone. Every step is a real `p2pdist` command.
+fans 2 and 3 fetch it from fan 1 alone. Every downloader signs receipts for the verified
+bytes each uploader sent; the demo ends with each node's credit, checked against what
+the fans report. Every step is a real `p2pdist` command.
 """
 
 from __future__ import annotations
@@ -44,15 +46,15 @@ class _Demo:
         self.env = {**os.environ, "P2PDIST_NETWORK": "local", "P2PDIST_PASSPHRASE": PASSPHRASE,
                     "COLUMNS": "160"}
 
-    def cli(self, who: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    def cli(self, who: str, *args: str, timeout: float = 300) -> Any:
+        """Run one command; its --json answer (an object or a list), else {}."""
         cmd = [sys.executable, "-m", "p2pdist", "--home", str(self.root / who), *args]
         self.console.print(f"[dim]$ p2pdist --home {who} {' '.join(_short(a) for a in args)}[/]")
         cp = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout,
                             check=False)
         if cp.returncode != 0:
             raise P2PDistError(f"demo step failed ({who}): {cp.stderr.strip() or cp.stdout}")
-        result: dict[str, Any] = json.loads(cp.stdout) if "--json" in args else {}
-        return result
+        return json.loads(cp.stdout) if "--json" in args else {}
 
     @contextmanager
     def seeder(self, who: str, port: int, *peers: str) -> Iterator[None]:
@@ -149,6 +151,9 @@ def _story(console: Console, root: Path) -> None:
             r = d.cli(fan, "fetch", pub["magnet"], "--dest", str(root / f"{fan}-music"),
                       "--local", "--peer", f"127.0.0.1:{fan1_port}", "--json")
             rows.append((fan.replace("fan", "Fan "), r))
+        live = d.cli("fan1", "status", "--json")
+        console.print(f"  Fan 1's running node reports {live['credit']:,} bytes of credit "
+                      "(p2pdist status)")
 
     t = Table(title="Who got what from whom", title_justify="left")
     for col in ("Fan", "Served by (verified bytes)", "License", "Seconds", "MB/s",
@@ -168,3 +173,32 @@ def _story(console: Console, root: Path) -> None:
         raise P2PDistError("a fan's copy differs from the original")
     console.print("[green]Every fan holds a byte-identical copy with a verified, signed license."
                   " Fans 2 and 3 never talked to Ada.[/]")
+
+    _credits(d, pub, rows, {"Ada": "ada", "Fan 1": "fan1"},
+             {v: k for k, v in names.items()})
+
+
+def _credits(d: _Demo, pub: dict[str, Any], rows: list[tuple[str, dict[str, Any]]],
+             homes: dict[str, str], endpoints: dict[str, str]) -> None:
+    """Each uploader's credit (the receipts it holds) against what the fans say it sent."""
+    console = d.console
+    console.print("\n[bold]4. Every verified byte was acknowledged: each node's credit")
+    t = Table(title="Credit: bytes acknowledged by signed receipts", title_justify="left")
+    for col in ("Node", "Downloaders", "Credit", "Fans say it sent", "Match"):
+        t.add_column(col, justify="left" if col in ("Node", "Match") else "right")
+    ok = True
+    for name, home in homes.items():
+        held = [r for r in d.cli(home, "receipts", "list", "--work", pub["work"], "--json")
+                if r["direction"] == "received"]
+        credit = sum(int(r["bytes"]) for r in held)
+        sent = sum(int(p["bytes"]) for _, r in rows for p in r["peers"]
+                   if p["peer"] == endpoints[name])
+        ok &= credit == sent
+        t.add_row(name, str(len(held)), f"{credit:,}", f"{sent:,}",
+                  "[green]yes[/]" if credit == sent else "[red]NO[/]")
+    console.print(t)
+    if not ok:
+        raise P2PDistError("a node's credit differs from the bytes it served")
+    console.print(f"[green]Ada's credit is Fan 1's download ({pub['size']:,} bytes); Fan 1's "
+                  "is what Fans 2 and 3 got from it. Export them with: "
+                  "p2pdist receipts export --out FILE[/]")

@@ -1,0 +1,15 @@
+"""`p2pdist demo` is the story a newcomer runs first: it must keep working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_demo_runs_the_whole_story_and_the_credits_add_up(tmp_path: Path) -> None:
+    cp = run_cli(tmp_path / "unused-home", "demo", "--workdir", str(tmp_path / "demo"),
+                 timeout=300)
+    assert "Fans 2 and 3 never talked to Ada" in cp.stdout
+    assert "Ada's credit is Fan 1's download" in cp.stdout
+    assert "NO" not in cp.stdout
