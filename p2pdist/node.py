@@ -662,7 +662,7 @@ class Node:
             work=work_id,
             infohash=hashlib.sha1(info).hexdigest(),  # noqa: S324 - BitTorrent v1 id
             title=lic.manifest.title if lic else status.name,
-            license=lic.manifest.terms.spdx if lic else "unlicensed",
+            license=lic.manifest.terms.license_id if lic else "unlicensed",
             role=known.role if known else "fetched",
             save_path=str(dest),
             size=lic.manifest.content.total_size if lic else status.total_wanted,

@@ -32,14 +32,23 @@ from p2pdist.errors import (
 )
 from p2pdist.identity import Identity, fingerprint, key_to_text, verify_signature
 from p2pdist.licensing._content import Content, ContentFile, content_of_info
-from p2pdist.licensing._terms import CC_LICENSES, CCTerms
+from p2pdist.licensing._terms import (
+    CC_LICENSES,
+    MAX_SELLERS,
+    CCTerms,
+    PaidTerms,
+    Terms,
+    currency_exponent,
+)
 
 __all__ = [
     "DOMAIN",
+    "ENCRYPTION_SCHEME",
     "INFO_KEY",
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
     "Collector",
+    "Encryption",
     "License",
     "LicenseManifest",
     "Signature",
@@ -63,6 +72,7 @@ MAX_SPLITS = 64
 MAX_CREATORS = 32
 MAX_TEXT = 300
 TOTAL_BPS = 10_000
+ENCRYPTION_SCHEME = "p2pdist-stream-v1"
 
 
 def _text(v: Any, what: str, *, max_len: int = MAX_TEXT) -> str:
@@ -197,16 +207,105 @@ class Collector:
 
 
 @dataclass(frozen=True, slots=True)
+class Encryption:
+    """How a paid work's files were encrypted: the scheme, its chunk size, a public
+    commitment to the content key (``key_id``), and the plaintext files (path, size)
+    that the ``.p2pe`` files of the torrent decrypt to."""
+
+    scheme: str
+    chunk: int
+    key_id: bytes
+    files: tuple[tuple[tuple[str, ...], int], ...]
+
+    def __post_init__(self) -> None:
+        if self.scheme != ENCRYPTION_SCHEME:
+            raise ValueError(f"unknown encryption scheme {self.scheme!r}")
+        if not isinstance(self.chunk, int) or not 1024 <= self.chunk <= 16 * 1024 * 1024:
+            raise ValueError("the encryption chunk is 1 KiB to 16 MiB")
+        if not isinstance(self.key_id, bytes) or len(self.key_id) != 32:
+            raise ValueError("a key id is 32 bytes")
+        if not self.files:
+            raise ValueError("an encrypted work has at least one file")
+        for path, size in self.files:
+            if not path or not all(is_printable(p, max_len=4096) for p in path):
+                raise ValueError("a plaintext path is 1 or more printable components")
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 2**62:
+                raise ValueError("a plaintext size is 0 to 2**62")
+
+    @property
+    def total_size(self) -> int:
+        return sum(size for _, size in self.files)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "chunk": self.chunk,
+            "files": [{"path": [p.encode() for p in path], "size": size}
+                      for path, size in self.files],
+            "key_id": self.key_id,
+            "scheme": self.scheme.encode(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Encryption:
+        d = _dict(raw, "manifest's encryption", {"chunk", "files", "key_id", "scheme"})
+        scheme = _text(d["scheme"], "encryption scheme", max_len=64)
+        if scheme != ENCRYPTION_SCHEME:
+            raise MalformedObject(f"this p2pdist does not know the encryption {scheme!r}",
+                                  remedy="upgrade p2pdist")
+        files = []
+        for f in _list(d["files"], "encrypted files", 100_000):
+            fd = _dict(f, "encrypted file", {"path", "size"})
+            path = tuple(_text(p, "file path", max_len=4096)
+                         for p in _list(fd["path"], "path", 64))
+            files.append((path, _int(fd["size"], "plaintext size")))
+        try:
+            return cls(scheme, _int(d["chunk"], "encryption chunk"),
+                       _bytes(d["key_id"], "key id", 32), tuple(files))
+        except ValueError as e:
+            raise MalformedObject(f"the manifest's encryption is invalid: {e}") from None
+
+
+def _terms_from_dict(raw: Any) -> Terms:
+    if not isinstance(raw, dict):
+        raise MalformedObject("the manifest's terms are not a dict")
+    kind = raw.get("kind")
+    if kind == b"cc":
+        d = _dict(raw, "manifest's terms", {"kind", "spdx"})
+        spdx = _text(d["spdx"], "SPDX id", max_len=64)
+        if spdx not in CC_LICENSES:
+            raise MalformedObject(f"unknown license {spdx!r} in the manifest")
+        return CCTerms(spdx)
+    if kind == b"paid":
+        d = _dict(raw, "manifest's terms",
+                  {"kind", "price", "currency", "redistributor_bps", "sellers"},
+                  {"seller_api"})
+        currency = _text(d["currency"], "currency", max_len=3)
+        if currency_exponent(currency) is None:
+            raise MalformedObject(f"unknown currency {currency!r} in the manifest")
+        sellers = tuple(_bytes(k, "seller key", 32)
+                        for k in _list(d["sellers"], "sellers", MAX_SELLERS))
+        api = (_text(d["seller_api"], "seller API hint", max_len=261)
+               if "seller_api" in d else None)
+        try:
+            return PaidTerms(_int(d["price"], "price"), currency,
+                             _int(d["redistributor_bps"], "redistributor share"), sellers, api)
+        except ValueError as e:
+            raise MalformedObject(f"the manifest's paid terms are invalid: {e}") from None
+    raise MalformedObject(f"this p2pdist does not know {kind!r} terms", remedy="upgrade p2pdist")
+
+
+@dataclass(frozen=True, slots=True)
 class LicenseManifest:
     """What the rights holders sign: title, creators, terms, split sheet, content."""
 
     title: str
     creators: tuple[str, ...]
     created: datetime
-    terms: CCTerms
+    terms: Terms
     splits: tuple[Split, ...]
     content: Content
     collector: Collector | None = None
+    encryption: Encryption | None = None
 
     def __post_init__(self) -> None:
         # The same rules as from_dict: whatever can be signed can be verified.
@@ -223,6 +322,8 @@ class LicenseManifest:
             raise ValueError("the splits must sum to 10000 bps")
         if len({s.pk for s in self.splits}) != len(self.splits):
             raise ValueError("a rights holder appears twice in the splits")
+        if (self.encryption is None) != isinstance(self.terms, CCTerms):
+            raise ValueError("a paid work is encrypted, a CC work is not")
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -237,6 +338,8 @@ class LicenseManifest:
         }
         if self.collector is not None:  # optional: absent, not empty
             d["collector"] = self.collector.to_dict()
+        if self.encryption is not None:
+            d["encryption"] = self.encryption.to_dict()
         return d
 
     def signed_bytes(self) -> bytes:
@@ -253,17 +356,13 @@ class LicenseManifest:
         d = _dict(
             raw, "license manifest",
             {"type", "v", "title", "creators", "created", "terms", "splits", "content"},
-            {"collector"},
+            {"collector", "encryption"},
         )
         _check_version(d, MANIFEST_TYPE, "license manifest")
-        terms_d = _dict(d["terms"], "manifest's terms", {"kind"}, {"spdx"})
-        if terms_d["kind"] != b"cc":
-            raise MalformedObject(
-                f"this p2pdist does not know {terms_d['kind']!r} terms", remedy="upgrade p2pdist"
-            )
-        spdx = _text(terms_d.get("spdx"), "SPDX id", max_len=64)
-        if spdx not in CC_LICENSES:
-            raise MalformedObject(f"unknown license {spdx!r} in the manifest")
+        terms = _terms_from_dict(d["terms"])
+        encryption = Encryption.from_dict(d["encryption"]) if "encryption" in d else None
+        if (encryption is None) != isinstance(terms, CCTerms):
+            raise MalformedObject("a paid work must be encrypted and a CC work must not be")
         created = _int(d["created"], "created time")
         if not 0 <= created < 2**40:
             raise MalformedObject("the manifest's created time is out of range")
@@ -296,10 +395,11 @@ class LicenseManifest:
                 creators=tuple(_text(c, "creator") for c in _list(d["creators"], "creators",
                                                                   MAX_CREATORS)),
                 created=datetime.fromtimestamp(created, UTC),
-                terms=CCTerms(spdx),
+                terms=terms,
                 splits=tuple(splits),
                 content=content,
                 collector=collector,
+                encryption=encryption,
             )
         except ValueError as e:
             raise MalformedObject(f"the manifest is inconsistent: {e}") from None
@@ -384,7 +484,7 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
             remedy="the torrent was altered after signing; get it from the publisher",
         )
     # (3) terms
-    if m.terms.spdx not in CC_LICENSES:
+    if isinstance(m.terms, CCTerms) and m.terms.spdx not in CC_LICENSES:
         raise TermsError(f"unknown license terms {m.terms.spdx!r}")
 
 
@@ -417,7 +517,7 @@ class License:
             "title": m.title,
             "creators": list(m.creators),
             "created": m.created.isoformat().replace("+00:00", "Z"),
-            "terms": {"kind": "cc", "spdx": m.terms.spdx, "url": m.terms.url},
+            "terms": _terms_json(m.terms),
             "summary": self.plain_words(),
             "splits": [
                 {"pk": key_to_text(s.pk), "fingerprint": fingerprint(s.pk), "bps": s.bps}
@@ -433,6 +533,16 @@ class License:
                 "pk": key_to_text(m.collector.pk), "fingerprint": fingerprint(m.collector.pk),
                 "api": m.collector.endpoint},
         }
+
+
+def _terms_json(t: Terms) -> dict[str, object]:
+    if isinstance(t, CCTerms):
+        return {"kind": "cc", "spdx": t.spdx, "url": t.url}
+    return {"kind": "paid", "price": t.price, "currency": t.currency,
+            "price_text": t.label.removeprefix("for sale, "),
+            "redistributor_bps": t.redistributor_bps,
+            "sellers": [{"pk": key_to_text(k), "fingerprint": fingerprint(k)} for k in t.sellers],
+            "seller_api": t.seller_api}
 
 
 def license_of_info(info_bytes: bytes) -> tuple[dict[str, Any], SignedManifest]:
