@@ -21,7 +21,8 @@
         ├── TermsError                terms that are unknown or inconsistent
         ├── NotLicensed               a torrent without a p2pdist license
         ├── LedgerCorrupt             a ledger or bundle entry fails its chain: node, seq, reason
-        └── ForkDetected              one node signed two different histories of one size
+        ├── ForkDetected              one node signed two different histories of one size
+        └── TamperedContent           encrypted content fails its tag: opaque, like InvalidSignature
 
 Every error carries a message and a remedy a user can act on. Programmer misuse raises
 TypeError or ValueError instead.
@@ -51,6 +52,7 @@ __all__ = [
     "PassphraseError",
     "SourceError",
     "StorageError",
+    "TamperedContent",
     "TermsError",
     "VerificationError",
     "WorkNotFound",
@@ -195,3 +197,19 @@ class ForkDetected(VerificationError):
     def to_dict(self) -> dict[str, object]:
         return {"error": "fork", "node": _key_text(self.node), "seq": self.seq,
                 "heads": [h.hex() for h in self.heads], "message": self.message}
+
+
+class TamperedContent(VerificationError):
+    """Encrypted content that does not authenticate. Opaque on purpose: no chunk, no byte."""
+
+    default_remedy = (
+        "fetch the work again from another peer; if it still fails, ask the seller to "
+        "send the key again"
+    )
+
+    def __init__(
+        self,
+        message: str = "the encrypted content does not authenticate (tampered or wrong key)",
+        **kw: str,
+    ) -> None:
+        super().__init__(message, **kw)
