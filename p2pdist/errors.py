@@ -14,6 +14,7 @@
     ├── NodeNotRunning                `status`: no node answers in this home
     ├── HomeInUse                     `seed`: another node already runs in this home
     ├── StorageError                  a write to disk failed
+    ├── VoucherRefused                a voucher code: malformed, unknown, redeemed, other work
     └── VerificationError             exit 3: bad signature, tampered, not licensed
         ├── InvalidSignature          opaque on purpose: no hint which byte was wrong
         ├── MalformedObject           not canonical, oversized, truncated, unknown version
@@ -55,6 +56,7 @@ __all__ = [
     "TamperedContent",
     "TermsError",
     "VerificationError",
+    "VoucherRefused",
     "WorkNotFound",
 ]
 
@@ -121,6 +123,33 @@ class HomeInUse(P2PDistError):
 
 class StorageError(P2PDistError):
     default_remedy = "free some space or fix the permissions, then run the command again"
+
+
+_VOUCHER_REMEDIES = {
+    "malformed": "check the code for a typo: 17 letters and digits, like 7K3Q-M9XR-2HTP-VW4C-X",
+    "unknown": "check the code and the work; if both are right, ask the seller who issued it",
+    "redeemed": "each code works once; if you did not redeem it, ask the seller",
+    "other-work": "this code unlocks another work: use it with that work",
+}
+
+
+class VoucherRefused(P2PDistError):
+    """A voucher code that unlocks nothing here; ``reason`` says why, in one word.
+
+    ``malformed`` (wrong length, a bad character, a check character that does not
+    match), ``unknown`` (no such code), ``redeemed`` (used already), ``other-work`` (a
+    code of another work). A policy failure, so precise, and exit 1. A refusal changed
+    nothing.
+    """
+
+    reasons = frozenset(_VOUCHER_REMEDIES)
+
+    def __init__(self, message: str, *, reason: str, remedy: str | None = None) -> None:
+        if reason not in _VOUCHER_REMEDIES:
+            raise ValueError(f"unknown voucher refusal reason {reason!r}")
+        super().__init__(message,
+                         remedy=remedy if remedy is not None else _VOUCHER_REMEDIES[reason])
+        self.reason = reason
 
 
 class VerificationError(P2PDistError):
