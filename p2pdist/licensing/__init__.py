@@ -7,6 +7,7 @@ from p2pdist.licensing._manifest import (
     MAX_INFO_SIZE,
     MAX_MANIFEST_SIZE,
     Collector,
+    Encryption,
     License,
     LicenseManifest,
     Signature,
@@ -17,7 +18,16 @@ from p2pdist.licensing._manifest import (
     verify_info,
     verify_manifest,
 )
-from p2pdist.licensing._terms import CC_LICENSES, CCTerms, cc_terms
+from p2pdist.licensing._terms import (
+    CC_LICENSES,
+    CCTerms,
+    PaidTerms,
+    Terms,
+    cc_terms,
+    format_price,
+    paid_terms,
+    parse_price,
+)
 
 __all__ = [
     "CC_LICENSES",
@@ -29,15 +39,21 @@ __all__ = [
     "Collector",
     "Content",
     "ContentFile",
+    "Encryption",
     "License",
     "LicenseManifest",
+    "PaidTerms",
     "Signature",
     "SignedManifest",
     "Split",
+    "Terms",
     "cc_terms",
     "content_of_info",
     "embed_license",
+    "format_price",
     "license_of_info",
+    "paid_terms",
+    "parse_price",
     "verify_info",
     "verify_manifest",
 ]

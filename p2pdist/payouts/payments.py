@@ -1,0 +1,400 @@
+"""Purchases: the buyer's signed request and the seller's signed PaymentReceipt.
+
+PurchaseRequest, signed by the buyer (domain ``p2pdist/purchase/v1``)::
+
+    {type: p2pdist/purchase-request, v: 1, work, buyer, seller, method, payment,
+     nonce, ts, receipts: [signed transfer receipts of this buyer for this work]}
+
+It names the seller it is for (a request cannot be replayed to another seller) and
+carries a fresh 16-byte nonce (a seller refuses a nonce it has seen). ``payment`` is the
+method's credential, e.g. the voucher code.
+
+PaymentReceipt, signed by a seller named in the manifest (domain ``p2pdist/payment/v1``)::
+
+    {type: p2pdist/payment-receipt, v: 1, work, buyer, seller, amount, currency, method,
+     payment_ref, nonce, served_by: [{pk, bytes}], ts}
+
+``served_by`` says which p2pdist nodes carried the work to this buyer, from the buyer's
+own transfer receipts, capped so the bytes never sum over the work's size. It is what
+splits the redistributor share of this sale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from p2pdist import _canonical
+from p2pdist._signed import (
+    MAX_TS,
+    as_bytes,
+    as_dict,
+    as_int,
+    as_list,
+    as_text,
+    check_version,
+    envelope,
+    open_envelope,
+)
+from p2pdist.errors import MalformedObject, VerificationError
+from p2pdist.identity import Identity, fingerprint, verify_signature
+from p2pdist.licensing import PaidTerms
+from p2pdist.payouts.receipts import MAX_RECEIPT_SIZE, SignedReceipt, verify_receipt
+
+__all__ = [
+    "MAX_SERVED_BY",
+    "PAYMENT_DOMAIN",
+    "PURCHASE_DOMAIN",
+    "PaymentReceipt",
+    "PaymentRejected",
+    "PurchaseRequest",
+    "Served",
+    "SignedPayment",
+    "SignedPurchase",
+    "served_by_from_receipts",
+    "verify_payment",
+    "verify_purchase",
+]
+
+PURCHASE_TYPE: Final = "p2pdist/purchase-request"
+PAYMENT_TYPE: Final = "p2pdist/payment-receipt"
+PURCHASE_DOMAIN: Final = b"p2pdist/purchase/v1"
+PAYMENT_DOMAIN: Final = b"p2pdist/payment/v1"
+MAX_SERVED_BY: Final = 64
+NONCE_LEN: Final = 16
+MAX_PAYMENT_TEXT: Final = 128
+MAX_PURCHASE_SIZE: Final = MAX_SERVED_BY * (MAX_RECEIPT_SIZE + 8) + 2048
+MAX_PAYMENT_SIZE: Final = MAX_SERVED_BY * 64 + 2048
+_METHOD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+PAYMENT_REASONS: Final = ("not-a-seller", "wrong-work", "wrong-price", "other-buyer",
+                          "over-size", "wrong-seller", "bad-receipts")
+
+
+class PaymentRejected(VerificationError):
+    """A well-signed purchase object that breaks the work's terms; ``reason`` says how."""
+
+    def __init__(self, message: str, *, reason: str, remedy: str | None = None) -> None:
+        if reason not in PAYMENT_REASONS:
+            raise ValueError(f"unknown payment rejection reason {reason!r}")
+        super().__init__(message, remedy=remedy)
+        self.reason = reason
+
+
+def _check_method(method: str) -> str:
+    if not (1 <= len(method) <= 32 and set(method) <= _METHOD_CHARS):
+        raise ValueError("a payment method is 1-32 of a-z, 0-9 and '-'")
+    return method
+
+
+def _ts(ts: datetime) -> datetime:
+    if not isinstance(ts, datetime) or ts.utcoffset() is None or ts.microsecond:
+        raise ValueError("a time is an aware datetime in whole seconds")
+    if not 0 <= ts.timestamp() <= MAX_TS:
+        raise ValueError("a time is out of range")
+    return ts.astimezone(UTC)
+
+
+def _key(v: bytes, what: str) -> bytes:
+    if not isinstance(v, bytes) or len(v) != 32:
+        raise ValueError(f"{what} is a 32-byte key")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A p2pdist node that served the buyer, and the verified bytes it sent."""
+
+    pk: bytes
+    bytes: int
+
+    def __post_init__(self) -> None:
+        _key(self.pk, "a served_by key")
+        if not isinstance(self.bytes, int) or isinstance(self.bytes, bool) or self.bytes < 1:
+            raise ValueError("served bytes are a positive integer")
+
+
+# -- the request ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRequest:
+    work: bytes
+    buyer: bytes
+    seller: bytes
+    method: str
+    payment: str
+    nonce: bytes
+    ts: datetime
+    receipts: tuple[bytes, ...]  # signed transfer receipt envelopes, as the buyer holds them
+
+    def __post_init__(self) -> None:
+        for name in ("work", "buyer", "seller"):
+            _key(getattr(self, name), name)
+        _check_method(self.method)
+        if not (isinstance(self.payment, str) and 0 < len(self.payment) <= MAX_PAYMENT_TEXT
+                and self.payment.isascii() and self.payment.isprintable()):
+            raise ValueError("the payment credential is 1-128 printable ASCII characters")
+        if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
+            raise ValueError(f"a nonce is {NONCE_LEN} bytes")
+        object.__setattr__(self, "ts", _ts(self.ts))
+        if len(self.receipts) > MAX_SERVED_BY or any(
+                not isinstance(r, bytes) or len(r) > MAX_RECEIPT_SIZE for r in self.receipts):
+            raise ValueError(f"at most {MAX_SERVED_BY} receipts of at most "
+                             f"{MAX_RECEIPT_SIZE} bytes")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"buyer": self.buyer, "method": self.method.encode(), "nonce": self.nonce,
+                "payment": self.payment.encode(), "receipts": list(self.receipts),
+                "seller": self.seller, "ts": int(self.ts.timestamp()), "type": PURCHASE_TYPE,
+                "v": 1, "work": self.work}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> PurchaseRequest:
+        d = as_dict(raw, "purchase request", frozenset(
+            {"type", "v", "work", "buyer", "seller", "method", "payment", "nonce", "ts",
+             "receipts"}))
+        check_version(d, PURCHASE_TYPE, "purchase request")
+        try:
+            return cls(
+                work=as_bytes(d["work"], "work id", 32),
+                buyer=as_bytes(d["buyer"], "buyer key", 32),
+                seller=as_bytes(d["seller"], "seller key", 32),
+                method=as_text(d["method"], "payment method", max_len=32),
+                payment=as_text(d["payment"], "payment credential", max_len=MAX_PAYMENT_TEXT),
+                nonce=as_bytes(d["nonce"], "nonce", NONCE_LEN),
+                ts=datetime.fromtimestamp(as_int(d["ts"], "time", 0, MAX_TS), UTC),
+                receipts=tuple(as_bytes(r, "receipt", max_len=MAX_RECEIPT_SIZE)
+                               for r in as_list(d["receipts"], "receipts", MAX_SERVED_BY)),
+            )
+        except ValueError as e:
+            raise MalformedObject(f"the purchase request is invalid: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPurchase:
+    body: bytes
+    request: PurchaseRequest
+    sig: bytes
+
+    @classmethod
+    def sign(cls, request: PurchaseRequest, buyer: Identity) -> SignedPurchase:
+        if buyer.public_key != request.buyer:
+            raise ValueError("only the buyer signs a purchase request")
+        body = _canonical.encode(request.to_dict())
+        return cls(body, request, buyer.sign(domain=PURCHASE_DOMAIN, message=body))
+
+    def to_bytes(self) -> bytes:
+        return envelope(PURCHASE_TYPE + "/signed", self.body, self.sig)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedPurchase:
+        body, sig = open_envelope(data, PURCHASE_TYPE + "/signed", max_size=MAX_PURCHASE_SIZE,
+                                  what="signed purchase request")
+        d = _canonical.decode(body, max_size=MAX_PURCHASE_SIZE, what="purchase request")
+        return cls(body, PurchaseRequest.from_dict(d), sig)
+
+
+def verify_purchase(signed: SignedPurchase, *, seller: bytes, work: bytes,
+                    terms: PaidTerms) -> None:
+    """Verify a purchase request as the seller it is addressed to.
+
+    Checks, in order:
+      (1) the buyer signed the request bytes                          (InvalidSignature);
+      (2) it is addressed to *seller*, a seller the terms name   ("wrong-seller",
+          "not-a-seller");
+      (3) it is for *work*                                            ("wrong-work").
+    The receipts it carries are checked by served_by_from_receipts; the nonce and the
+    payment by the seller (replays, vouchers).
+    """
+    r = signed.request
+    # (1)
+    verify_signature(pk=r.buyer, domain=PURCHASE_DOMAIN, message=signed.body,
+                     signature=signed.sig)
+    # (2)
+    if r.seller != seller:
+        raise PaymentRejected(
+            f"this request is for seller {fingerprint(r.seller)}, not {fingerprint(seller)}",
+            reason="wrong-seller", remedy="send it to the seller it names")
+    if seller not in terms.sellers:
+        raise PaymentRejected(f"{fingerprint(seller)} is not a seller of this work",
+                              reason="not-a-seller",
+                              remedy="buy from a seller the license names")
+    # (3)
+    if r.work != work:
+        raise PaymentRejected("the request is for another work", reason="wrong-work")
+
+
+def served_by_from_receipts(receipts: Sequence[bytes], *, work: bytes, buyer: bytes,
+                            size: int) -> tuple[Served, ...]:
+    """Who served *buyer*, from its own signed receipts for *work*: the latest receipt per
+    uploader, each verified; bytes capped so their sum never exceeds *size*
+    (largest-remainder scaling). PaymentRejected("bad-receipts") for any bad receipt."""
+    latest: dict[bytes, int] = {}
+    seqs: dict[bytes, int] = {}
+    for raw in receipts:
+        try:
+            s = SignedReceipt.from_bytes(raw)
+            verify_receipt(s)
+        except VerificationError as e:
+            raise PaymentRejected(f"a transfer receipt in the request is bad: {e.message}",
+                                  reason="bad-receipts") from None
+        rc = s.receipt
+        if rc.work != work or rc.downloader != buyer:
+            raise PaymentRejected("a transfer receipt in the request is for another work "
+                                  "or another buyer", reason="bad-receipts")
+        if rc.seq > seqs.get(rc.uploader, 0):
+            seqs[rc.uploader], latest[rc.uploader] = rc.seq, min(rc.bytes, size)
+    rows = sorted(((pk, n) for pk, n in latest.items() if n > 0), key=lambda kv: kv[0])
+    total = sum(n for _, n in rows)
+    if total > size:  # scale down to the work's size, exactly, by largest remainder
+        shares = [(pk, n * size // total, n * size % total) for pk, n in rows]
+        left = size - sum(q for _, q, _ in shares)
+        order = sorted(range(len(shares)), key=lambda i: (-shares[i][2], shares[i][0]))
+        bump = set(order[:left])
+        rows = [(pk, q + (1 if i in bump else 0)) for i, (pk, q, _) in enumerate(shares)]
+    return tuple(Served(pk, n) for pk, n in rows if n > 0)
+
+
+# -- the receipt ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReceipt:
+    work: bytes
+    buyer: bytes
+    seller: bytes
+    amount: int
+    currency: str
+    method: str
+    payment_ref: str
+    nonce: bytes
+    served_by: tuple[Served, ...]
+    ts: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("work", "buyer", "seller"):
+            _key(getattr(self, name), name)
+        if not isinstance(self.amount, int) or isinstance(self.amount, bool) \
+                or not 0 < self.amount <= 10**15:
+            raise ValueError("an amount is a positive integer in minor units")
+        if not (isinstance(self.currency, str) and len(self.currency) == 3
+                and self.currency.isascii() and self.currency.isupper()):
+            raise ValueError("a currency is an ISO 4217 code")
+        _check_method(self.method)
+        if not (isinstance(self.payment_ref, str) and 0 < len(self.payment_ref) <= 128
+                and self.payment_ref.isascii() and self.payment_ref.isprintable()):
+            raise ValueError("a payment ref is 1-128 printable ASCII characters")
+        if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
+            raise ValueError(f"a nonce is {NONCE_LEN} bytes")
+        if len(self.served_by) > MAX_SERVED_BY:
+            raise ValueError(f"at most {MAX_SERVED_BY} served_by entries")
+        pks = [s.pk for s in self.served_by]
+        if pks != sorted(set(pks)):
+            raise ValueError("served_by is sorted by key, each key once")
+        if self.buyer in pks:
+            raise ValueError("the buyer did not serve itself")
+        object.__setattr__(self, "ts", _ts(self.ts))
+
+    @property
+    def served_bytes(self) -> int:
+        return sum(s.bytes for s in self.served_by)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"amount": self.amount, "buyer": self.buyer, "currency": self.currency.encode(),
+                "method": self.method.encode(), "nonce": self.nonce,
+                "payment_ref": self.payment_ref.encode(), "seller": self.seller,
+                "served_by": [{"bytes": s.bytes, "pk": s.pk} for s in self.served_by],
+                "ts": int(self.ts.timestamp()), "type": PAYMENT_TYPE, "v": 1,
+                "work": self.work}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> PaymentReceipt:
+        d = as_dict(raw, "payment receipt", frozenset(
+            {"type", "v", "work", "buyer", "seller", "amount", "currency", "method",
+             "payment_ref", "nonce", "served_by", "ts"}))
+        check_version(d, PAYMENT_TYPE, "payment receipt")
+        try:
+            served = []
+            for s in as_list(d["served_by"], "served_by", MAX_SERVED_BY):
+                sd = as_dict(s, "served_by entry", frozenset({"pk", "bytes"}))
+                served.append(Served(as_bytes(sd["pk"], "served_by key", 32),
+                                     as_int(sd["bytes"], "served bytes", 1)))
+            return cls(
+                work=as_bytes(d["work"], "work id", 32),
+                buyer=as_bytes(d["buyer"], "buyer key", 32),
+                seller=as_bytes(d["seller"], "seller key", 32),
+                amount=as_int(d["amount"], "amount", 1, 10**15),
+                currency=as_text(d["currency"], "currency", max_len=3),
+                method=as_text(d["method"], "payment method", max_len=32),
+                payment_ref=as_text(d["payment_ref"], "payment ref", max_len=128),
+                nonce=as_bytes(d["nonce"], "nonce", NONCE_LEN),
+                served_by=tuple(served),
+                ts=datetime.fromtimestamp(as_int(d["ts"], "time", 0, MAX_TS), UTC),
+            )
+        except ValueError as e:
+            raise MalformedObject(f"the payment receipt is invalid: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPayment:
+    body: bytes
+    payment: PaymentReceipt
+    sig: bytes
+
+    @classmethod
+    def sign(cls, payment: PaymentReceipt, seller: Identity) -> SignedPayment:
+        if seller.public_key != payment.seller:
+            raise ValueError("only the seller it names signs a payment receipt")
+        body = _canonical.encode(payment.to_dict())
+        return cls(body, payment, seller.sign(domain=PAYMENT_DOMAIN, message=body))
+
+    def to_bytes(self) -> bytes:
+        return envelope(PAYMENT_TYPE + "/signed", self.body, self.sig)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedPayment:
+        body, sig = open_envelope(data, PAYMENT_TYPE + "/signed", max_size=MAX_PAYMENT_SIZE,
+                                  what="signed payment receipt")
+        d = _canonical.decode(body, max_size=MAX_PAYMENT_SIZE, what="payment receipt")
+        return cls(body, PaymentReceipt.from_dict(d), sig)
+
+
+def verify_payment(signed: SignedPayment, *, work: bytes, terms: PaidTerms, size: int,
+                   buyer: bytes | None = None) -> None:
+    """Verify a payment receipt against the work's signed terms.
+
+    Checks, in order:
+      (1) the seller it names signed the receipt bytes                (InvalidSignature);
+      (2) that seller is one the terms name                          ("not-a-seller");
+      (3) it is for *work*                                             ("wrong-work");
+      (4) for *buyer*, if given                                        ("other-buyer");
+      (5) the amount and currency are the terms' price               ("wrong-price");
+      (6) served_by sums to at most the work's *size*                  ("over-size").
+    """
+    p = signed.payment
+    # (1)
+    verify_signature(pk=p.seller, domain=PAYMENT_DOMAIN, message=signed.body,
+                     signature=signed.sig)
+    # (2)
+    if p.seller not in terms.sellers:
+        raise PaymentRejected(f"{fingerprint(p.seller)} is not a seller of this work",
+                              reason="not-a-seller")
+    # (3)
+    if p.work != work:
+        raise PaymentRejected("the payment receipt is for another work", reason="wrong-work")
+    # (4)
+    if buyer is not None and p.buyer != buyer:
+        raise PaymentRejected("the payment receipt is for another buyer",
+                              reason="other-buyer")
+    # (5)
+    if (p.amount, p.currency) != (terms.price, terms.currency):
+        raise PaymentRejected(
+            f"the payment is {p.amount} {p.currency}, the price is "
+            f"{terms.price} {terms.currency} (minor units)", reason="wrong-price")
+    # (6)
+    if p.served_bytes > size:
+        raise PaymentRejected(f"served_by credits {p.served_bytes} bytes of a {size}-byte "
+                              "work", reason="over-size")
