@@ -4,6 +4,8 @@
     HOME/library/WORK.json       what the node knows of a work
     HOME/library/WORK.torrent    the torrent (with the signed license in its info dict)
     HOME/library/WORK.resume     libtorrent resume data: restart without recheck
+    HOME/library/WORK.key        a paid work's content key, sealed to this node (0600)
+    HOME/library/WORK.grant      a bought work's signed license grant (0600)
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ class Work:
     added: str  # ISO 8601 UTC
     complete: bool
     magnet: str
+    # Paid works: sellers proven in the swarm, "KEY@HOST:PORT", where `buy` asks first.
+    sellers_seen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sellers_seen, tuple):
+            object.__setattr__(self, "sellers_seen", tuple(self.sellers_seen))
         if not _WORK_RE.match(self.work):
             raise ValueError(f"bad work id {self.work!r}")
         if self.role not in ("published", "fetched"):
@@ -86,6 +92,32 @@ class Library:
         w = replace(self.get(work), complete=True)
         self._write(w)
         return w
+
+    def note_seller(self, work: str, seller: str) -> None:
+        """Remember a seller proven in the swarm (most recent first, at most 8)."""
+        w = self.get(work)
+        if w.sellers_seen[:1] != (seller,):
+            seen = (seller, *(s for s in w.sellers_seen if s != seller))[:8]
+            self._write(replace(w, sellers_seen=seen))
+
+    def save_secret(self, work: str, kind: str, data: bytes) -> None:
+        """A content key ("key") or a grant ("grant") of *work*, written 0600."""
+        if kind not in ("key", "grant"):
+            raise ValueError(f"unknown secret kind {kind!r}")
+        atomic_write(self._path(work, kind), data, mode=0o600)
+
+    def secret(self, work: str, kind: str) -> bytes | None:
+        if kind not in ("key", "grant"):
+            raise ValueError(f"unknown secret kind {kind!r}")
+        p = self._path(work, kind)
+        try:
+            if p.stat().st_size > MAX_RECORD:
+                raise LibraryError(f"{p} is damaged (too large)")
+            return p.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise LibraryError(f"cannot read {p}: {e.strerror}") from None
 
     def all(self) -> list[Work]:
         if not self.dir.is_dir():
