@@ -1,6 +1,20 @@
 """Licenses: manifests, terms and the content binding. Imports only identity and encoding."""
 
 from p2pdist.licensing._content import Content, ContentFile, content_of_info
+from p2pdist.licensing._encryption import (
+    CHUNK,
+    ENCRYPTED_SUFFIX,
+    PlainFile,
+    decrypt_file,
+    decrypt_tree,
+    encrypt_file,
+    encrypt_tree,
+    encrypted_path,
+    encrypted_size,
+    key_id,
+    new_content_key,
+    verify_key_id,
+)
 from p2pdist.licensing._manifest import (
     DOMAIN,
     INFO_KEY,
@@ -31,7 +45,9 @@ from p2pdist.licensing._terms import (
 
 __all__ = [
     "CC_LICENSES",
+    "CHUNK",
     "DOMAIN",
+    "ENCRYPTED_SUFFIX",
     "INFO_KEY",
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
@@ -43,17 +59,27 @@ __all__ = [
     "License",
     "LicenseManifest",
     "PaidTerms",
+    "PlainFile",
     "Signature",
     "SignedManifest",
     "Split",
     "Terms",
     "cc_terms",
     "content_of_info",
+    "decrypt_file",
+    "decrypt_tree",
     "embed_license",
+    "encrypt_file",
+    "encrypt_tree",
+    "encrypted_path",
+    "encrypted_size",
     "format_price",
+    "key_id",
     "license_of_info",
+    "new_content_key",
     "paid_terms",
     "parse_price",
     "verify_info",
+    "verify_key_id",
     "verify_manifest",
 ]
