@@ -126,7 +126,7 @@ class StorageError(P2PDistError):
 
 
 _VOUCHER_REMEDIES = {
-    "malformed": "check the code for a typo: 17 letters and digits, like 7K3Q-M9XR-2HTP-VW4C-X",
+    "malformed": "check the code for a typo: 17 letters and digits, like 7K3Q-M9XR-2HTP-VW4C-V",
     "unknown": "check the code and the work; if both are right, ask the seller who issued it",
     "redeemed": "each code works once; if you did not redeem it, ask the seller",
     "other-work": "this code unlocks another work: use it with that work",
