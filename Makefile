@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	P2PDIST_NETWORK=local $(BIN)/python bench/transfer.py
+	P2PDIST_NETWORK=local $(BIN)/python bench/receipts_transfer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -135,7 +135,7 @@ class Seeder:
                     raise SystemExit(f"the seeder did not start (see {self.log.name}):\n{buf}")
                 buf += line
                 with contextlib.suppress(ValueError):
-                    json.loads(buf)
+                    self.report: dict[str, object] = json.loads(buf)
                     break
         finally:
             killer.cancel()
@@ -186,14 +186,20 @@ def verify(path: Path, digest: str, what: str) -> None:
         raise SystemExit(f"{what}: {path} differs from the original")
 
 
-def fetch_p2pdist(source: str, seeder: Seeder, dest: Path, home: Path,
-                  timeout: float) -> tuple[float, float]:
-    """(wall seconds of the whole fetch command, seconds the fetch itself reported)."""
+def fetch_report(source: str, seeder: Seeder, dest: Path, home: Path,
+                 timeout: float) -> tuple[float, dict[str, object]]:
+    """(wall seconds of the whole fetch command, its `fetch --json` report)."""
     t0 = time.monotonic()
     cp = run(cli(home, "fetch", source, "--dest", str(dest), "--local",
                  "--peer", f"127.0.0.1:{seeder.port}", "--json"), timeout)
     wall = time.monotonic() - t0
-    report = json_objects(cp.stdout)[-1]
+    return wall, json_objects(cp.stdout)[-1]
+
+
+def fetch_p2pdist(source: str, seeder: Seeder, dest: Path, home: Path,
+                  timeout: float) -> tuple[float, float]:
+    """(wall seconds of the whole fetch command, seconds the fetch itself reported)."""
+    wall, report = fetch_report(source, seeder, dest, home, timeout)
     return wall, float(report["seconds"])  # type: ignore[arg-type]
 
 
@@ -289,6 +295,24 @@ def make_data(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def workdir(prefix: str, size_mib: int, where: Path | None,
+            keep: bool) -> Iterator[tuple[Path, Path, str]]:
+    """A temporary folder with src/bench.bin, *size_mib* MiB of random bytes, in it:
+    (folder, file, the file's SHA-256). Removed afterwards unless *keep*."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    try:
+        data = tmp / "src" / "bench.bin"
+        data.parent.mkdir()
+        print(f"workdir {tmp}; writing {size_mib} MiB of random data…", file=sys.stderr)
+        yield tmp, data, make_data(data, size_mib * 1024 * 1024)
+    finally:
+        if keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=512, help="size of the work (MiB)")
@@ -307,13 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = 60 + size / (5 * MB)  # anything slower than 5 MB/s is broken, not slow
     aria2c = shutil.which("aria2c")
 
-    tmp = Path(tempfile.mkdtemp(prefix="p2pdist-bench-", dir=a.dir))
-    try:
-        src = tmp / "src"
-        src.mkdir()
-        data = src / "bench.bin"
-        print(f"workdir {tmp}; writing {a.size_mib} MiB of random data…", file=sys.stderr)
-        digest = make_data(data, size)
+    with workdir("p2pdist-bench-", a.size_mib, a.dir, a.keep) as (tmp, data, digest):
         # Home H seeds the work twice, as a hybrid and as a v1 torrent, for p2pdist fetch
         # (a, a'). Home V seeds its own v1 torrent for aria2c (b): a fresh seeder process
         # per run, because it has to connect to aria2c once aria2c listens.
@@ -380,11 +398,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{tag:12} cp + sync       {size / secs / MB:7.1f} MB/s ({secs:.2f} s)",
                       file=sys.stderr)
         report(a, size, {"a": p2p, "a1": p2p_v1, "b": aria, "c": copy})
-    finally:
-        if a.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
