@@ -34,6 +34,7 @@ __all__ = [
     "NodeApi",
     "PeerClaim",
     "client_string",
+    "identify",
     "parse_client_string",
     "post",
     "prove_identity",
@@ -208,6 +209,25 @@ class NodeApi:
                                  message=_identity_message(challenge, pk))
         return 200, {"pk": key_to_text(pk), "name": identity.name,
                      "challenge": challenge.hex(), "sig": sig.hex()}
+
+
+def identify(host: str, port: int, *, timeout: float = 5.0) -> tuple[bytes, str]:
+    """Ask the node at host:port who it is, and check it holds that key: (key, name).
+
+    Unlike prove_identity there is no key to expect: the answer proves only possession
+    of the key it names; the caller decides whether that key is one it trusts.
+    """
+    challenge = os.urandom(CHALLENGE_LEN)
+    status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
+                            timeout=timeout)
+    try:
+        doc = json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
+        if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
+            raise InvalidSignature()
+        pk = key_from_text(str(doc["pk"]))
+    except (ValueError, KeyError, P2PDistError):
+        raise InvalidSignature(f"the node at {host}:{port} gave no valid identity") from None
+    return pk, prove_identity(host, port, pk=pk, timeout=timeout)
 
 
 def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> str:

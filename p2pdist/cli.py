@@ -41,6 +41,9 @@ receipts_app = typer.Typer(help="Signed transfer receipts in this node's ledger.
 app.add_typer(receipts_app, name="receipts")
 ledger_app = typer.Typer(help="This node's append-only ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+vouchers_app = typer.Typer(help="Single-use voucher codes for the works you sell.",
+                           no_args_is_help=True)
+app.add_typer(vouchers_app, name="vouchers")
 
 out = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
@@ -226,9 +229,30 @@ def publish(
     path: Annotated[Path, typer.Argument(help="The file or folder of the work.")],
     title: Annotated[str, typer.Option("--title", help="The work's title.")],
     license_id: Annotated[
-        str, typer.Option("--license", help="SPDX id: CC0-1.0, CC-BY-4.0, CC-BY-SA-4.0, "
-                          "CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0, CC-BY-NC-ND-4.0."),
-    ],
+        str | None, typer.Option("--license", help="A free work: SPDX id CC0-1.0, CC-BY-4.0, "
+                                 "CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0, "
+                                 "CC-BY-NC-ND-4.0."),
+    ] = None,
+    price: Annotated[
+        str | None, typer.Option("--price", help="A work for sale: its price, e.g. 5.00 "
+                                 "(with --currency). Its files are encrypted.")
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="ISO 4217 code of --price, e.g. EUR.")
+    ] = None,
+    redistributor_share: Annotated[
+        int | None, typer.Option("--redistributor-share", help="Basis points of each sale "
+                                 "for the fans who carried the work to that buyer "
+                                 "(default 1000 = 10%).")
+    ] = None,
+    seller: Annotated[
+        list[str] | None, typer.Option("--seller", help="KEY of a node that may sell the "
+                                       "work (repeatable). Default: you.")
+    ] = None,
+    seller_api: Annotated[
+        str | None, typer.Option("--seller-api", help="HOST:PORT where buyers may find a "
+                                 "seller's node API (a hint in the license).")
+    ] = None,
     creator: Annotated[
         list[str] | None,
         typer.Option("--creator", help="Credit this name (repeatable). Default: your name."),
@@ -260,7 +284,9 @@ def publish(
     from p2pdist.node import publish as do_publish
 
     # A typo fails before the passphrase prompt and the hashing.
-    check_publish_args(title=title, spdx=license_id, creators=creator or (), fmt=fmt)
+    paid = _paid_terms(price, currency, redistributor_share, seller, seller_api)
+    check_publish_args(title=title, spdx=license_id, creators=creator or (), fmt=fmt,
+                       paid=paid)
     coll = parse_collector(collector) if collector is not None else None
     if not path.expanduser().exists():
         from p2pdist.errors import InputError
@@ -274,12 +300,16 @@ def publish(
         task = bar.add_task("hash", total=None)
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, description="hash", completed=done, total=total)
+
+        def encrypting(done: int) -> None:
+            bar.update(task, completed=done)
 
         res = do_publish(
-            _home(), ident, path, title=title, spdx=license_id, creators=creator or (),
-            fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (), out=out_path,
-            force=force, progress=progress, collector=coll,
+            _home(), ident, path, title=title, spdx=license_id, paid=paid,
+            creators=creator or (), fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (),
+            out=out_path, force=force, progress=progress, collector=coll,
+            encrypt_progress=encrypting,
         )
     if json_out:
         _emit(res.to_dict())
@@ -289,7 +319,45 @@ def publish(
     out.print(f"  work     {res.work}")
     out.print(f"  torrent  {res.torrent}")
     out.print(f"  magnet   {res.magnet}")
+    if paid is not None:
+        out.print(f"  price    {paid.label.removeprefix('for sale, ')}; files encrypted, "
+                  "the key kept sealed in your node home")
+        out.print(f"Make codes to sell it with: p2pdist vouchers issue {res.work[:16]} "
+                  "--count 10 --out codes.csv")
     out.print("Seed it with: p2pdist seed")
+
+
+def _paid_terms(price: str | None, currency: str | None, share: int | None,
+                sellers: list[str] | None, seller_api: str | None) -> Any:
+    """PaidTerms from the publish options, or None for a free work; InputError early."""
+    from p2pdist.errors import InputError
+    from p2pdist.identity import key_from_text, load_public_identity
+    from p2pdist.licensing import paid_terms
+
+    if price is None and currency is None:
+        if share is not None or sellers or seller_api:
+            raise InputError("--redistributor-share, --seller and --seller-api are for works "
+                             "for sale", remedy="add --price and --currency")
+        return None
+    if price is None or currency is None:
+        raise InputError("a work for sale needs both --price and --currency",
+                         remedy="e.g. --price 5.00 --currency EUR")
+    keys = []
+    for text in sellers or []:
+        try:
+            keys.append(key_from_text(text))
+        except Exception:
+            raise InputError(f"--seller {text!r} is not a key",
+                             remedy="give the 52-character key that `p2pdist whoami` "
+                             "prints") from None
+    if not keys:
+        keys = [load_public_identity(_home()).public_key]
+    if seller_api is not None:
+        from p2pdist.paid import _endpoint
+
+        _endpoint(seller_api)
+    return paid_terms(price, currency, redistributor_bps=share, sellers=tuple(keys),
+                      seller_api=seller_api)
 
 
 # -- seeding -------------------------------------------------------------------------------
@@ -391,7 +459,8 @@ def _print_license(lic: Any) -> None:
 
     m = lic.manifest
     out.print(f"License: [bold]{lic.plain_words()}[/]")
-    out.print(f"  {m.terms.url}")
+    if m.terms.url:
+        out.print(f"  {m.terms.url}")
     for s in lic.signed.signatures:
         out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})")
     if m.collector is not None:
@@ -471,6 +540,7 @@ def fetch(
             snap = wait_complete(node, work.work, on_progress=progress,
                                  stall_timeout=stall_timeout)
         res = fetch_result(node, work, lic, started, snap)
+        unlocked = _auto_unlock(node, work, lic, dest)
     except KeyboardInterrupt:
         err.print("Interrupted: saving resume data (run the same fetch again to resume)…")
         node.close()
@@ -479,10 +549,15 @@ def fetch(
         node.close()
         raise
     if json_out:
-        _emit(res.to_dict())
+        _emit({**res.to_dict(), "unlocked": unlocked})
     else:
         out.print(f"[green]✓[/] Fetched [bold]{res.title}[/] ({_size(res.size)}) into "
                   f"{res.dest} in {res.seconds:.1f} s")
+        if unlocked is not None:
+            out.print(f"[green]✓[/] Unlocked {len(unlocked)} file(s) with your license grant")
+        elif lic is not None and lic.manifest.encryption is not None:
+            out.print("This work is for sale: the files are encrypted. Buy it with "
+                      f"p2pdist buy {work.work[:16]} --voucher CODE, then p2pdist unlock.")
         if lic is not None:
             _print_license(lic)
         else:
@@ -495,6 +570,136 @@ def fetch(
         _run_table(node, f"p2pdist seeding on port {node.listen_port}", json_out)
     else:
         node.close()
+
+
+def _auto_unlock(node: Node, work: Any, lic: Any, dest: Path) -> list[str] | None:
+    """A paid work this node already bought is unlocked into *dest* after the fetch."""
+    if lic is None or lic.manifest.encryption is None or node.identity is None \
+            or node.library.secret(work.work, "grant") is None:
+        return None
+    from p2pdist.paid import unlock
+
+    return [str(p) for p in unlock(node.library, node.identity, work.work, dest)]
+
+
+# -- paid works -----------------------------------------------------------------------------
+
+
+def _work_ref(ref: str) -> str:
+    """A work of the library by id (prefix), magnet or .torrent file."""
+    from p2pdist.errors import WorkNotFound
+    from p2pdist.library import Library
+    from p2pdist.node import resolve_work
+
+    w = resolve_work(Library(_home()), ref)
+    if w is None:
+        raise WorkNotFound(f"{ref[:80]} is not in this node's library",
+                           remedy="fetch it first, or list your works with: p2pdist works")
+    return w
+
+
+@vouchers_app.command("issue")
+def vouchers_issue(
+    work: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
+    count: Annotated[int, typer.Option("--count", min=1, max=100_000,
+                                       help="How many single-use codes to make.")] = 1,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write them as CSV (code,work,issued), 0600.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make single-use voucher codes for a work you sell (a merch table, a gift, press)."""
+    from p2pdist.paid import issue_vouchers
+
+    key = _work_ref(work)
+    codes = issue_vouchers(_home(), _unlock(), key, count, out=out_path)
+    if json_out:
+        _emit({"work": key, "codes": codes, "csv": str(out_path) if out_path else None})
+        return
+    if out_path is not None:
+        out.print(f"Wrote {len(codes)} code(s) to {out_path}. Each works once; the node "
+                  "keeps only their hashes.")
+    else:
+        for c in codes:
+            out.print(c)
+        err.print(f"{len(codes)} code(s); each works once. The node keeps only their hashes.")
+
+
+@vouchers_app.command("list")
+def vouchers_list(
+    work: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show which of a work's codes were redeemed, when and by whom (never the codes)."""
+    from p2pdist.paid import list_vouchers
+
+    rows = list_vouchers(_home(), _work_ref(work))
+    if json_out:
+        _emit(rows)
+        return
+    t = Table("Voucher", "Issued", "Redeemed", "Buyer", "Payment ref")
+    for i in (0, 1, 2, 4):
+        t.columns[i].no_wrap = True
+    t.columns[3].overflow = "fold"
+    t.columns[3].min_width = 52  # a key is never cut short
+    for r in rows:
+        t.add_row(str(r["id"]), str(r["issued"]), str(r["redeemed"] or "-"),
+                  str(r["buyer"] or "-"), str(r["payment_ref"] or "-"))
+    out.print(t)
+    used = sum(1 for r in rows if r["redeemed"])
+    out.print(f"{used} of {len(rows)} redeemed")
+
+
+@app.command()
+def buy(
+    source: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
+    voucher: Annotated[str, typer.Option("--voucher", help="A voucher code for this work.")],
+    seller: Annotated[
+        str | None, typer.Option("--seller", help="HOST:PORT of a seller's node API "
+                                 "(default: a seller seen in the swarm, or the license's hint).")
+    ] = None,
+    local: LocalOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Buy a paid work from a seller its license names, paying with a voucher code."""
+    from p2pdist.paid import buy_work
+
+    res = buy_work(_home(), _unlock(), _work_ref(source), voucher=voucher, seller=seller,
+                   profile=_profile(local))
+    if json_out:
+        _emit(res.to_dict())
+        return
+    out.print(f"[green]✓[/] Bought [bold]{res.title}[/] for {res.price} "
+              f"(payment {res.payment_ref})")
+    out.print(f"  seller   {res.seller}")
+    for pk, n in res.served_by:
+        out.print(f"  carried to you by {pk}: {n:,} bytes — they share "
+                  f"{res.redistributor_bps / 100:g}% of this sale")
+    out.print(f"Unlock it with: p2pdist unlock {res.work[:16]} --dest DIR")
+
+
+@app.command()
+def unlock(
+    work: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
+    dest: Annotated[Path, typer.Option("--dest", help="Where to write the decrypted files.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Decrypt a work you bought into DEST: every file authenticates, or nothing is written."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from p2pdist.library import Library
+    from p2pdist.paid import unlock as do_unlock
+
+    key = _work_ref(work)
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err,
+                  transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("unlock", total=Library(_home()).get(key).size or None)
+        files = do_unlock(Library(_home()), _unlock(), key, dest,
+                          progress=lambda n: bar.update(task, completed=n))
+    if json_out:
+        _emit({"work": key, "dest": str(dest), "files": [str(p) for p in files]})
+        return
+    out.print(f"[green]✓[/] Unlocked {len(files)} file(s) into {dest}")
 
 
 # -- license and works --------------------------------------------------------------------

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
+import shutil
+import tempfile
 import threading
 import time
 import unicodedata
@@ -36,22 +39,34 @@ from p2pdist.errors import (
     NotLicensed,
     P2PDistError,
     SourceError,
+    StorageError,
 )
 from p2pdist.identity import Identity, atomic_write, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
-    CCTerms,
     Collector,
+    Encryption,
     License,
     LicenseManifest,
+    PaidTerms,
     SignedManifest,
     Split,
+    Terms,
     cc_terms,
     content_of_info,
     embed_license,
     license_of_info,
     verify_info,
 )
+from p2pdist.licensing._encryption import (
+    CHUNK,
+    ENCRYPTED_SUFFIX,
+    encrypt_tree,
+    key_id,
+    new_content_key,
+)
+from p2pdist.licensing._grant import seal_key
+from p2pdist.licensing._manifest import ENCRYPTION_SCHEME
 from p2pdist.payouts.ledger import Ledger, VerifyReport
 from p2pdist.payouts.receipts import SignedReceipt, verify_receipt
 from p2pdist.swarm import (
@@ -80,6 +95,7 @@ __all__ = [
     "list_receipts",
     "parse_collector",
     "publish",
+    "resolve_work",
     "verify_ledger",
 ]
 
@@ -124,10 +140,15 @@ def _slug(text: str) -> str:
 
 
 def check_publish_args(
-    *, title: str, spdx: str, creators: Sequence[str] = (), fmt: str = "hybrid"
-) -> CCTerms:
+    *, title: str, spdx: str | None, creators: Sequence[str] = (), fmt: str = "hybrid",
+    paid: PaidTerms | None = None,
+) -> Terms:
     """Check what a person typed before any passphrase prompt or hashing."""
-    terms = cc_terms(spdx)
+    if (spdx is None) == (paid is None):
+        raise InputError("give either --license SPDX (a free work) or --price and "
+                         "--currency (a work for sale)",
+                         remedy="e.g. --license CC-BY-SA-4.0, or --price 5.00 --currency EUR")
+    terms: Terms = paid if paid is not None else cc_terms(spdx or "")
     if not is_printable(title.strip(), max_len=MAX_TITLE):
         raise InputError("the title must be 1 to 300 printable characters")
     credits = [c.strip() for c in creators if c.strip()]
@@ -162,7 +183,8 @@ def publish(
     path: Path,
     *,
     title: str,
-    spdx: str,
+    spdx: str | None = None,
+    paid: PaidTerms | None = None,
     creators: Sequence[str] = (),
     collector: Collector | None = None,
     fmt: str = "hybrid",
@@ -171,13 +193,14 @@ def publish(
     out: Path | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    encrypt_progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
 ) -> PublishResult:
     """Hash *path*, sign its license, write the .torrent and add the work to the library.
 
     Every input is checked before anything is written; on error nothing is.
     """
-    terms = check_publish_args(title=title, spdx=spdx, creators=creators, fmt=fmt)
+    terms = check_publish_args(title=title, spdx=spdx, creators=creators, fmt=fmt, paid=paid)
     title = title.strip()
     credits = tuple(c.strip() for c in creators if c.strip()) or (identity.name,)
     path = path.expanduser()
@@ -192,18 +215,38 @@ def publish(
     out = (out or Path.cwd() / f"{_slug(title)}.torrent").expanduser().absolute()
     if out.exists() and not force:
         raise InputError(f"{out} already exists", remedy="choose another --out, or add --force")
-    torrent = make_torrent(path, fmt=fmt, trackers=trackers, web_seeds=web_seeds,
-                           progress=progress)
-    info: dict[str, Any] = torrent["info"]
-    manifest = LicenseManifest(
-        title=title,
-        creators=credits,
-        created=(now or datetime.now(UTC)).replace(microsecond=0),
-        terms=terms,
-        splits=(Split(identity.public_key, 10_000),),
-        content=content_of_info(info),
-        collector=collector,
-    )
+    encryption: Encryption | None = None
+    content_key = b""
+    save_parent = path.parent
+    staging: Path | None = None
+    if paid is not None:
+        # Encrypt first, into the node home; the torrent is made of the ciphertexts.
+        content_key = new_content_key()
+        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=_paid_dir(home)))
+        files = encrypt_tree(content_key, path, staging, progress=encrypt_progress)
+        encryption = Encryption(ENCRYPTION_SCHEME, CHUNK, key_id(content_key),
+                                tuple((f.path, f.size) for f in files))
+        # A folder keeps its name; a single file becomes NAME.p2pe.
+        path = staging / (path.name if path.is_dir() else path.name + ENCRYPTED_SUFFIX)
+        save_parent = staging
+    try:
+        torrent = make_torrent(path, fmt=fmt, trackers=trackers, web_seeds=web_seeds,
+                               progress=progress)
+        info: dict[str, Any] = torrent["info"]
+        manifest = LicenseManifest(
+            title=title,
+            creators=credits,
+            created=(now or datetime.now(UTC)).replace(microsecond=0),
+            terms=terms,
+            splits=(Split(identity.public_key, 10_000),),
+            content=content_of_info(info),
+            collector=collector,
+            encryption=encryption,
+        )
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     signed = SignedManifest.sign(manifest, [identity])
     torrent["info"] = embed_license(info, signed)
     data = _canonical.encode(torrent)
@@ -212,22 +255,42 @@ def publish(
     magnet = make_magnet(data)
     from p2pdist.identity import atomic_write
 
+    library = Library(home)
+    if staging is not None:
+        # The ciphertexts move to HOME/paid/WORK, and the key is kept sealed to this node.
+        final = _paid_dir(home) / lic.work
+        if final.exists():
+            shutil.rmtree(staging, ignore_errors=True)  # published before: same bytes
+        else:
+            os.replace(staging, final)
+        save_parent = final
+        library.save_secret(lic.work, "key", seal_key(content_key, identity.public_key))
     atomic_write(out, data)
-    Library(home).add(
+    library.add(
         Work(
-            work=lic.work, infohash=infohash, title=title, license=terms.spdx,
+            work=lic.work, infohash=infohash, title=title, license=terms.license_id,
             role="published",
-            save_path=str(path.parent), size=manifest.content.total_size, added=now_iso(now),
+            save_path=str(save_parent), size=manifest.content.total_size, added=now_iso(now),
             complete=True, magnet=magnet,
         ),
         data,
     )
     return PublishResult(
         work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=title,
-        license=terms.spdx,
+        license=terms.license_id,
         size=manifest.content.total_size,
         files=tuple("/".join(f.path) for f in manifest.content.files),
     )
+
+
+def _paid_dir(home: Path) -> Path:
+    """HOME/paid: the ciphertexts of the paid works this node published."""
+    d = home / "paid"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot create {d}: {e.strerror}") from None
+    return d
 
 
 # -- sources ------------------------------------------------------------------------------
@@ -258,6 +321,17 @@ def _resolve_source(text: str, library: Library) -> _Source:
     if w is not None:
         return _Source(torrent=library.torrent(w.work), hashes=(w.infohash, w.work))
     raise SourceError(f"no such magnet link, .torrent file or work: {text[:100]!r}")
+
+
+def resolve_work(library: Library, ref: str) -> str | None:
+    """The library's work id for an id (prefix), a magnet link or a .torrent file."""
+    src = _resolve_source(ref, library) if ref.startswith("magnet:") or Path(
+        ref).expanduser().is_file() else None
+    if src is None:
+        w = library.find(ref)
+        return w.work if w else None
+    return next((w.work for w in library.all() if {w.work, w.infohash} & set(src.hashes)),
+                None)
 
 
 def _check_paths(info_bytes: bytes, dest: Path) -> None:
@@ -556,6 +630,10 @@ class Node:
             self.credit.load()
             credit = self.credit
             self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
+            from p2pdist.paid import VOUCHERS_NAME, Shop
+
+            shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
+            self.api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
         self._titles: dict[str, str] = {}
         self._last_resume = time.monotonic()
         self._last_connect = time.monotonic()
@@ -851,11 +929,31 @@ class Node:
     def _on_complete(self, key: str) -> None:
         self._completed.add(key)
         self._issue_receipts(key, final=True)
+        self._note_sellers(key)
         # The resume data holds the info dict and the v2 hash trees: seeding restarts from
         # it. (Rebuilding a .torrent with piece layers from it costs libtorrent 2.1 seconds
         # of CPU per hundred MiB, so we don't.)
         self._save_resume([key])
         self.library.mark_complete(key)
+
+    def _note_sellers(self, key: str) -> None:
+        """Remember the peers that proved a seller key of this paid work (for `buy`)."""
+        if key == "pending":
+            return
+        try:
+            _, signed = license_of_info(info_section(self.library.torrent(key)))
+        except P2PDistError:
+            return
+        terms = signed.manifest.terms
+        if not isinstance(terms, PaidTerms):
+            return
+        with self._lock:
+            proven = dict(self._proven)
+        for ep, pk in proven.items():
+            claim = parse_client_string(self.swarm.peer_client(ep))
+            if pk in terms.sellers and claim is not None and claim.api_port:
+                host = ep.rpartition(":")[0]
+                self.library.note_seller(key, f"{key_to_text(pk)}@{host}:{claim.api_port}")
 
     def _save_resume(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

@@ -28,6 +28,7 @@ from p2pdist.errors import (
     InvalidSignature,
     MalformedObject,
     NotLicensed,
+    P2PDistError,
     TermsError,
 )
 from p2pdist.identity import Identity, fingerprint, key_to_text, verify_signature
@@ -486,6 +487,21 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
     # (3) terms
     if isinstance(m.terms, CCTerms) and m.terms.spdx not in CC_LICENSES:
         raise TermsError(f"unknown license terms {m.terms.spdx!r}")
+    if m.encryption is not None:
+        # a paid work's torrent holds exactly the ciphertexts of the files it lists
+        from p2pdist.licensing._encryption import encrypted_path, encrypted_size
+
+        enc = m.encryption
+        try:
+            want = [(encrypted_path(path), encrypted_size(size, chunk=enc.chunk))
+                    for path, size in enc.files]
+        except (ValueError, TypeError, P2PDistError):
+            raise TermsError("the license's encrypted files have unsafe names or sizes") \
+                from None
+        have = [(f.path, f.size) for f in m.content.files]
+        if sorted(want) != sorted(have):
+            raise TermsError("the license's encrypted files do not match the torrent's "
+                             "files", remedy="the work was altered after signing")
 
 
 def embed_license(info: dict[str, Any], signed: SignedManifest) -> dict[str, Any]:

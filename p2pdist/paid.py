@@ -1,0 +1,433 @@
+"""Paid works: sell with a payment method, buy, unlock. Composes licensing, payouts, the
+library and the node API (with node.py, the only modules that combine domains).
+
+    seller  POST /purchase  ->  Shop.handle: verify the buyer's request, take the payment
+                                (a voucher), sign a PaymentReceipt and a LicenseGrant
+    buyer   buy()           ->  find a seller, send the request with its own transfer
+                                receipts, verify both answers, keep them
+    buyer   unlock()        ->  open the grant with its key, decrypt all-or-nothing
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.public
+
+from p2pdist._api import ApiError, identify, post
+from p2pdist._credit import ISSUED, ReceiptLog
+from p2pdist.errors import (
+    InputError,
+    InvalidSignature,
+    MalformedObject,
+    NetworkError,
+    NotLicensed,
+    P2PDistError,
+    VerificationError,
+    VoucherRefused,
+)
+from p2pdist.identity import Identity, fingerprint, key_to_text
+from p2pdist.library import Library, Work
+from p2pdist.licensing import License, PaidTerms, format_price, verify_info
+from p2pdist.licensing._encryption import (
+    PlainFile,
+    decrypt_tree,
+    verify_key_id,
+)
+from p2pdist.licensing._grant import LicenseGrant, SignedGrant, open_grant, seal_key, verify_grant
+from p2pdist.payouts.methods import PaymentMethod, VoucherMethod
+from p2pdist.payouts.payments import (
+    PaymentReceipt,
+    PaymentRejected,
+    PurchaseRequest,
+    SignedPayment,
+    SignedPurchase,
+    served_by_from_receipts,
+    verify_payment,
+    verify_purchase,
+)
+from p2pdist.payouts.receipts import SignedReceipt
+from p2pdist.payouts.vouchers import VoucherBook
+from p2pdist.swarm import info_section
+
+__all__ = [
+    "PAYMENT_ISSUED",
+    "PAYMENT_RECEIVED",
+    "VOUCHERS_NAME",
+    "BuyResult",
+    "PurchaseRefused",
+    "Shop",
+    "buy",
+    "buy_work",
+    "issue_vouchers",
+    "list_vouchers",
+    "open_own_key",
+    "paid_license",
+    "seal_own_key",
+    "unlock",
+]
+
+PAYMENT_ISSUED = "payment.issued"
+PAYMENT_RECEIVED = "payment.received"
+VOUCHERS_NAME = "vouchers.sqlite"
+REQUEST_MAX_AGE = timedelta(hours=24)  # a signed request older (or newer) than this: stale
+
+
+class PurchaseRefused(P2PDistError):
+    """The seller refused the purchase; ``reason`` is its one-word reason."""
+
+    def __init__(self, message: str, *, reason: str, remedy: str | None = None) -> None:
+        super().__init__(message, remedy=remedy)
+        self.reason = reason
+
+
+# -- the content key, kept by sellers ------------------------------------------------------
+
+
+def seal_own_key(content_key: bytes, identity: Identity) -> bytes:
+    """The content key sealed to this node's own X25519 key, for HOME/library/WORK.key."""
+    return seal_key(content_key, identity.public_key)
+
+
+def open_own_key(sealed: bytes, identity: Identity) -> bytes:
+    box = nacl.public.SealedBox(identity.signing_key.to_curve25519_private_key())
+    try:
+        key = bytes(box.decrypt(sealed))
+    except nacl.exceptions.CryptoError:
+        raise InvalidSignature("this node's stored content key does not open with its key",
+                               remedy="only the node that published the work holds it") \
+            from None
+    if len(key) != 32:
+        raise InvalidSignature("the stored content key is damaged")
+    return key
+
+
+def paid_license(library: Library, work: str) -> tuple[Work, License, PaidTerms]:
+    """A work of the library, its verified license, and its paid terms; InputError for
+    a work that is not for sale."""
+    w = library.get(work)
+    lic = verify_info(info_section(library.torrent(w.work)))
+    terms = lic.manifest.terms
+    if not isinstance(terms, PaidTerms):
+        raise InputError(f"{w.title} is not for sale: it is {terms.label}",
+                         remedy="fetch it and enjoy it; no purchase is needed")
+    return w, lic, terms
+
+
+def plain_files(lic: License) -> list[PlainFile]:
+    enc = lic.manifest.encryption
+    if enc is None:
+        raise InputError("this work is not encrypted")
+    return [PlainFile(path, size) for path, size in enc.files]
+
+
+# -- the seller ----------------------------------------------------------------------------
+
+
+@dataclass
+class Shop:
+    """POST /purchase for the works this node sells. Thread-safe: the API calls handle()
+    from its own threads."""
+
+    identity: Identity
+    library: Library
+    log: ReceiptLog
+    vouchers: Path
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nonces: set[bytes] = set()
+        for payload in self.log.payloads(PAYMENT_ISSUED):
+            self._nonces.add(SignedPayment.from_bytes(payload).payment.nonce)
+
+    @contextlib.contextmanager
+    def _method(self, name: str) -> Iterator[PaymentMethod]:
+        """The payment method a request names, opened for one purchase."""
+        if name != VoucherMethod.name:
+            raise ApiError(422, "unknown-method", f"this seller takes no {name!r}")
+        with VoucherBook(self.vouchers) as book:
+            yield VoucherMethod(book)
+
+    def handle(self, body: bytes) -> dict[str, Any]:
+        """Verify, take the payment, sign the receipt and the grant; 4xx ApiError else."""
+        try:
+            signed = SignedPurchase.from_bytes(body)
+        except MalformedObject as e:
+            raise ApiError(400, "malformed", e.message) from None
+        req = signed.request
+        try:
+            w, lic, terms = paid_license(self.library, req.work.hex())
+        except InputError as e:
+            raise ApiError(422, "not-for-sale", e.message) from None
+        except P2PDistError:
+            raise ApiError(404, "unknown-work", "this node does not sell that work") from None
+        me = self.identity.public_key
+        try:
+            verify_purchase(signed, seller=me, work=req.work, terms=terms)
+        except PaymentRejected as e:
+            raise ApiError(403 if e.reason == "not-a-seller" else 422, e.reason,
+                           e.message) from None
+        except VerificationError:
+            raise ApiError(422, "bad-signature", "the request is not signed by its buyer") \
+                from None
+        now = self.now()
+        if abs(now - req.ts) > REQUEST_MAX_AGE:
+            raise ApiError(422, "stale", "the request's time is more than a day off; "
+                           "check the buyer's clock")
+        size = lic.manifest.content.total_size
+        try:
+            served = served_by_from_receipts(req.receipts, work=req.work, buyer=req.buyer,
+                                             size=size)
+        except PaymentRejected as e:
+            raise ApiError(422, e.reason, e.message) from None
+        grant = self._grant(w, lic, req.buyer, now)  # before the payment: none without a key
+        with self._lock:  # one nonce, one purchase; the payment itself is atomic anyway
+            if req.nonce in self._nonces:
+                raise ApiError(409, "replayed", "this purchase request was already used")
+            self._nonces.add(req.nonce)
+        try:
+            with self._method(req.method) as method:
+                ref = method.authorize(req, now=now)
+        except VoucherRefused as e:
+            raise ApiError(402 if e.reason != "malformed" else 422, e.reason, e.message) \
+                from None
+        payment = SignedPayment.sign(PaymentReceipt(
+            work=req.work, buyer=req.buyer, seller=me, amount=terms.price,
+            currency=terms.currency, method=req.method, payment_ref=ref, nonce=req.nonce,
+            served_by=served, ts=now.replace(microsecond=0)), self.identity)
+        self.log.append(PAYMENT_ISSUED, payment.to_bytes())
+        return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
+
+    def _grant(self, w: Work, lic: License, buyer: bytes, now: datetime) -> SignedGrant:
+        sealed = self.library.secret(w.work, "key")
+        enc = lic.manifest.encryption
+        if sealed is None or enc is None:
+            raise ApiError(503, "no-key", "this seller does not hold the work's key")
+        key = open_own_key(sealed, self.identity)
+        return SignedGrant.sign(LicenseGrant(
+            work=bytes.fromhex(w.work), buyer=buyer, seller=self.identity.public_key,
+            key_id=enc.key_id, sealed_key=seal_key(key, buyer),
+            ts=now.replace(microsecond=0)), self.identity)
+
+
+# -- the buyer -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuyResult:
+    work: str
+    title: str
+    price: str
+    seller: str
+    payment_ref: str
+    served_by: tuple[tuple[str, int], ...]
+    redistributor_bps: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"work": self.work, "title": self.title, "price": self.price,
+                "seller": self.seller, "payment_ref": self.payment_ref,
+                "served_by": [{"pk": pk, "bytes": n} for pk, n in self.served_by],
+                "redistributor_bps": self.redistributor_bps}
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not (port.isascii() and port.isdigit()) \
+            or not 0 < int(port) <= 65535:
+        raise InputError(f"--seller wants HOST:PORT, not {text!r}",
+                         remedy="e.g. --seller 127.0.0.1:7001 (the seller's node API)")
+    return host, int(port)
+
+
+def _candidates(w: Work, terms: PaidTerms, seller: str | None) -> list[tuple[str, int]]:
+    if seller is not None:
+        return [_endpoint(seller)]
+    out = [_endpoint(s.partition("@")[2]) for s in w.sellers_seen]
+    if terms.seller_api:
+        out.append(_endpoint(terms.seller_api))
+    if not out:
+        raise InputError("no seller of this work is known yet",
+                         remedy="give the seller's node API with --seller HOST:PORT, or "
+                         "fetch the work from a swarm where a seller seeds")
+    return out
+
+
+def _my_receipts(log: ReceiptLog, work: bytes, me: bytes) -> list[bytes]:
+    latest: dict[bytes, tuple[int, bytes]] = {}
+    for payload in log.payloads(ISSUED):
+        r = SignedReceipt.from_bytes(payload).receipt
+        if r.work == work and r.downloader == me and r.seq > latest.get(r.uploader, (0, b""))[0]:
+            latest[r.uploader] = (r.seq, payload)
+    return [p for _, p in sorted(latest.values(), key=lambda t: t[1])][:64]
+
+
+def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, method: str,
+        payment: str, seller: str | None = None, allow: Callable[[str], bool] = lambda h: True,
+        now: datetime | None = None) -> BuyResult:
+    """Buy *work* from a seller its license names; keep the grant and the receipt.
+
+    Raises PaymentRejected ("not-a-seller") when the node asked is not a named seller,
+    PurchaseRefused with the seller's reason, NetworkError when no seller answers.
+    """
+    w, lic, terms = paid_license(library, work)
+    me = identity.public_key
+    errors: list[str] = []
+    for host, port in _candidates(w, terms, seller):
+        if not allow(host):
+            errors.append(f"{host}:{port} is not a loopback address (local network)")
+            continue
+        try:
+            pk, _name = identify(host, port)
+        except (NetworkError, InvalidSignature) as e:
+            errors.append(e.message)
+            continue
+        if pk not in terms.sellers:
+            raise PaymentRejected(
+                f"the node at {host}:{port} is {fingerprint(pk)} ({key_to_text(pk)}), "
+                "not a seller named in this work's license", reason="not-a-seller",
+                remedy="buy from a seller the license names (p2pdist license show)")
+        req = PurchaseRequest(
+            work=bytes.fromhex(w.work), buyer=me, seller=pk, method=method, payment=payment,
+            nonce=os.urandom(16), ts=(now or datetime.now(UTC)).replace(microsecond=0),
+            receipts=tuple(_my_receipts(log, bytes.fromhex(w.work), me)))
+        status, doc = post(host, port, "/purchase",
+                           SignedPurchase.sign(req, identity).to_bytes(), timeout=30)
+        if status != 200:
+            raise PurchaseRefused(
+                f"the seller refused: {doc.get('error') or f'HTTP {status}'}",
+                reason=str(doc.get("reason", "refused")),
+                remedy="nothing was charged; check the code, or ask the seller")
+        return _keep(library, log, identity, w, lic, terms, doc, pk)
+    raise NetworkError("no seller answered: " + "; ".join(errors),
+                       remedy="check that a seller's node is running; give --seller HOST:PORT")
+
+
+def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: License,
+          terms: PaidTerms, doc: dict[str, Any], seller: bytes) -> BuyResult:
+    enc = lic.manifest.encryption
+    if enc is None:
+        raise InputError("this work is not encrypted")
+    try:
+        payment = SignedPayment.from_bytes(bytes.fromhex(str(doc["payment"])))
+        grant = SignedGrant.from_bytes(bytes.fromhex(str(doc["grant"])))
+    except (KeyError, ValueError):
+        raise MalformedObject("the seller's answer holds no payment receipt and grant") \
+            from None
+    work = bytes.fromhex(w.work)
+    verify_payment(payment, work=work, terms=terms, size=lic.manifest.content.total_size,
+                   buyer=identity.public_key)
+    if payment.payment.seller != seller or grant.grant.seller != seller:
+        raise PaymentRejected("the answer is signed by another seller than the one asked",
+                              reason="wrong-seller")
+    verify_grant(grant, work=work, buyer=identity.public_key, sellers=terms.sellers,
+                 key_id=enc.key_id)
+    verify_key_id(open_grant(grant, identity), expected=enc.key_id)
+    library.save_secret(w.work, "grant", grant.to_bytes())
+    log.append(PAYMENT_RECEIVED, payment.to_bytes())
+    p = payment.payment
+    return BuyResult(w.work, w.title, format_price(terms.price, terms.currency),
+                     key_to_text(seller), p.payment_ref,
+                     tuple((key_to_text(s.pk), s.bytes) for s in p.served_by),
+                     terms.redistributor_bps)
+
+
+# -- unlock --------------------------------------------------------------------------------
+
+
+def unlock(library: Library, identity: Identity, work: str, dest: Path, *,
+           progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Decrypt a bought work into *dest*: every file, or (on any failure) none."""
+    w, lic, terms = paid_license(library, work)
+    enc = lic.manifest.encryption
+    if enc is None:
+        raise InputError("this work is not encrypted")
+    raw = library.secret(w.work, "grant")
+    if raw is None:
+        raise NotLicensed(f"not licensed: you have not bought {w.title}",
+                          remedy=f"buy it with p2pdist buy {w.work[:16]} --voucher CODE")
+    grant = SignedGrant.from_bytes(raw)
+    verify_grant(grant, work=bytes.fromhex(w.work), buyer=identity.public_key,
+                 sellers=terms.sellers, key_id=enc.key_id)
+    key = open_grant(grant, identity)
+    verify_key_id(key, expected=enc.key_id)
+    if not w.complete:
+        raise InputError(f"{w.title} is not fully downloaded yet",
+                         remedy="finish the fetch first (run it again: it resumes)")
+    return decrypt_tree(key, plain_files(lic), Path(w.save_path), dest.expanduser().absolute(),
+                        progress=progress)
+
+
+def payments(log: ReceiptLog, kind: str) -> Sequence[PaymentReceipt]:
+    return [SignedPayment.from_bytes(p).payment for p in log.payloads(kind)]
+
+
+# -- what the CLI calls ---------------------------------------------------------------------
+
+
+def _own_sale(library: Library, identity: Identity, work: str) -> tuple[Work, PaidTerms]:
+    w, _, terms = paid_license(library, work)
+    if identity.public_key not in terms.sellers or library.secret(w.work, "key") is None:
+        raise InputError(f"you do not sell {w.title}: only a seller named in its license "
+                         "who holds its key can issue vouchers",
+                         remedy="run this on the node that published the work")
+    return w, terms
+
+
+def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
+                   out: Path | None = None, now: datetime | None = None) -> list[str]:
+    """Issue *count* codes for a work this node sells; write them as CSV if *out*."""
+    from p2pdist.payouts.vouchers import IssuedVoucher, write_csv
+
+    w, _ = _own_sale(Library(home), identity, work)
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise InputError(f"{out} exists; the voucher codes in it cannot be shown again",
+                         remedy="write the new codes to another file")
+    when = (now or datetime.now(UTC)).replace(microsecond=0)
+    with VoucherBook(home / VOUCHERS_NAME) as book:
+        codes = book.issue(bytes.fromhex(w.work), count, now=when)
+    if out is not None:
+        write_csv(out, [IssuedVoucher(c, bytes.fromhex(w.work), when) for c in codes])
+    return codes
+
+
+def list_vouchers(home: Path, work: str) -> list[dict[str, object]]:
+    w, _, _ = paid_license(Library(home), work)
+    path = home / VOUCHERS_NAME
+    if not path.exists():
+        return []
+    with VoucherBook(path) as book:
+        return [r.to_dict() for r in book.rows(bytes.fromhex(w.work))]
+
+
+def buy_work(home: Path, identity: Identity, work: str, *, voucher: str,
+             seller: str | None, profile: Any) -> BuyResult:
+    """`p2pdist buy`: pay with a voucher; in the local profile, loopback sellers only."""
+    import ipaddress
+
+    from p2pdist._credit import open_ledger
+    from p2pdist.swarm import Profile
+
+    def allow(host: str) -> bool:
+        if profile is not Profile.LOCAL:
+            return True
+        try:
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    log = open_ledger(home, identity.public_key)
+    try:
+        return buy(Library(home), log, identity, work, method="voucher",
+                   payment=voucher.strip(), seller=seller, allow=allow)
+    finally:
+        log.close()
