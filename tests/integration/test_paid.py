@@ -1,0 +1,249 @@
+"""Paid works over real nodes on 127.0.0.1: ciphertext travels freely, only a buyer
+opens it, a voucher is spent once, and the fans who carried it are named in the sale."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pdist.identity import load_identity, load_public_identity
+from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
+from tests.conftest import PASSPHRASE, free_port, run_cli
+from tests.integration._story import Seeder, digests
+
+MiB = 1024 * 1024
+MARKER = b"PLAINTEXT-MARKER-do-not-leak-7f3a"
+
+
+@dataclass
+class Shop:
+    root: Path
+    album: Path
+    artist: Path
+    pub: dict[str, Any]
+    port: int
+    api: int
+
+    def home(self, name: str) -> Path:
+        h = self.root / name
+        if not (h / "identity.key").exists():
+            run_cli(h, "init", "--name", name)
+        return h
+
+    def codes(self, n: int = 1) -> list[str]:
+        doc = json.loads(run_cli(self.artist, "vouchers", "issue", self.pub["work"],
+                                 "--count", str(n), "--json").stdout)
+        codes: list[str] = doc["codes"]
+        return codes
+
+    def fetch(self, home: Path, dest: Path, *ports: int) -> dict[str, Any]:
+        args = ["fetch", self.pub["torrent"], "--dest", str(dest), "--local", "--json",
+                "--stall-timeout", "60"]
+        for p in ports or (self.port,):
+            args += ["--peer", f"127.0.0.1:{p}"]
+        result: dict[str, Any] = json.loads(run_cli(home, *args).stdout)
+        return result
+
+    def buy(self, home: Path, code: str, *, api: int | None = None,
+            check: bool = True) -> Any:
+        return run_cli(home, "buy", self.pub["work"], "--voucher", code, "--seller",
+                       f"127.0.0.1:{api or self.api}", "--json", check=check)
+
+
+def _make_album(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    # A marker at the start and across a chunk boundary, so a leak would show.
+    (folder / "01 Night.flac").write_bytes(MARKER + bytes(range(256)) * 8000 + MARKER)
+    (folder / "02 Day.flac").write_bytes(b"\x00" * (65536 - 5) + MARKER + b"x" * 1000)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "one.txt").write_bytes(b"1")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    root = tmp_path_factory.mktemp("paid")
+    album = _make_album(root / "studio" / "Night Songs")
+    artist = root / "ada"
+    run_cli(artist, "init", "--name", "Ada")
+    out = root / "night.torrent"
+    pub = json.loads(run_cli(artist, "publish", str(album), "--title", "Night Songs",
+                             "--price", "5.00", "--currency", "EUR",
+                             "--redistributor-share", "1500", "--out", str(out),
+                             "--json").stdout)
+    port, api = free_port(), free_port()
+    with Seeder(artist, port, "--api-listen", f"127.0.0.1:{api}"):
+        yield Shop(root, album, artist, pub, port, api)
+
+
+def _files_contain(folder: Path, needle: bytes) -> bool:
+    return any(needle in p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+def _ledger_kinds(home: Path) -> list[str]:
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        return [r[0] for r in db.execute("SELECT kind FROM entries ORDER BY seq")]
+
+
+def test_fan_who_has_not_paid_gets_ciphertext_and_can_reseed_but_not_unlock(shop: Shop) -> None:
+    fan1, fan2 = shop.home("fan1"), shop.home("fan2")
+    r1 = shop.fetch(fan1, shop.root / "fan1-music")
+    assert r1["unlocked"] is None
+    assert not _files_contain(shop.root / "fan1-music", MARKER)
+    assert sorted(p.name for p in (shop.root / "fan1-music" / "Night Songs").iterdir()) == [
+        "01 Night.flac.p2pe", "02 Day.flac.p2pe", "empty.txt.p2pe", "one.txt.p2pe"]
+    # Fan 1 reseeds the ciphertext to fan 2, and earns receipts for it.
+    port = free_port()
+    with Seeder(fan1, port):
+        r2 = shop.fetch(fan2, shop.root / "fan2-music", port)
+    assert [p["pk"] for p in r2["peers"] if p["bytes"]] == [load_public_identity(fan1).key_text]
+    assert digests(shop.root / "fan2-music") == digests(shop.root / "fan1-music")
+    cp = run_cli(fan2, "unlock", shop.pub["work"], "--dest", str(shop.root / "fan2-plain"),
+                 check=False)
+    assert cp.returncode == 3
+    assert "not licensed" in cp.stderr and "p2pdist buy" in cp.stderr
+    assert not (shop.root / "fan2-plain").exists()
+
+
+def test_buyer_unlocks_byte_identical_files_and_the_carrier_is_named(shop: Shop) -> None:
+    fan1, fan3 = shop.home("fan1"), shop.home("fan3")
+    if not (shop.root / "fan1-music").exists():
+        shop.fetch(fan1, shop.root / "fan1-music")
+    port = free_port()
+    with Seeder(fan1, port):
+        shop.fetch(fan3, shop.root / "fan3-music", port)
+    [code] = shop.codes()
+    bought = json.loads(shop.buy(fan3, code).stdout)
+    assert bought["price"] == "5.00 EUR"
+    assert bought["redistributor_bps"] == 1500
+    # The sale names fan 1, who carried every byte to fan 3.
+    assert bought["served_by"] == [{"pk": load_public_identity(fan1).key_text,
+                                    "bytes": shop.pub["size"]}]
+    run_cli(fan3, "unlock", shop.pub["work"], "--dest", str(shop.root / "fan3-plain"))
+    assert digests(shop.root / "fan3-plain" / "Night Songs") == digests(shop.album)
+    # Both sides keep the payment receipt in their ledgers, and both ledgers verify.
+    assert "payment.received" in _ledger_kinds(fan3)
+    assert "payment.issued" in _ledger_kinds(shop.artist)
+    run_cli(fan3, "ledger", "verify")
+    # A fetch of a work already bought unlocks by itself.
+    again = shop.fetch(fan3, shop.root / "fan3-again")
+    assert again["unlocked"] is not None
+    got = digests(shop.root / "fan3-again" / "Night Songs")
+    assert {k: v for k, v in got.items() if not k.endswith(".p2pe")} == digests(shop.album)
+
+
+def test_a_grant_copied_to_another_home_unlocks_nothing(shop: Shop) -> None:
+    buyer, thief = shop.home("buyer"), shop.home("thief")
+    shop.fetch(buyer, shop.root / "buyer-music")
+    [code] = shop.codes()
+    shop.buy(buyer, code)
+    shop.fetch(thief, shop.root / "thief-music")
+    work = shop.pub["work"]
+    shutil.copy(buyer / "library" / f"{work}.grant", thief / "library" / f"{work}.grant")
+    cp = run_cli(thief, "unlock", work, "--dest", str(shop.root / "thief-plain"), check=False)
+    assert cp.returncode == 3
+    assert "not licensed" in cp.stderr
+    assert not (shop.root / "thief-plain").exists()
+
+
+def test_a_voucher_is_spent_once_even_by_concurrent_buyers(shop: Shop) -> None:
+    homes = [shop.home(f"racer{i}") for i in range(4)]
+    for h in homes:
+        shop.fetch(h, shop.root / f"{h.name}-music")
+    [code] = shop.codes()
+    results: list[Any] = [None] * len(homes)
+
+    def race(i: int) -> None:
+        results[i] = shop.buy(homes[i], code, check=False)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(homes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1, 1, 1], [r.stderr for r in results]
+    for r in results:
+        if r.returncode:
+            assert json.loads(r.stdout)["kind"] == "PurchaseRefused"
+            assert "already redeemed" in r.stderr
+    # Used again later by the winner: refused, nothing changes.
+    winner = homes[[r.returncode for r in results].index(0)]
+    before = _ledger_kinds(shop.artist)
+    assert shop.buy(winner, code, check=False).returncode == 1
+    assert _ledger_kinds(shop.artist) == before
+
+
+@pytest.mark.parametrize("case", ["unknown", "typo", "other-work"])
+def test_bad_codes_are_refused_and_change_nothing(shop: Shop, case: str) -> None:
+    fan = shop.home(f"bad-{case}")
+    shop.fetch(fan, shop.root / f"bad-{case}-music")
+    [code] = shop.codes()
+    if case == "unknown":
+        code = "0000-0000-0000-0000-0"
+    elif case == "typo":
+        code = code[:-1] + ("X" if code[-1] != "X" else "Y")
+    else:
+        other = shop.root / "studio-other" / "Other"
+        other.mkdir(parents=True)
+        (other / "x.flac").write_bytes(b"other work")
+        pub2 = json.loads(run_cli(shop.artist, "publish", str(other), "--title", "Other",
+                                  "--price", "1", "--currency", "EUR", "--out",
+                                  str(shop.root / "other.torrent"), "--json").stdout)
+        code = json.loads(run_cli(shop.artist, "vouchers", "issue", pub2["work"],
+                                  "--json").stdout)["codes"][0]
+    before = _ledger_kinds(shop.artist)
+    cp = shop.buy(fan, code, check=False)
+    assert cp.returncode == 1, cp.stderr
+    assert "Traceback" not in cp.stderr
+    assert _ledger_kinds(shop.artist) == before
+    assert not (fan / "library" / f"{shop.pub['work']}.grant").exists()
+
+
+def test_a_node_that_is_not_a_named_seller_is_refused(shop: Shop) -> None:
+    fan, mallory = shop.home("victim"), shop.home("mallory")
+    shop.fetch(fan, shop.root / "victim-music")
+    shop.fetch(mallory, shop.root / "mallory-music")
+    port, api = free_port(), free_port()
+    with Seeder(mallory, port, "--api-listen", f"127.0.0.1:{api}"):
+        cp = shop.buy(fan, "0000-0000-0000-0000-0", api=api, check=False)
+    assert cp.returncode == 3
+    assert "not a seller named in this work's license" in cp.stderr
+    assert "payment.received" not in _ledger_kinds(fan)
+
+
+def test_a_replayed_purchase_request_is_refused(shop: Shop) -> None:
+    from p2pdist._api import post
+
+    fan = shop.home("replayer")
+    shop.fetch(fan, shop.root / "replayer-music")
+    [code] = shop.codes()
+    ident = load_identity(fan, passphrase=PASSPHRASE)
+    seller = load_public_identity(shop.artist).public_key
+    req = PurchaseRequest(work=bytes.fromhex(shop.pub["work"]), buyer=ident.public_key,
+                          seller=seller, method="voucher", payment=code, nonce=b"n" * 16,
+                          ts=datetime.now(UTC).replace(microsecond=0), receipts=())
+    body = SignedPurchase.sign(req, ident).to_bytes()
+    status, doc = post("127.0.0.1", shop.api, "/purchase", body)
+    assert status == 200 and doc["ok"]
+    before = _ledger_kinds(shop.artist)
+    status, doc = post("127.0.0.1", shop.api, "/purchase", body)
+    assert (status, doc["reason"]) == (409, "replayed")
+    # Addressed to another seller, or tampered: refused too, and nothing stored.
+    other = SignedPurchase.sign(PurchaseRequest(
+        work=req.work, buyer=req.buyer, seller=ident.public_key, method="voucher",
+        payment=code, nonce=b"m" * 16, ts=req.ts, receipts=()), ident).to_bytes()
+    assert post("127.0.0.1", shop.api, "/purchase", other)[1]["reason"] == "wrong-seller"
+    flipped = bytearray(body)
+    flipped[-10] ^= 1
+    assert post("127.0.0.1", shop.api, "/purchase", bytes(flipped))[0] in (400, 422)
+    assert _ledger_kinds(shop.artist) == before
