@@ -406,14 +406,15 @@ def _list_plain_files(src: Path) -> list[tuple[tuple[str, ...], Path]]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for d in dirs:
             if (here / d).is_symlink():
-                raise InputError(f"{here / d} is a link to a folder",
+                raise InputError(f"{str(here / d)!r} is a link to a folder",
                                  remedy="copy that folder into the work instead")
         for name in names:
             if name.startswith("."):
                 continue
             p = here / name
             if not p.is_file():
-                raise InputError(f"{p} is not a regular file", remedy="remove it from the work")
+                raise InputError(f"{str(p)!r} is not a regular file",
+                                 remedy="remove it from the work")
             out.append(((src.name, *p.relative_to(src).parts), p))
     if not out:
         raise InputError(f"the folder {src} is empty", remedy="publish a folder with files")
@@ -448,8 +449,8 @@ def encrypt_tree(content_key: bytes, src: Path, dst_root: Path, *,
         for part in path:
             reason = _unsafe_component(part)
             if reason is not None:
-                raise InputError(f"cannot publish {p}: the name {part[:80]!r} {reason}",
-                                 remedy="rename it")
+                raise InputError(f"cannot publish {'/'.join(path)[:200]!r}: the name "
+                                 f"{part[:80]!r} {reason}", remedy="rename it")
         targets.add(encrypted_path(path))
     for path, p in listed:
         # A file "a" and a folder "a.p2pe" beside it would want the same ciphertext name.
