@@ -34,9 +34,18 @@ PASSPHRASE = "demo passphrase (use a real one)"  # noqa: S105 - throw-away demo 
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port whose successor (the node API's) is free too."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise P2PDistError("no two free consecutive ports on 127.0.0.1")
 
 
 class _Demo:
@@ -58,7 +67,9 @@ class _Demo:
 
     @contextmanager
     def seeder(self, who: str, port: int, *peers: str) -> Iterator[None]:
-        args = ["seed", "--local", "--listen", f"127.0.0.1:{port}", "--json"]
+        # The node API listens on the BitTorrent port + 1 (the default, made explicit).
+        args = ["seed", "--local", "--listen", f"127.0.0.1:{port}", "--api-listen",
+                f"127.0.0.1:{port + 1}", "--json"]
         for p in peers:
             args += ["--peer", p]
         self.console.print(f"[dim]$ p2pdist --home {who} {' '.join(args)} &[/]")
@@ -176,6 +187,58 @@ def _story(console: Console, root: Path) -> None:
 
     _credits(d, pub, rows, {"Ada": "ada", "Fan 1": "fan1"},
              {v: k for k, v in names.items()})
+    _paid(d, root)
+
+
+def _paid(d: _Demo, root: Path) -> None:
+    """A work for sale: fans carry the ciphertext, buyers unlock, carriers earn a share."""
+    console = d.console
+    console.print("\n[bold]5. Ada sells a work: 5.00 EUR, 15% of each sale to the fans "
+                  "who carried it to that buyer")
+    album = root / "studio" / "Night Songs"
+    album.mkdir(parents=True)
+    rng = random.Random(7)  # noqa: S311 - demo audio stand-ins, not secrets
+    (album / "01 Nocturne.flac").write_bytes(rng.randbytes(3 * 1024 * 1024 + 77))
+    (album / "02 Lullaby.flac").write_bytes(rng.randbytes(2 * 1024 * 1024))
+    pub = d.cli("ada", "publish", str(album), "--title", "Night Songs", "--price", "5.00",
+                "--currency", "EUR", "--redistributor-share", "1500", "--out",
+                str(root / "night-songs.torrent"), "--json")
+    codes = d.cli("ada", "vouchers", "issue", pub["work"], "--count", "2", "--json")["codes"]
+    console.print(f"  two voucher codes for the merch table: {', '.join(codes)}")
+    ada_port, fan1_port = _free_port(), _free_port()
+    with d.seeder("ada", ada_port):
+        d.cli("fan1", "fetch", pub["torrent"], "--dest", str(root / "fan1-night"), "--local",
+              "--peer", f"127.0.0.1:{ada_port}", "--json")
+        console.print("  Fan 1 holds the ciphertext: it can reseed it, not play it")
+        b1 = d.cli("fan1", "buy", pub["work"], "--voucher", codes[0], "--seller",
+                   f"127.0.0.1:{ada_port + 1}", "--json")
+        with d.seeder("fan1", fan1_port):
+            d.cli("fan2", "fetch", pub["torrent"], "--dest", str(root / "fan2-night"),
+                  "--local", "--peer", f"127.0.0.1:{fan1_port}", "--json")
+        b2 = d.cli("fan2", "buy", pub["work"], "--voucher", codes[1], "--seller",
+                   f"127.0.0.1:{ada_port + 1}", "--json")
+    d.cli("fan2", "unlock", pub["work"], "--dest", str(root / "fan2-night-plain"))
+    if _digest(root / "fan2-night-plain" / "Night Songs") != _digest(album):
+        raise P2PDistError("fan 2's unlocked copy differs from the original")
+    fan1_pk = d.cli("fan1", "whoami", "--json")["public_key"]
+    served = {s["pk"]: s["bytes"] for s in b2["served_by"]}
+    if set(served) != {fan1_pk}:
+        raise P2PDistError(f"fan 2's purchase should name fan 1 as its carrier: {served}")
+    share = 500 * b2["redistributor_bps"] // 10_000  # one carrier: all of the share
+    t = Table(title="Sales of Night Songs", title_justify="left")
+    for col in ("Buyer", "Paid", "Carried by", "Carrier's share", "Rights holders"):
+        t.add_column(col)
+    ada_pk = d.cli("ada", "whoami", "--json")["public_key"]
+    for who, b in (("Fan 1", b1), ("Fan 2", b2)):
+        carriers = [("Fan 1" if s["pk"] == fan1_pk else "Ada" if s["pk"] == ada_pk
+                     else s["pk"][:12]) for s in b["served_by"]]
+        # With no p2pdist carrier the share returns to the rights holders.
+        cut = share if carriers else 0
+        t.add_row(who, b["price"], ", ".join(carriers) or "-",
+                  f"{cut / 100:.2f} EUR", f"{(500 - cut) / 100:.2f} EUR")
+    console.print(t)
+    console.print(f"[green]Fan 2 unlocked a byte-identical copy. Fan 1 carried it, so Fan 1 "
+                  f"earns {share / 100:.2f} EUR of Fan 2's 5.00 EUR as its redistributor.[/]")
 
 
 def _credits(d: _Demo, pub: dict[str, Any], rows: list[tuple[str, dict[str, Any]]],

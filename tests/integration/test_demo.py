@@ -13,3 +13,4 @@ def test_demo_runs_the_whole_story_and_the_credits_add_up(tmp_path: Path) -> Non
     assert "Fans 2 and 3 never talked to Ada" in cp.stdout
     assert "Ada's credit is Fan 1's download" in cp.stdout
     assert "NO" not in cp.stdout
+    assert "Fan 1 carried it, so Fan 1 earns 0.75 EUR" in cp.stdout
