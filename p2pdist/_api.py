@@ -170,7 +170,7 @@ class NodeApi:
             raise NetworkError(f"cannot serve the node API on {host}:{port}: {e.strerror}",
                                remedy="pick a free port with --api-listen HOST:PORT") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="node-api",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def port(self) -> int:
