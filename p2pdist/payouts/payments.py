@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from p2pdist import _canonical
 from p2pdist._signed import (
+    MAX_COUNT,
     MAX_TS,
     as_bytes,
     as_dict,
@@ -112,8 +113,10 @@ class Served:
 
     def __post_init__(self) -> None:
         _key(self.pk, "a served_by key")
-        if not isinstance(self.bytes, int) or isinstance(self.bytes, bool) or self.bytes < 1:
-            raise ValueError("served bytes are a positive integer")
+        # The parser's bounds: a seller must not sign what no buyer can read back.
+        if not isinstance(self.bytes, int) or isinstance(self.bytes, bool) \
+                or not 1 <= self.bytes <= MAX_COUNT:
+            raise ValueError("served bytes are an integer in 1..2**63-1")
 
 
 # -- the request ---------------------------------------------------------------------------
@@ -135,8 +138,10 @@ class PurchaseRequest:
             _key(getattr(self, name), name)
         _check_method(self.method)
         if not (isinstance(self.payment, str) and 0 < len(self.payment) <= MAX_PAYMENT_TEXT
-                and self.payment.isascii() and self.payment.isprintable()):
-            raise ValueError("the payment credential is 1-128 printable ASCII characters")
+                and self.payment.isascii() and self.payment.isprintable()
+                and self.payment == self.payment.strip()):  # as_text refuses outer spaces
+            raise ValueError("the payment credential is 1-128 printable ASCII characters, "
+                             "without outer spaces")
         if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
             raise ValueError(f"a nonce is {NONCE_LEN} bytes")
         object.__setattr__(self, "ts", _ts(self.ts))
@@ -281,12 +286,15 @@ class PaymentReceipt:
                 or not 0 < self.amount <= 10**15:
             raise ValueError("an amount is a positive integer in minor units")
         if not (isinstance(self.currency, str) and len(self.currency) == 3
-                and self.currency.isascii() and self.currency.isupper()):
+                and self.currency.isascii() and self.currency.isalpha()
+                and self.currency.isupper()):
             raise ValueError("a currency is an ISO 4217 code")
         _check_method(self.method)
         if not (isinstance(self.payment_ref, str) and 0 < len(self.payment_ref) <= 128
-                and self.payment_ref.isascii() and self.payment_ref.isprintable()):
-            raise ValueError("a payment ref is 1-128 printable ASCII characters")
+                and self.payment_ref.isascii() and self.payment_ref.isprintable()
+                and self.payment_ref == self.payment_ref.strip()):  # as_text refuses them
+            raise ValueError("a payment ref is 1-128 printable ASCII characters, without "
+                             "outer spaces")
         if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
             raise ValueError(f"a nonce is {NONCE_LEN} bytes")
         if len(self.served_by) > MAX_SERVED_BY:

@@ -1,0 +1,320 @@
+"""How payments.json was made: purchase requests, payment receipts and license grants.
+Not a test; pytest does not run it.
+
+    .venv/bin/python tests/vectors/make_payment_vectors.py   # rewrite payments.json
+
+Only rerun it on purpose: the vectors pin today's bytes of three signed formats that a
+buyer's and a seller's node must agree on. tests/unit/test_payments.py rebuilds every
+object from its ``input`` section on its own and compares byte for byte.
+
+Keys are fixed seeds (the buyer ``bytes(range(32))``, the seller ``bytes(range(32, 64))``,
+a second buyer ``bytes(range(64, 96))``, uploaders ``bytes([i]) * 32``); ed25519 is
+deterministic, so the signatures are stable. The embedded transfer receipts are real
+SignedReceipt envelopes, signed by the buyer as their downloader.
+
+A sealed box is randomized (an ephemeral X25519 key), so a grant's ``sealed_key`` is an
+*input*: it was made once with ``seal_key(CONTENT_KEY, buyer)`` and is hard-coded below.
+The test checks that the buyer's secret key opens it to CONTENT_KEY.
+
+The expected ``served_by`` of each purchase is computed here with exact fractions and the
+largest-remainder rule, independently of ``served_by_from_receipts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from p2pdist.identity import Identity, key_to_text
+from p2pdist.licensing._grant import LicenseGrant, SignedGrant
+from p2pdist.payouts.payments import (
+    MAX_PAYMENT_SIZE,
+    MAX_PURCHASE_SIZE,
+    PaymentReceipt,
+    PurchaseRequest,
+    Served,
+    SignedPayment,
+    SignedPurchase,
+)
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+
+HERE = Path(__file__).resolve().parent
+
+BUYER_SEED = bytes(range(32))
+SELLER_SEED = bytes(range(32, 64))
+BUYER2_SEED = bytes(range(64, 96))
+CONTENT_KEY = bytes(range(128, 160))
+MAX_COUNT = 2**63 - 1
+MAX_TS = 253_402_300_799
+
+
+def _h(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def _uploader(i: int) -> str:
+    return (bytes([i]) * 32).hex()
+
+
+def _pk(seed_hex: str) -> bytes:
+    return bytes(nacl.signing.SigningKey(bytes.fromhex(seed_hex)).verify_key)
+
+
+def _key_id(content_key: bytes) -> str:
+    # The manifest's commitment to the key (licensing/_encryption.py's key_id), restated.
+    return hashlib.blake2b(b"p2pdist/key-id/v1\0" + content_key, digest_size=32).hexdigest()
+
+
+WORK = _h("info dict of duet")
+PIECE = 262_144
+
+# Receipts in a request: each is signed by the buyer for WORK; the seller keeps the
+# latest (highest seq) per uploader and scales the bytes down to the work's size.
+PURCHASE_CASES: list[dict[str, Any]] = [
+    {"name": "voucher-no-receipts",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "method": "voucher", "payment": "7K3Q-M9XR-2HTP-VW4C-X",
+               "nonce": bytes(range(16)).hex(), "ts": 1_735_689_600,
+               "size": 8 * PIECE, "receipts": []}},
+    {"name": "one-receipt-one-piece-plus-one",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "method": "voucher", "payment": "7K3Q-M9XR-2HTP-VW4C-X",
+               "nonce": bytes(range(16, 32)).hex(), "ts": 1_735_689_601,
+               "size": 8 * PIECE,
+               "receipts": [{"uploader_seed": _uploader(1), "seq": 3, "bytes": PIECE + 1,
+                             "ts": 1_735_689_000}]}},
+    # Three uploaders, one of them twice (the later seq wins whatever the order), one
+    # with zero bytes (left out); the sum stays under the size, so nothing is scaled.
+    {"name": "several-receipts-latest-per-uploader",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "method": "voucher", "payment": "CODE-2",
+               "nonce": "ff" * 16, "ts": 1_735_689_602, "size": 8 * PIECE,
+               "receipts": [
+                   {"uploader_seed": _uploader(2), "seq": 9, "bytes": 4 * PIECE,
+                    "ts": 1_735_689_100},
+                   {"uploader_seed": _uploader(1), "seq": 1, "bytes": 16_384,
+                    "ts": 1_735_689_000},
+                   {"uploader_seed": _uploader(2), "seq": 8, "bytes": 4 * PIECE - 1,
+                    "ts": 1_735_689_050},
+                   {"uploader_seed": _uploader(3), "seq": 1, "bytes": 0,
+                    "ts": 1_735_689_000},
+                   {"uploader_seed": _uploader(1), "seq": 2, "bytes": PIECE - 1,
+                    "ts": 1_735_689_200},
+               ]}},
+    # 50 + 30 + 40 = 120 bytes of a 100-byte work: exact shares 41 2/3, 25, 33 1/3; the
+    # floors sum to 99 and the one byte left goes to the largest remainder (2/3).
+    {"name": "receipts-over-size-scaled-by-largest-remainder",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "method": "voucher", "payment": "CODE-3",
+               "nonce": "00" * 16, "ts": 1_735_689_603, "size": 100,
+               "receipts": [
+                   {"uploader_seed": _uploader(4), "seq": 1, "bytes": 50, "ts": 1_735_689_000},
+                   {"uploader_seed": _uploader(5), "seq": 1, "bytes": 30, "ts": 1_735_689_000},
+                   {"uploader_seed": _uploader(6), "seq": 1, "bytes": 40, "ts": 1_735_689_000},
+               ]}},
+    # The largest request: 64 receipts (the bound), every integer at its maximum, the
+    # longest method and credential; the work is one byte over a piece boundary.
+    {"name": "largest-valid",
+     "input": {"work": "ff" * 32, "buyer_seed": BUYER_SEED.hex(),
+               "seller_seed": SELLER_SEED.hex(), "method": "m" * 31 + "-",
+               "payment": "~" * 128, "nonce": "ff" * 16, "ts": MAX_TS, "size": 64 * PIECE + 1,
+               "receipts": [{"uploader_seed": _uploader(i), "seq": MAX_COUNT,
+                             "bytes": MAX_COUNT, "ts": MAX_TS} for i in range(1, 65)]}},
+]
+
+
+def build_receipt(case_input: dict[str, Any], r: dict[str, Any]) -> SignedReceipt:
+    """One embedded receipt of a purchase case, signed by the case's buyer."""
+    buyer = Identity("buyer", nacl.signing.SigningKey(bytes.fromhex(case_input["buyer_seed"])))
+    return SignedReceipt.sign(TransferReceipt(
+        work=bytes.fromhex(case_input["work"]), uploader=_pk(r["uploader_seed"]),
+        downloader=buyer.public_key, seq=r["seq"], bytes=r["bytes"],
+        ts=datetime.fromtimestamp(r["ts"], UTC)), buyer)
+
+
+def build_purchase(case_input: dict[str, Any]) -> tuple[PurchaseRequest, Identity]:
+    buyer = Identity("buyer", nacl.signing.SigningKey(bytes.fromhex(case_input["buyer_seed"])))
+    request = PurchaseRequest(
+        work=bytes.fromhex(case_input["work"]), buyer=buyer.public_key,
+        seller=_pk(case_input["seller_seed"]), method=case_input["method"],
+        payment=case_input["payment"], nonce=bytes.fromhex(case_input["nonce"]),
+        ts=datetime.fromtimestamp(case_input["ts"], UTC),
+        receipts=tuple(build_receipt(case_input, r).to_bytes()
+                       for r in case_input["receipts"]))
+    return request, buyer
+
+
+def expected_served_by(case_input: dict[str, Any]) -> list[dict[str, Any]]:
+    """Latest receipt per uploader, each capped at the size; scaled by largest remainder."""
+    size = case_input["size"]
+    latest: dict[bytes, tuple[int, int]] = {}
+    for r in case_input["receipts"]:
+        pk = _pk(r["uploader_seed"])
+        if r["seq"] > latest.get(pk, (0, 0))[0]:
+            latest[pk] = (r["seq"], min(r["bytes"], size))
+    rows = sorted((pk, n) for pk, (_, n) in latest.items() if n)
+    total = sum(n for _, n in rows)
+    if total > size:
+        exact = [(pk, Fraction(n * size, total)) for pk, n in rows]
+        floors = {pk: int(x) for pk, x in exact}
+        by_remainder = sorted(exact, key=lambda e: (-(e[1] - int(e[1])), e[0]))
+        for pk, _ in by_remainder[:size - sum(floors.values())]:
+            floors[pk] += 1
+        rows = sorted(floors.items())
+    return [{"pk_hex": pk.hex(), "bytes": n} for pk, n in rows if n]
+
+
+def purchase_vectors() -> list[dict[str, Any]]:
+    out = []
+    for case in PURCHASE_CASES:
+        request, buyer = build_purchase(case["input"])
+        signed = SignedPurchase.sign(request, buyer)
+        assert len(signed.to_bytes()) <= MAX_PURCHASE_SIZE
+        out.append({
+            **case,
+            "body_hex": signed.body.hex(),
+            "envelope_hex": signed.to_bytes().hex(),
+            "sig_hex": signed.sig.hex(),
+            "expected": {
+                "buyer_pk_text": key_to_text(request.buyer),
+                "seller_pk_text": key_to_text(request.seller),
+                "receipts": len(request.receipts),
+                "served_by": expected_served_by(case["input"]),
+            },
+        })
+    hand = {s["bytes"] for s in out[3]["expected"]["served_by"]}
+    assert hand == {42, 25, 33}, hand  # the worked example in the case's comment
+    return out
+
+
+PAYMENT_CASES: list[dict[str, Any]] = [
+    {"name": "voucher-eur-no-served-by",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "amount": 500, "currency": "EUR", "method": "voucher",
+               "payment_ref": "voucher:7K3Q", "nonce": bytes(range(16)).hex(),
+               "ts": 1_735_689_600, "size": 8 * PIECE, "served_by": []}},
+    # Three nodes that carry the work to a byte under its size, in key order.
+    {"name": "jpy-three-served-by",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "amount": 1_500, "currency": "JPY", "method": "voucher",
+               "payment_ref": "voucher:CODE-2", "nonce": "ff" * 16, "ts": 1_735_689_602,
+               "size": 8 * PIECE,
+               "served_by": [{"uploader_seed": _uploader(i), "bytes": n}
+                             for i, n in ((1, PIECE - 1), (2, 4 * PIECE), (3, 3 * PIECE))]}},
+    {"name": "bhd-served-to-the-last-byte",
+     "input": {"work": _h("info dict of ada's song"), "buyer_seed": BUYER2_SEED.hex(),
+               "seller_seed": SELLER_SEED.hex(), "amount": 1, "currency": "BHD",
+               "method": "card-2", "payment_ref": "ch_3Q", "nonce": "00" * 16, "ts": 0,
+               "size": PIECE + 1,
+               "served_by": [{"uploader_seed": _uploader(7), "bytes": PIECE + 1}]}},
+    # The largest envelope the format carries: 64 entries at 2**63-1 bytes each. No real
+    # work is that large (the size below is their sum); it pins the parser's bounds.
+    {"name": "largest-envelope",
+     "input": {"work": "ff" * 32, "buyer_seed": BUYER_SEED.hex(),
+               "seller_seed": SELLER_SEED.hex(), "amount": 10**15, "currency": "EUR",
+               "method": "m" * 32, "payment_ref": "~" * 128, "nonce": "ff" * 16, "ts": MAX_TS,
+               "size": 64 * MAX_COUNT,
+               "served_by": [{"uploader_seed": _uploader(i), "bytes": MAX_COUNT}
+                             for i in range(1, 65)]}},
+]
+
+
+def build_payment(case_input: dict[str, Any]) -> tuple[PaymentReceipt, Identity]:
+    seller = Identity("seller", nacl.signing.SigningKey(bytes.fromhex(case_input["seller_seed"])))
+    served = sorted((_pk(s["uploader_seed"]), s["bytes"]) for s in case_input["served_by"])
+    payment = PaymentReceipt(
+        work=bytes.fromhex(case_input["work"]), buyer=_pk(case_input["buyer_seed"]),
+        seller=seller.public_key, amount=case_input["amount"],
+        currency=case_input["currency"], method=case_input["method"],
+        payment_ref=case_input["payment_ref"], nonce=bytes.fromhex(case_input["nonce"]),
+        served_by=tuple(Served(pk, n) for pk, n in served),
+        ts=datetime.fromtimestamp(case_input["ts"], UTC))
+    return payment, seller
+
+
+def payment_vectors() -> list[dict[str, Any]]:
+    out = []
+    for case in PAYMENT_CASES:
+        payment, seller = build_payment(case["input"])
+        signed = SignedPayment.sign(payment, seller)
+        assert len(signed.to_bytes()) <= MAX_PAYMENT_SIZE
+        out.append({
+            **case,
+            "body_hex": signed.body.hex(),
+            "envelope_hex": signed.to_bytes().hex(),
+            "sig_hex": signed.sig.hex(),
+            "expected": {
+                "buyer_pk_text": key_to_text(payment.buyer),
+                "seller_pk_text": key_to_text(payment.seller),
+                "served_by": [{"pk_hex": s.pk.hex(), "bytes": s.bytes}
+                              for s in payment.served_by],
+                "served_bytes": payment.served_bytes,
+            },
+        })
+    return out
+
+
+# sealed_key: seal_key(CONTENT_KEY, the buyer's key), made once (sealed boxes are random).
+GRANT_CASES: list[dict[str, Any]] = [
+    {"name": "grant-to-buyer",
+     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
+               "content_key": CONTENT_KEY.hex(), "key_id": _key_id(CONTENT_KEY),
+               "sealed_key": "02f75b8d1b80d81c8eb1c55c3063a553e4cf5e1f822975f787b5b1a023cea529"
+                             "0cbd436b043fe0c7231c703a928d69ab7d173150d131cdbfed90ddfbaa493bb2"
+                             "ae5e2e4943f20fec7ce2be40ad5f892e",
+               "ts": 1_735_689_600}},
+    {"name": "grant-to-second-buyer-at-max-ts",
+     "input": {"work": "ff" * 32, "buyer_seed": BUYER2_SEED.hex(),
+               "seller_seed": SELLER_SEED.hex(), "content_key": CONTENT_KEY.hex(),
+               "key_id": _key_id(CONTENT_KEY),
+               "sealed_key": "b6a990352a01ec238aeff42da959d414b2379c415df656e8b965c34d2f04010a"
+                             "9f5e25b70630245a496b0d9caa704545085aa5ea0b4503173efdc35406ed7e54"
+                             "2161d1da519e0d02ef8d09f5a045af02",
+               "ts": MAX_TS}},
+]
+
+
+def build_grant(case_input: dict[str, Any]) -> tuple[LicenseGrant, Identity]:
+    seller = Identity("seller", nacl.signing.SigningKey(bytes.fromhex(case_input["seller_seed"])))
+    grant = LicenseGrant(
+        work=bytes.fromhex(case_input["work"]), buyer=_pk(case_input["buyer_seed"]),
+        seller=seller.public_key, key_id=bytes.fromhex(case_input["key_id"]),
+        sealed_key=bytes.fromhex(case_input["sealed_key"]),
+        ts=datetime.fromtimestamp(case_input["ts"], UTC))
+    return grant, seller
+
+
+def grant_vectors() -> list[dict[str, Any]]:
+    out = []
+    for case in GRANT_CASES:
+        grant, seller = build_grant(case["input"])
+        signed = SignedGrant.sign(grant, seller)
+        out.append({
+            **case,
+            "body_hex": signed.body.hex(),
+            "envelope_hex": signed.to_bytes().hex(),
+            "sig_hex": signed.sig.hex(),
+            "expected": {
+                "buyer_pk_text": key_to_text(grant.buyer),
+                "seller_pk_text": key_to_text(grant.seller),
+            },
+        })
+    return out
+
+
+def main() -> None:
+    data = {"purchases": purchase_vectors(), "payments": payment_vectors(),
+            "grants": grant_vectors()}
+    path = HERE / "payments.json"
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
