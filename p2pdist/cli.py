@@ -682,6 +682,8 @@ def buy(
 def unlock(
     work: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
     dest: Annotated[Path, typer.Option("--dest", help="Where to write the decrypted files.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files of the work "
+                                            "already in DEST.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Decrypt a work you bought into DEST: every file authenticates, or nothing is written."""
@@ -695,7 +697,8 @@ def unlock(
                   transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("unlock", total=Library(_home()).get(key).size or None)
         files = do_unlock(Library(_home()), _unlock(), key, dest,
-                          progress=lambda n: bar.update(task, completed=n))
+                          progress=lambda n: bar.update(task, completed=n),
+                          overwrite=overwrite)
     if json_out:
         _emit({"work": key, "dest": str(dest), "files": [str(p) for p in files]})
         return

@@ -345,7 +345,8 @@ def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: L
 
 
 def unlock(library: Library, identity: Identity, work: str, dest: Path, *,
-           progress: Callable[[int], None] | None = None) -> list[Path]:
+           progress: Callable[[int], None] | None = None, overwrite: bool = False
+           ) -> list[Path]:
     """Decrypt a bought work into *dest*: every file, or (on any failure) none."""
     w, lic, terms = paid_license(library, work)
     enc = lic.manifest.encryption
@@ -364,7 +365,7 @@ def unlock(library: Library, identity: Identity, work: str, dest: Path, *,
         raise InputError(f"{w.title} is not fully downloaded yet",
                          remedy="finish the fetch first (run it again: it resumes)")
     return decrypt_tree(key, plain_files(lic), Path(w.save_path), dest.expanduser().absolute(),
-                        progress=progress)
+                        progress=progress, overwrite=overwrite)
 
 
 def payments(log: ReceiptLog, kind: str) -> Sequence[PaymentReceipt]:
