@@ -1,4 +1,4 @@
-"""Payouts: signed receipts, the append-only ledger, tallies and statements."""
+"""Payouts: signed receipts, the append-only ledger, vouchers, tallies and statements."""
 
 from p2pdist.payouts.ledger import (
     Bundle,
@@ -11,15 +11,29 @@ from p2pdist.payouts.ledger import (
     entry_hash,
     verify_bundle,
 )
+from p2pdist.payouts.vouchers import (
+    IssuedVoucher,
+    VoucherBook,
+    VoucherRow,
+    format_code,
+    parse_code,
+    write_csv,
+)
 
 __all__ = [
     "Bundle",
     "Checkpoint",
     "Entry",
     "ImportReport",
+    "IssuedVoucher",
     "Ledger",
     "SignedCheckpoint",
     "VerifyReport",
+    "VoucherBook",
+    "VoucherRow",
     "entry_hash",
+    "format_code",
+    "parse_code",
     "verify_bundle",
+    "write_csv",
 ]
