@@ -936,8 +936,12 @@ def main() -> None:
         app()
     except P2PDistError as e:
         if "--json" in sys.argv[1:]:
-            _emit({"ok": False, "error": e.message, "remedy": e.remedy,
-                   "exit_code": e.exit_code, "kind": type(e).__name__})
+            report: dict[str, object] = {"ok": False, "error": e.message, "remedy": e.remedy,
+                                         "exit_code": e.exit_code, "kind": type(e).__name__}
+            reason = getattr(e, "reason", None)
+            if isinstance(reason, str):  # a refusal's one-word reason, for scripts
+                report["reason"] = reason
+            _emit(report)
         err.print(f"[red]error:[/] {e.message}")
         if e.remedy:
             err.print(f"  [dim]→ {e.remedy}[/]")

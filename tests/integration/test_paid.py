@@ -175,6 +175,7 @@ def test_a_voucher_is_spent_once_even_by_concurrent_buyers(shop: Shop) -> None:
     for r in results:
         if r.returncode:
             assert json.loads(r.stdout)["kind"] == "PurchaseRefused"
+            assert json.loads(r.stdout)["reason"] == "redeemed"
             assert "already redeemed" in r.stderr
     # Used again later by the winner: refused, nothing changes.
     winner = homes[[r.returncode for r in results].index(0)]
@@ -247,3 +248,54 @@ def test_a_replayed_purchase_request_is_refused(shop: Shop) -> None:
     flipped[-10] ^= 1
     assert post("127.0.0.1", shop.api, "/purchase", bytes(flipped))[0] in (400, 422)
     assert _ledger_kinds(shop.artist) == before
+
+
+def test_buy_finds_the_seller_it_saw_prove_its_key_in_the_swarm(tmp_path: Path) -> None:
+    album = _make_album(tmp_path / "studio" / "Quiet")
+    artist, fan = tmp_path / "ada", tmp_path / "fan"
+    for h in (artist, fan):
+        run_cli(h, "init", "--name", h.name)
+    pub = json.loads(run_cli(artist, "publish", str(album), "--title", "Quiet", "--price",
+                             "300", "--currency", "JPY", "--out", str(tmp_path / "q.torrent"),
+                             "--json").stdout)
+    code = json.loads(run_cli(artist, "vouchers", "issue", pub["work"], "--json").stdout)[
+        "codes"][0]
+    port = free_port()
+    with Seeder(artist, port):  # its API on the default port, BitTorrent + 1
+        run_cli(fan, "fetch", pub["torrent"], "--dest", str(tmp_path / "m"), "--local",
+                "--peer", f"127.0.0.1:{port}")
+        # No --seller and no hint in the license: the seller the fetch saw proven.
+        bought = json.loads(run_cli(fan, "buy", pub["work"], "--voucher", code,
+                                    "--json").stdout)
+    assert bought["price"] == "300 JPY"
+    assert bought["seller"] == load_public_identity(artist).key_text
+
+
+def test_buy_without_a_known_seller_says_how_to_name_one(shop: Shop) -> None:
+    fan = shop.home("lost")
+    shop.fetch(fan, shop.root / "lost-music", shop.port)
+    # The fetch saw the seller; forget it, as a fan whose copy came from elsewhere would.
+    rec = fan / "library" / f"{shop.pub['work']}.json"
+    doc = json.loads(rec.read_text())
+    doc["sellers_seen"] = []
+    rec.write_text(json.dumps(doc))
+    cp = run_cli(fan, "buy", shop.pub["work"], "--voucher", "0000-0000-0000-0000-0",
+                 check=False)
+    assert cp.returncode == 1
+    assert "no seller of this work is known" in cp.stderr and "--seller" in cp.stderr
+
+
+def test_a_tampered_ciphertext_unlocks_nothing(shop: Shop) -> None:
+    fan = shop.home("tamper")
+    shop.fetch(fan, shop.root / "tamper-music")
+    [code] = shop.codes()
+    shop.buy(fan, code)
+    victim = shop.root / "tamper-music" / "Night Songs" / "02 Day.flac.p2pe"
+    data = bytearray(victim.read_bytes())
+    data[66_000] ^= 0x01  # in the second chunk (the first is 65,552 bytes)
+    victim.write_bytes(bytes(data))
+    dest = shop.root / "tamper-plain"
+    cp = run_cli(fan, "unlock", shop.pub["work"], "--dest", str(dest), check=False)
+    assert cp.returncode == 3
+    assert "does not authenticate" in cp.stderr
+    assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*"))
