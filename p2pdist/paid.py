@@ -48,6 +48,7 @@ from p2pdist.payouts.payments import (
     PaymentReceipt,
     PaymentRejected,
     PurchaseRequest,
+    Served,
     SignedPayment,
     SignedPurchase,
     served_by_from_receipts,
@@ -198,14 +199,48 @@ class Shop:
             with self._method(req.method) as method:
                 ref = method.authorize(req, now=now)
         except VoucherRefused as e:
-            raise ApiError(402 if e.reason != "malformed" else 422, e.reason, e.message) \
-                from None
+            again = self._paid_before(req, terms, served, now) \
+                if e.reason == "redeemed" else None
+            if again is None:
+                raise ApiError(402 if e.reason != "malformed" else 422, e.reason,
+                               e.message) from None
+            # The same buyer, the same code: its answer was lost (a crash, a dropped
+            # connection). Answer again; the payment was taken once.
+            return {"ok": True, "payment": again.to_bytes().hex(),
+                    "grant": grant.to_bytes().hex(), "repeated": True}
         payment = SignedPayment.sign(PaymentReceipt(
             work=req.work, buyer=req.buyer, seller=me, amount=terms.price,
             currency=terms.currency, method=req.method, payment_ref=ref, nonce=req.nonce,
             served_by=served, ts=now.replace(microsecond=0)), self.identity)
         self.log.append(PAYMENT_ISSUED, payment.to_bytes())
         return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
+
+    def _paid_before(self, req: PurchaseRequest, terms: PaidTerms,
+                     served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
+        """The payment receipt for a voucher this same buyer already redeemed: the one in
+        the ledger, or (the seller stopped between redeeming and recording) a new one."""
+        from p2pdist.payouts.vouchers import code_hash, payment_ref
+
+        try:
+            ref = payment_ref(code_hash(req.payment))
+        except P2PDistError:
+            return None
+        for raw in self.log.payloads(PAYMENT_ISSUED):
+            signed = SignedPayment.from_bytes(raw)
+            p = signed.payment
+            if (p.payment_ref, p.buyer, p.work) == (ref, req.buyer, req.work):
+                return signed
+        with VoucherBook(self.vouchers) as book:
+            mine = any(r.payment_ref == ref and r.buyer == req.buyer
+                       for r in book.rows(req.work))
+        if not mine:
+            return None
+        payment = SignedPayment.sign(PaymentReceipt(
+            work=req.work, buyer=req.buyer, seller=self.identity.public_key,
+            amount=terms.price, currency=terms.currency, method=req.method, payment_ref=ref,
+            nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)), self.identity)
+        self.log.append(PAYMENT_ISSUED, payment.to_bytes())
+        return payment
 
     def _grant(self, w: Work, lic: License, buyer: bytes, now: datetime) -> SignedGrant:
         sealed = self.library.secret(w.work, "key")

@@ -177,10 +177,15 @@ def test_a_voucher_is_spent_once_even_by_concurrent_buyers(shop: Shop) -> None:
             assert json.loads(r.stdout)["kind"] == "PurchaseRefused"
             assert json.loads(r.stdout)["reason"] == "redeemed"
             assert "already redeemed" in r.stderr
-    # Used again later by the winner: refused, nothing changes.
+    # Used again by a loser: refused, nothing changes. By the winner (whose answer may
+    # have been lost): the same payment again, not a second one.
     winner = homes[[r.returncode for r in results].index(0)]
+    loser = homes[[r.returncode for r in results].index(1)]
     before = _ledger_kinds(shop.artist)
-    assert shop.buy(winner, code, check=False).returncode == 1
+    assert shop.buy(loser, code, check=False).returncode == 1
+    first = json.loads(results[homes.index(winner)].stdout)
+    again = json.loads(shop.buy(winner, code).stdout)
+    assert again["payment_ref"] == first["payment_ref"]
     assert _ledger_kinds(shop.artist) == before
 
 
@@ -299,3 +304,23 @@ def test_a_tampered_ciphertext_unlocks_nothing(shop: Shop) -> None:
     assert cp.returncode == 3
     assert "does not authenticate" in cp.stderr
     assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*"))
+
+
+def test_a_seller_that_stopped_after_redeeming_still_answers_its_buyer(shop: Shop) -> None:
+    # The voucher was taken but the seller died before it signed and recorded the sale:
+    # the same buyer asking again gets its receipt and grant; nobody else does.
+    from p2pdist.payouts.vouchers import VoucherBook
+
+    fan, other = shop.home("unlucky"), shop.home("opportunist")
+    shop.fetch(fan, shop.root / "unlucky-music")
+    [code] = shop.codes()
+    with VoucherBook(shop.artist / "vouchers.sqlite") as book:
+        book.redeem(bytes.fromhex(shop.pub["work"]), code,
+                    buyer=load_public_identity(fan).public_key, now=datetime.now(UTC))
+    before = _ledger_kinds(shop.artist).count("payment.issued")
+    assert shop.buy(other, code, check=False).returncode == 1
+    bought = json.loads(shop.buy(fan, code).stdout)
+    assert bought["payment_ref"].startswith("voucher:")
+    assert _ledger_kinds(shop.artist).count("payment.issued") == before + 1
+    run_cli(fan, "unlock", shop.pub["work"], "--dest", str(shop.root / "unlucky-plain"))
+    assert digests(shop.root / "unlucky-plain" / "Night Songs") == digests(shop.album)
