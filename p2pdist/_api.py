@@ -217,17 +217,7 @@ def identify(host: str, port: int, *, timeout: float = 5.0) -> tuple[bytes, str]
     Unlike prove_identity there is no key to expect: the answer proves only possession
     of the key it names; the caller decides whether that key is one it trusts.
     """
-    challenge = os.urandom(CHALLENGE_LEN)
-    status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
-                            timeout=timeout)
-    try:
-        doc = json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
-        if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
-            raise InvalidSignature()
-        pk = key_from_text(str(doc["pk"]))
-    except (ValueError, KeyError, P2PDistError):
-        raise InvalidSignature(f"the node at {host}:{port} gave no valid identity") from None
-    return pk, prove_identity(host, port, pk=pk, timeout=timeout)
+    return _challenge(host, port, None, timeout)
 
 
 def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> str:
@@ -236,6 +226,10 @@ def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> 
     Returns the name the node gives. Raises InvalidSignature when the answer is not a
     signature by *pk* over our challenge, NetworkError when the node cannot be reached.
     """
+    return _challenge(host, port, pk, timeout)[1]
+
+
+def _challenge(host: str, port: int, pk: bytes | None, timeout: float) -> tuple[bytes, str]:
     challenge = os.urandom(CHALLENGE_LEN)
     status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
                             timeout=timeout)
@@ -243,14 +237,16 @@ def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> 
         doc = json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
         if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
             raise InvalidSignature()
-        if key_from_text(str(doc["pk"])) != pk:
+        named = key_from_text(str(doc["pk"]))
+        if pk is not None and named != pk:
             raise InvalidSignature()
         sig = bytes.fromhex(str(doc["sig"]))
     except (ValueError, KeyError, P2PDistError):
-        raise InvalidSignature() from None
-    verify_signature(pk=pk, domain=IDENTITY_DOMAIN, message=_identity_message(challenge, pk),
-                     signature=sig)
-    return str(doc.get("name", ""))[:200]
+        raise InvalidSignature(f"the node at {host}:{port} gave no valid proof of its key") \
+            from None
+    verify_signature(pk=named, domain=IDENTITY_DOMAIN,
+                     message=_identity_message(challenge, named), signature=sig)
+    return named, str(doc.get("name", ""))[:200]
 
 
 def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0

@@ -19,6 +19,8 @@ from p2pdist.swarm._accounting import VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
 from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
 
+import os as _os
+_DBG = open(_os.environ["P2PDIST_ACCT_LOG"], "a") if _os.environ.get("P2PDIST_ACCT_LOG") else None  # noqa
 __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
 
 
@@ -61,6 +63,7 @@ class WorkStatus:
     error: str
     has_metadata: bool
     upload_mode: bool
+    finished: bool = False  # every wanted piece passed its hash check
 
     @property
     def uploaded(self) -> int:
@@ -69,7 +72,9 @@ class WorkStatus:
 
     @property
     def complete(self) -> bool:
-        return self.has_metadata and self.total_wanted > 0 and self.total_done >= self.total_wanted
+        # Not total_done >= total_wanted: libtorrent counts the blocks of pieces still
+        # waiting for (or about to fail) their hash check in total_done.
+        return self.has_metadata and self.total_wanted > 0 and self.finished
 
 
 def parse_endpoint(text: str, *, option: str = "--peer", allow_zero: bool = False
@@ -142,6 +147,7 @@ class Swarm:
             cat.error_notification | cat.status_notification | cat.storage_notification
             | cat.block_progress_notification | cat.piece_progress_notification
             | cat.performance_warning
+            | (cat.peer_notification | cat.connect_notification if _DBG else 0)
         )
         settings["alert_queue_size"] = 200_000
         # A port the user named is that port or an error, never the next free one.
@@ -353,12 +359,23 @@ class Swarm:
             error=str(s.errc.message()) if s.errc.value() else "",
             has_metadata=bool(s.has_metadata),
             upload_mode=bool(h.flags() & lt.torrent_flags.upload_mode),
+            finished=bool(s.is_finished),
         )
 
     def verified_bytes(self, key: str) -> dict[str, int]:
         """Payload bytes per peer endpoint whose pieces passed the hash check."""
         v = self._verified.get(key)
-        return v.totals() if v is not None else {}
+        if v is None:
+            return {}
+        if not v.settled and self._handles[key].status().is_seeding:
+            # Complete: libtorrent reports no more deliveries once it holds every piece.
+            # Take in the last pieces and the reports that came before, then settle the
+            # blocks still waiting.
+            self._drain()
+            if _DBG:
+                _DBG.write(f"SETTLE {v._pending} {v._totals}\n"); _DBG.flush()
+            v.settle()
+        return v.totals()
 
     def peer_client(self, endpoint: str) -> str:
         """The client string a peer at *endpoint* sent in its handshake, if seen."""
@@ -407,6 +424,12 @@ class Swarm:
 
     def _drain(self) -> None:
         for a in self._ses.pop_alerts():
+            if _DBG and not isinstance(a, lt.block_downloading_alert | lt.block_finished_alert):
+                _DBG.write(f"AL {type(a).__name__} {a.message()}\n")
+            if _DBG and isinstance(a, lt.block_downloading_alert | lt.block_finished_alert | lt.piece_finished_alert | lt.hash_failed_alert):
+                ep = f"{a.endpoint[0]}:{a.endpoint[1]}" if hasattr(a, "endpoint") else ""
+                _DBG.write(f"EV {type(a).__name__[:9]} {int(a.piece_index)} {getattr(a, 'block_index', '')} {ep} {self._clients.get(ep, '')[-10:]}\n")
+                _DBG.flush()
             if isinstance(a, lt.block_finished_alert | lt.block_downloading_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
