@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from p2pdist import _canonical
+from p2pdist._sqlite import open_durable
 from p2pdist.errors import (
     ForkDetected,
     InvalidSignature,
@@ -596,35 +597,8 @@ class Ledger:
             raise ValueError("node is a 32-byte public key")
         self.path = Path(path)
         self.node = node
-        try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        except sqlite3.Error as e:
-            raise _storage_error(self.path, e) from e
-        # Read TEXT as bytes: a column rewritten as TEXT that is not UTF-8 must reach
-        # verify() as a malformed row, not fail inside the sqlite3 decoder.
-        self._db.text_factory = bytes
-        try:
-            mode = bytes(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).decode()
-            if mode.lower() != "wal":
-                raise StorageError(f"the ledger {self.path} cannot use WAL mode ({mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"the ledger {self.path} has schema version {version}; "
-                    f"this p2pdist reads {SCHEMA_VERSION}", remedy="upgrade p2pdist")
-            if version < SCHEMA_VERSION:
-                # One script, one transaction: two processes opening a fresh file at
-                # once both run it, and IF NOT EXISTS makes the second a no-op.
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
-        except sqlite3.Error as e:
-            self._db.close()
-            raise _storage_error(self.path, e) from e
-        except StorageError:
-            self._db.close()
-            raise
+        self._db = open_durable(self.path, schema=_SCHEMA, version=SCHEMA_VERSION,
+                                what="ledger")
 
     # -- plumbing
 

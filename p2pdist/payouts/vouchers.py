@@ -54,6 +54,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
+from p2pdist._sqlite import open_durable
 from p2pdist.errors import InputError, StorageError, VoucherRefused
 from p2pdist.identity import atomic_write, key_to_text
 
@@ -325,35 +326,8 @@ class VoucherBook:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                                       check_same_thread=False)
-        except sqlite3.Error as e:
-            raise _storage_error(self.path, e) from e
-        # TEXT as bytes, as in the ledger: a column rewritten as non-UTF-8 TEXT must not
-        # fail inside the sqlite3 decoder.
-        self._db.text_factory = bytes
-        try:
-            mode = bytes(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).decode()
-            if mode.lower() != "wal":
-                raise StorageError(f"the voucher book {self.path} cannot use WAL mode ({mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"the voucher book {self.path} has schema version {version}; "
-                    f"this p2pdist reads {SCHEMA_VERSION}", remedy="upgrade p2pdist")
-            if version < SCHEMA_VERSION:
-                # One transaction; a second process creating it at once finds IF NOT EXISTS.
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
-        except sqlite3.Error as e:
-            self._db.close()
-            raise _storage_error(self.path, e) from e
-        except StorageError:
-            self._db.close()
-            raise
+        self._db = open_durable(self.path, schema=_SCHEMA, version=SCHEMA_VERSION,
+                                what="voucher book", check_same_thread=False)
 
     # -- plumbing
 

@@ -1,0 +1,52 @@
+"""One way to open the node's SQLite files (ledger, voucher book): durable and versioned.
+
+WAL with synchronous=FULL (a committed transaction survives power loss), TEXT read as
+bytes (a column rewritten as non-UTF-8 TEXT reaches the caller's checks instead of
+failing in the decoder), autocommit off so callers issue BEGIN IMMEDIATE themselves, and
+a schema created once under ``user_version``. Every failure is a StorageError.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from p2pdist.errors import StorageError
+
+__all__ = ["open_durable", "storage_error"]
+
+
+def storage_error(what: str, path: Path, e: sqlite3.Error) -> StorageError:
+    return StorageError(f"the {what} {path} could not be used: {e}")
+
+
+def open_durable(path: Path, *, schema: str, version: int, what: str,
+                 check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open (creating if need be) *path* with *schema* at *version*; see the module."""
+    try:
+        # isolation_level=None: callers issue BEGIN IMMEDIATE / COMMIT themselves.
+        db = sqlite3.connect(path, isolation_level=None, timeout=30.0,
+                             check_same_thread=check_same_thread)
+    except sqlite3.Error as e:
+        raise storage_error(what, path, e) from e
+    db.text_factory = bytes
+    try:
+        mode = bytes(db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).decode()
+        if mode.lower() != "wal":
+            raise StorageError(f"the {what} {path} cannot use WAL mode ({mode})")
+        db.execute("PRAGMA synchronous=FULL")
+        have = db.execute("PRAGMA user_version").fetchone()[0]
+        if have > version:
+            raise StorageError(f"the {what} {path} has schema version {have}; this "
+                               f"p2pdist reads {version}", remedy="upgrade p2pdist")
+        if have < version:
+            # One script, one transaction: two processes creating the file at once both
+            # run it, and IF NOT EXISTS makes the second a no-op.
+            db.executescript(f"BEGIN IMMEDIATE;{schema}PRAGMA user_version={version};COMMIT;")
+    except sqlite3.Error as e:
+        db.close()
+        raise storage_error(what, path, e) from e
+    except StorageError:
+        db.close()
+        raise
+    return db
