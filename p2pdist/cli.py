@@ -227,7 +227,7 @@ def whoami(json_out: JsonOpt = False) -> None:
 @app.command()
 def publish(
     path: Annotated[Path, typer.Argument(help="The file or folder of the work.")],
-    title: Annotated[str, typer.Option("--title", help="The work's title.")],
+    title: Annotated[str | None, typer.Option("--title", help="The work's title.")] = None,
     license_id: Annotated[
         str | None, typer.Option("--license", help="A free work: SPDX id CC0-1.0, CC-BY-4.0, "
                                  "CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0, "
@@ -275,19 +275,47 @@ def publish(
         str | None, typer.Option("--collector", help="KEY@HOST:PORT: a node (e.g. your "
                                  "label's) that also receives every transfer receipt.")
     ] = None,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="KEY=BPS: a rights holder and its "
+                                       "share in basis points (repeatable; they sum to 10000). "
+                                       "With other holders, write a --draft.")
+    ] = None,
+    draft: Annotated[
+        Path | None, typer.Option("--draft", help="Write an unsigned-by-the-others draft "
+                                  "here instead of publishing; holders cosign it.")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Publish a draft every holder signed "
+                                  "(PATH must be the drafted files).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sign a license for a work, make its torrent and add it to your library."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from p2pdist.node import check_publish_args, parse_collector
+    from p2pdist.errors import InputError
+    from p2pdist.node import check_publish_args, check_splits, parse_collector, publish_draft
     from p2pdist.node import publish as do_publish
 
+    if manifest is not None:
+        if any(v for v in (title, license_id, price, currency, redistributor_share, seller,
+                           seller_api, creator, collector, split, draft)):
+            raise InputError("--manifest publishes the draft as its holders signed it",
+                             remedy="drop the license options; only PATH, --out, "
+                             "--tracker and --web-seed go with --manifest")
+        ident = _unlock()
+        _published(publish_draft(_home(), ident, manifest, path, trackers=tracker or (),
+                                 web_seeds=web_seed or (), out=out_path, force=force),
+                   None, json_out)
+        return
+    if title is None:
+        raise InputError("a work needs a --title")
     # A typo fails before the passphrase prompt and the hashing.
     paid = _paid_terms(price, currency, redistributor_share, seller, seller_api)
     check_publish_args(title=title, spdx=license_id, creators=creator or (), fmt=fmt,
                        paid=paid)
     coll = parse_collector(collector) if collector is not None else None
+    sheet = check_splits(_splits(split)) if split else ()
     if not path.expanduser().exists():
         from p2pdist.errors import InputError
 
@@ -309,10 +337,25 @@ def publish(
             _home(), ident, path, title=title, spdx=license_id, paid=paid,
             creators=creator or (), fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (),
             out=out_path, force=force, progress=progress, collector=coll,
-            encrypt_progress=encrypting,
+            encrypt_progress=encrypting, splits=sheet, draft=draft,
         )
+    _published(res, paid, json_out)
+
+
+def _published(res: Any, paid: Any, json_out: bool) -> None:
+    from p2pdist.node import DraftResult
+
     if json_out:
         _emit(res.to_dict())
+        return
+    if isinstance(res, DraftResult):
+        d = res.to_dict()
+        out.print(f"Wrote the draft of [bold]{res.title}[/] to {res.draft}")
+        out.print(f"  signed by {len(res.signed)} of {len(res.holders)} rights holders")
+        for pk in d["missing"]:  # type: ignore[attr-defined]
+            out.print(f"  waiting for {pk}")
+        out.print(f"Each of them runs: p2pdist license cosign {res.draft}; then: "
+                  f"p2pdist publish --manifest {res.draft} PATH")
         return
     out.print(f"Published [bold]{res.title}[/] ({_size(res.size)}, {len(res.files)} files) "
               f"under {res.license}")
@@ -325,6 +368,24 @@ def publish(
         out.print(f"Make codes to sell it with: p2pdist vouchers issue {res.work[:16]} "
                   "--count 10 --out codes.csv")
     out.print("Seed it with: p2pdist seed")
+
+
+def _splits(texts: list[str]) -> list[Any]:
+    from p2pdist.errors import InputError
+    from p2pdist.identity import key_from_text
+    from p2pdist.licensing import Split
+
+    out_ = []
+    for t in texts:
+        key, sep, bps = t.partition("=")
+        try:
+            if not sep or not (bps.isascii() and bps.isdigit()):
+                raise ValueError
+            out_.append(Split(key_from_text(key.strip()), int(bps)))
+        except Exception:
+            raise InputError(f"--split wants KEY=BPS, not {t!r}",
+                             remedy="e.g. --split <52-char key>=6000 (60%)") from None
+    return out_
 
 
 def _paid_terms(price: str | None, currency: str | None, share: int | None,
@@ -722,6 +783,30 @@ MetaTimeoutOpt = Annotated[
 SourceArg = Annotated[
     str, typer.Argument(help="A magnet link (with --peer), a .torrent file, or a work id.")
 ]
+
+
+@license_app.command("cosign")
+def license_cosign(
+    draft: Annotated[Path, typer.Argument(help="The draft (.p2pm) to sign.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign a drafted license as one of its rights holders (after reading it)."""
+    from p2pdist.identity import fingerprint, key_to_text
+    from p2pdist.node import cosign_draft, read_draft
+
+    signed, _ = read_draft(draft)
+    m = signed.manifest
+    if not json_out:
+        out.print(f"Draft: [bold]{m.title}[/] by {', '.join(m.creators)}")
+        out.print(f"  terms   {m.terms.plain_words(m.creators)}")
+        for s in m.splits:
+            out.print(f"  holder  {key_to_text(s.pk)} ({fingerprint(s.pk)})  "
+                      f"{s.bps / 100:g}%")
+    res = cosign_draft(_unlock(), draft)
+    if json_out:
+        _emit(res.to_dict())
+        return
+    out.print(f"[green]✓[/] Signed: {len(res.signed)} of {len(res.holders)} rights holders")
 
 
 @license_app.command("show")

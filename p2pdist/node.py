@@ -33,7 +33,9 @@ from p2pdist._credit import (
 )
 from p2pdist._text import is_printable
 from p2pdist.errors import (
+    ContentMismatch,
     InputError,
+    InvalidSignature,
     MalformedObject,
     NetworkError,
     NotLicensed,
@@ -90,11 +92,14 @@ __all__ = [
     "check_publish_args",
     "check_source_license",
     "client_version",
+    "cosign_draft",
     "export_receipts",
     "import_receipts",
     "list_receipts",
     "parse_collector",
     "publish",
+    "publish_draft",
+    "read_draft",
     "resolve_work",
     "verify_ledger",
 ]
@@ -187,43 +192,126 @@ def publish(
     paid: PaidTerms | None = None,
     creators: Sequence[str] = (),
     collector: Collector | None = None,
+    splits: Sequence[Split] = (),
     fmt: str = "hybrid",
     trackers: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
     out: Path | None = None,
     force: bool = False,
+    draft: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     encrypt_progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
-) -> PublishResult:
+) -> PublishResult | DraftResult:
     """Hash *path*, sign its license, write the .torrent and add the work to the library.
 
-    Every input is checked before anything is written; on error nothing is.
+    With *splits* (several rights holders) and *draft*, write an unsigned-by-the-others
+    draft instead (see cosign_draft and publish_draft). Every input is checked before
+    anything is written; on error nothing is.
     """
     terms = check_publish_args(title=title, spdx=spdx, creators=creators, fmt=fmt, paid=paid)
+    sheet = check_splits(splits) if splits else (Split(identity.public_key, 10_000),)
+    if draft is None and {s.pk for s in sheet} != {identity.public_key}:
+        raise InputError("a work with other rights holders needs their signatures",
+                         remedy="write a draft with --draft FILE; each holder runs "
+                         "p2pdist license cosign FILE; then publish --manifest FILE PATH")
     title = title.strip()
     credits = tuple(c.strip() for c in creators if c.strip()) or (identity.name,)
+    path = _check_source_path(path)
+    _check_urls(trackers, web_seeds)
+    if draft is None:
+        out = _check_out(out, title, force)
+    content_key = new_content_key() if paid is not None else b""
+    prep = _prepare(home, path, fmt=fmt, content_key=content_key, trackers=trackers,
+                    web_seeds=web_seeds, progress=progress, encrypt_progress=encrypt_progress)
+    try:
+        manifest = LicenseManifest(
+            title=title,
+            creators=credits,
+            created=(now or datetime.now(UTC)).replace(microsecond=0),
+            terms=terms,
+            splits=sheet,
+            content=content_of_info(prep.info),
+            collector=collector,
+            encryption=prep.encryption,
+        )
+        if draft is not None:
+            prep.discard()
+            return write_draft(home, identity, manifest, draft, content_key=content_key,
+                               fmt=fmt, force=force)
+        signed = SignedManifest.sign(manifest, [identity])
+    except BaseException:
+        prep.discard()
+        raise
+    assert out is not None  # noqa: S101 - set above when there is no draft
+    return _finish(home, prep, signed, out=out, content_key=content_key, identity=identity,
+                   now=now)
+
+
+@dataclass
+class _Prepared:
+    """A hashed (and, for a paid work, encrypted) work, before its license is signed."""
+
+    torrent: dict[str, Any]
+    info: dict[str, Any]
+    encryption: Encryption | None
+    staging: Path | None  # HOME/paid/.publish-*: the ciphertexts, until the work has an id
+    save_parent: Path
+
+    def discard(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _check_source_path(path: Path) -> Path:
     path = path.expanduser()
     if not path.exists():
         raise InputError(f"no such file or folder: {path}", remedy="check the path")
     path = path.resolve()
     if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
         raise InputError(f"the folder {path} is empty", remedy="publish a folder with files")
+    return path
+
+
+def _check_urls(trackers: Sequence[str], web_seeds: Sequence[str]) -> None:
     for url in (*trackers, *web_seeds):
         if not url.startswith(("http://", "https://", "udp://")):
             raise InputError(f"not a tracker or web seed URL: {url!r}")
+
+
+def _check_out(out: Path | None, title: str, force: bool) -> Path:
     out = (out or Path.cwd() / f"{_slug(title)}.torrent").expanduser().absolute()
     if out.exists() and not force:
         raise InputError(f"{out} already exists", remedy="choose another --out, or add --force")
+    return out
+
+
+def check_splits(splits: Sequence[Split]) -> tuple[Split, ...]:
+    if sum(s.bps for s in splits) != 10_000:
+        raise InputError(f"the splits sum to {sum(s.bps for s in splits)} bps, not 10000",
+                         remedy="give basis points that add up to 10000 (100%)")
+    if len({s.pk for s in splits}) != len(splits):
+        raise InputError("a rights holder appears twice in --split")
+    return tuple(sorted(splits, key=lambda s: s.pk))
+
+
+def _prepare(home: Path, path: Path, *, fmt: str, content_key: bytes,
+             trackers: Sequence[str], web_seeds: Sequence[str],
+             progress: Callable[[int, int], None] | None,
+             encrypt_progress: Callable[[int], None] | None,
+             piece_length: int = 0) -> _Prepared:
     encryption: Encryption | None = None
-    content_key = b""
-    save_parent = path.parent
     staging: Path | None = None
-    if paid is not None:
+    save_parent = path.parent
+    if content_key:
         # Encrypt first, into the node home; the torrent is made of the ciphertexts.
-        content_key = new_content_key()
+        # (Deterministic for one key: a drafted work encrypts the same way again.)
         staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=_paid_dir(home)))
-        files = encrypt_tree(content_key, path, staging, progress=encrypt_progress)
+        try:
+            files = encrypt_tree(content_key, path, staging, progress=encrypt_progress)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         encryption = Encryption(ENCRYPTION_SCHEME, CHUNK, key_id(content_key),
                                 tuple((f.path, f.size) for f in files))
         # A folder keeps its name; a single file becomes NAME.p2pe.
@@ -231,56 +319,192 @@ def publish(
         save_parent = staging
     try:
         torrent = make_torrent(path, fmt=fmt, trackers=trackers, web_seeds=web_seeds,
-                               progress=progress)
-        info: dict[str, Any] = torrent["info"]
-        manifest = LicenseManifest(
-            title=title,
-            creators=credits,
-            created=(now or datetime.now(UTC)).replace(microsecond=0),
-            terms=terms,
-            splits=(Split(identity.public_key, 10_000),),
-            content=content_of_info(info),
-            collector=collector,
-            encryption=encryption,
-        )
+                               progress=progress, piece_length=piece_length)
     except BaseException:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    signed = SignedManifest.sign(manifest, [identity])
-    torrent["info"] = embed_license(info, signed)
-    data = _canonical.encode(torrent)
-    lic = verify_info(info_section(data))  # what a fan will check, checked here first
+    return _Prepared(torrent, torrent["info"], encryption, staging, save_parent)
+
+
+def _finish(home: Path, prep: _Prepared, signed: SignedManifest, *, out: Path,
+            content_key: bytes, identity: Identity, now: datetime | None) -> PublishResult:
+    """Embed the signed license, check it as a fan will, write the torrent, add the work."""
+    try:
+        prep.torrent["info"] = embed_license(prep.info, signed)
+        data = _canonical.encode(prep.torrent)
+        lic = verify_info(info_section(data))  # what a fan will check, checked here first
+    except BaseException:
+        prep.discard()
+        raise
+    manifest = signed.manifest
     infohash = hashlib.sha1(info_section(data)).hexdigest()  # noqa: S324 - BitTorrent v1 id
     magnet = make_magnet(data)
-    from p2pdist.identity import atomic_write
-
     library = Library(home)
-    if staging is not None:
+    save_parent = prep.save_parent
+    if prep.staging is not None:
         # The ciphertexts move to HOME/paid/WORK, and the key is kept sealed to this node.
         final = _paid_dir(home) / lic.work
         if final.exists():
-            shutil.rmtree(staging, ignore_errors=True)  # published before: same bytes
+            prep.discard()  # published before: the same bytes
         else:
-            os.replace(staging, final)
+            os.replace(prep.staging, final)
         save_parent = final
         library.save_secret(lic.work, "key", seal_key(content_key, identity.public_key))
     atomic_write(out, data)
     library.add(
         Work(
-            work=lic.work, infohash=infohash, title=title, license=terms.license_id,
-            role="published",
+            work=lic.work, infohash=infohash, title=manifest.title,
+            license=manifest.terms.license_id, role="published",
             save_path=str(save_parent), size=manifest.content.total_size, added=now_iso(now),
             complete=True, magnet=magnet,
         ),
         data,
     )
     return PublishResult(
-        work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=title,
-        license=terms.license_id,
+        work=lic.work, infohash=infohash, magnet=magnet, torrent=out, title=manifest.title,
+        license=manifest.terms.license_id,
         size=manifest.content.total_size,
         files=tuple("/".join(f.path) for f in manifest.content.files),
     )
+
+
+# -- split sheets: draft, cosign, publish ---------------------------------------------------
+
+DRAFT_TYPE = "p2pdist/license-draft"
+MAX_DRAFT_SIZE = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DraftResult:
+    draft: Path
+    title: str
+    holders: tuple[str, ...]
+    signed: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"draft": str(self.draft), "title": self.title, "holders": list(self.holders),
+                "signed": list(self.signed),
+                "missing": [h for h in self.holders if h not in self.signed]}
+
+
+def _draft_bytes(manifest_bytes: bytes, sigs: Sequence[tuple[bytes, bytes]], fmt: str) -> bytes:
+    return _canonical.encode({
+        "format": fmt.encode(), "manifest": manifest_bytes,
+        "signatures": [{"pk": pk, "sig": sig} for pk, sig in sorted(sigs)],
+        "type": DRAFT_TYPE, "v": 1})
+
+
+def read_draft(path: Path) -> tuple[SignedManifest, str]:
+    """A draft's manifest, the signatures it holds so far (each valid), and its format."""
+    from p2pdist._signed import as_bytes, as_dict, as_list, check_version
+    from p2pdist.identity import verify_signature
+    from p2pdist.licensing import DOMAIN, Signature
+
+    try:
+        if path.stat().st_size > MAX_DRAFT_SIZE:
+            raise InputError(f"{path} is too large to be a license draft")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    d = as_dict(_canonical.decode(raw, max_size=MAX_DRAFT_SIZE, what="license draft"),
+                "license draft", frozenset({"type", "v", "format", "manifest", "signatures"}))
+    check_version(d, DRAFT_TYPE, "license draft")
+    fmt = d["format"]
+    if fmt not in (b"hybrid", b"v1"):
+        raise MalformedObject("the draft's torrent format is unknown")
+    mb = as_bytes(d["manifest"], "draft's manifest", max_len=MAX_DRAFT_SIZE)
+    manifest = LicenseManifest.from_bytes(mb)
+    holders = {s.pk for s in manifest.splits}
+    sigs = []
+    for s in as_list(d["signatures"], "draft's signatures", 64):
+        sd = as_dict(s, "draft signature", frozenset({"pk", "sig"}))
+        pk, sig = as_bytes(sd["pk"], "signer key", 32), as_bytes(sd["sig"], "signature", 64)
+        if pk not in holders:
+            raise InvalidSignature("the draft holds a signature of someone who is not a "
+                                   "rights holder")
+        verify_signature(pk=pk, domain=DOMAIN, message=mb, signature=sig)
+        sigs.append(Signature(pk, sig))
+    return SignedManifest(mb, manifest, tuple(sigs)), fmt.decode()
+
+
+def _draft_result(path: Path, signed: SignedManifest) -> DraftResult:
+    return DraftResult(path, signed.manifest.title,
+                       tuple(key_to_text(s.pk) for s in signed.manifest.splits),
+                       tuple(key_to_text(s.pk) for s in signed.signatures))
+
+
+def write_draft(home: Path, identity: Identity, manifest: LicenseManifest, path: Path, *,
+                content_key: bytes, fmt: str, force: bool = False) -> DraftResult:
+    """Write a draft of *manifest*, signed by *identity* if it is a holder. A paid work's
+    content key stays in this home, sealed to it, for publish_draft."""
+    path = path.expanduser().absolute()
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists", remedy="choose another --draft, or --force")
+    mb = manifest.signed_bytes()
+    from p2pdist.licensing import DOMAIN
+
+    sigs = []
+    if any(s.pk == identity.public_key for s in manifest.splits):
+        sigs.append((identity.public_key, identity.sign(domain=DOMAIN, message=mb)))
+    if content_key:
+        Library(home).save_secret(hashlib.sha256(mb).hexdigest(), "key",
+                                  seal_key(content_key, identity.public_key))
+    atomic_write(path, _draft_bytes(mb, sigs, fmt))
+    return _draft_result(path, read_draft(path)[0])
+
+
+def cosign_draft(identity: Identity, path: Path) -> DraftResult:
+    """Add this holder's signature to a draft (after reading what it signs)."""
+    from p2pdist.licensing import DOMAIN
+
+    signed, fmt = read_draft(path)
+    if identity.public_key not in {s.pk for s in signed.manifest.splits}:
+        raise InputError("you hold no share in this work: only its rights holders sign it",
+                         remedy="ask the holders named in the split sheet to cosign")
+    sigs = {s.pk: s.sig for s in signed.signatures}
+    sigs[identity.public_key] = identity.sign(domain=DOMAIN, message=signed.manifest_bytes)
+    atomic_write(path, _draft_bytes(signed.manifest_bytes, list(sigs.items()), fmt))
+    return _draft_result(path, read_draft(path)[0])
+
+
+def publish_draft(home: Path, identity: Identity, draft: Path, path: Path, *,
+                  trackers: Sequence[str] = (), web_seeds: Sequence[str] = (),
+                  out: Path | None = None, force: bool = False,
+                  progress: Callable[[int, int], None] | None = None,
+                  encrypt_progress: Callable[[int], None] | None = None,
+                  now: datetime | None = None) -> PublishResult:
+    """Publish a draft every holder signed: hash *path* again, check it is the drafted
+    content, embed the co-signed license."""
+    signed, fmt = read_draft(draft)
+    m = signed.manifest
+    missing = {s.pk for s in m.splits} - {s.pk for s in signed.signatures}
+    if missing:
+        raise InvalidSignature(
+            f"{len(missing)} rights holder(s) have not signed: "
+            + ", ".join(key_to_text(pk) for pk in sorted(missing)),
+            remedy="each of them runs: p2pdist license cosign " + str(draft))
+    content_key = b""
+    if m.encryption is not None:
+        sealed = Library(home).secret(hashlib.sha256(signed.manifest_bytes).hexdigest(), "key")
+        if sealed is None:
+            raise InputError("this draft of a work for sale was made on another node",
+                             remedy="publish it from the node that wrote the draft")
+        from p2pdist.paid import open_own_key
+
+        content_key = open_own_key(sealed, identity)
+    path = _check_source_path(path)
+    _check_urls(trackers, web_seeds)
+    out = _check_out(out, m.title, force)
+    prep = _prepare(home, path, fmt=fmt, content_key=content_key, trackers=trackers,
+                    web_seeds=web_seeds, progress=progress, encrypt_progress=encrypt_progress,
+                    piece_length=m.content.piece_length)
+    if content_of_info(prep.info) != m.content or prep.encryption != m.encryption:
+        prep.discard()
+        raise ContentMismatch(f"{path} is not the work the draft was made of (files or "
+                              "bytes differ)", remedy="publish the same files that were drafted")
+    return _finish(home, prep, signed, out=out, content_key=content_key, identity=identity,
+                   now=now)
 
 
 def _paid_dir(home: Path) -> Path:

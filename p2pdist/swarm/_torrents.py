@@ -31,10 +31,13 @@ def make_torrent(
     trackers: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    piece_length: int = 0,
 ) -> dict[str, _canonical.Value]:
     """Hash *path* (file or folder) into a torrent; return it as a decoded dict.
 
-    The caller may add keys to the ``info`` dict before bencoding it with _canonical.
+    *piece_length* 0 lets libtorrent choose from the size; a drafted license names the
+    one its content binding was made with. The caller may add keys to the ``info`` dict
+    before bencoding it with _canonical.
     """
     flags = {"hybrid": 0, "v1": lt.create_torrent.v1_only}.get(fmt)
     if flags is None:
@@ -44,7 +47,7 @@ def make_torrent(
     files = lt.list_files(root, lambda p: p == root or not Path(p).name.startswith("."))
     if not files or sum(f.size for f in files) == 0:
         raise InputError(f"{path} holds no data to publish", remedy="publish a non-empty folder")
-    ct = lt.create_torrent(files, 0, flags)
+    ct = lt.create_torrent(files, piece_length, flags)
     ct.set_creator("p2pdist")
     for i, url in enumerate(trackers):
         ct.add_tracker(url, i)
