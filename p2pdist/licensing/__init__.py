@@ -1,5 +1,14 @@
-"""Licenses: manifests, terms and the content binding. Imports only identity and encoding."""
+"""Licenses: manifests, certificates, terms, content. Imports only identity and encoding."""
 
+from p2pdist.licensing._certificate import (
+    CERTIFICATE_DOMAIN,
+    MAX_CERTIFICATE_SIZE,
+    ArtistCertificate,
+    CertificateMismatch,
+    CertificateStatus,
+    SignedCertificate,
+    verify_certificate,
+)
 from p2pdist.licensing._content import Content, ContentFile, content_of_info
 from p2pdist.licensing._encryption import (
     CHUNK,
@@ -45,13 +54,18 @@ from p2pdist.licensing._terms import (
 
 __all__ = [
     "CC_LICENSES",
+    "CERTIFICATE_DOMAIN",
     "CHUNK",
     "DOMAIN",
     "ENCRYPTED_SUFFIX",
     "INFO_KEY",
+    "MAX_CERTIFICATE_SIZE",
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
+    "ArtistCertificate",
     "CCTerms",
+    "CertificateMismatch",
+    "CertificateStatus",
     "Collector",
     "Content",
     "ContentFile",
@@ -61,6 +75,7 @@ __all__ = [
     "PaidTerms",
     "PlainFile",
     "Signature",
+    "SignedCertificate",
     "SignedManifest",
     "Split",
     "Terms",
@@ -79,6 +94,7 @@ __all__ = [
     "new_content_key",
     "paid_terms",
     "parse_price",
+    "verify_certificate",
     "verify_info",
     "verify_key_id",
     "verify_manifest",
