@@ -9,6 +9,11 @@ In the info dict, under the key ``p2pdist``, sits an envelope::
 Each signature is ed25519 over ``b"p2pdist/license/v1" || 0x00 || manifest bytes``. The
 manifest stays a byte string inside the envelope, so verification runs on exactly the
 bytes that were signed; nothing is re-serialised before it is checked.
+
+The optional ``certificates`` field holds 1 to 8 signed ArtistCertificate envelopes
+(``_certificate.py``), as byte strings in ascending byte order, each of a rights holder;
+it is absent when there are none. The holders' signatures cover them, and each one
+verifies on its own bytes against the label it names.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ from p2pdist.errors import (
     TermsError,
 )
 from p2pdist.identity import Identity, fingerprint, key_to_text, verify_signature
+from p2pdist.licensing._certificate import (
+    CERTIFICATE_DOMAIN,
+    MAX_CERTIFICATE_SIZE,
+    SignedCertificate,
+)
 from p2pdist.licensing._content import Content, ContentFile, content_of_info
 from p2pdist.licensing._terms import (
     CC_LICENSES,
@@ -46,6 +56,7 @@ __all__ = [
     "DOMAIN",
     "ENCRYPTION_SCHEME",
     "INFO_KEY",
+    "MAX_CERTIFICATES",
     "MAX_INFO_SIZE",
     "MAX_MANIFEST_SIZE",
     "Collector",
@@ -74,6 +85,7 @@ MAX_CREATORS = 32
 MAX_TEXT = 300
 TOTAL_BPS = 10_000
 ENCRYPTION_SCHEME = "p2pdist-stream-v1"
+MAX_CERTIFICATES = 8
 
 
 def _text(v: Any, what: str, *, max_len: int = MAX_TEXT) -> str:
@@ -295,6 +307,15 @@ def _terms_from_dict(raw: Any) -> Terms:
     raise MalformedObject(f"this p2pdist does not know {kind!r} terms", remedy="upgrade p2pdist")
 
 
+def _certificates_from_list(raw: Any) -> tuple[SignedCertificate, ...]:
+    items = _list(raw, "certificates", MAX_CERTIFICATES)
+    if not all(isinstance(c, bytes) and len(c) <= MAX_CERTIFICATE_SIZE for c in items):
+        raise MalformedObject("the manifest's certificates are not bounded byte strings")
+    if items != sorted(set(items)):
+        raise MalformedObject("the manifest's certificates are repeated or not in byte order")
+    return tuple(SignedCertificate.from_bytes(c) for c in items)
+
+
 @dataclass(frozen=True, slots=True)
 class LicenseManifest:
     """What the rights holders sign: title, creators, terms, split sheet, content."""
@@ -307,6 +328,8 @@ class LicenseManifest:
     content: Content
     collector: Collector | None = None
     encryption: Encryption | None = None
+    # Sorted by their envelope bytes on construction: one set, one encoding.
+    certificates: tuple[SignedCertificate, ...] = ()
 
     def __post_init__(self) -> None:
         # The same rules as from_dict: whatever can be signed can be verified.
@@ -325,6 +348,18 @@ class LicenseManifest:
             raise ValueError("a rights holder appears twice in the splits")
         if (self.encryption is None) != isinstance(self.terms, CCTerms):
             raise ValueError("a paid work is encrypted, a CC work is not")
+        certs = tuple(self.certificates)
+        if not all(isinstance(c, SignedCertificate) for c in certs):
+            raise ValueError("a manifest's certificates are SignedCertificate objects")
+        if len(certs) > MAX_CERTIFICATES:
+            raise ValueError(f"a manifest embeds at most {MAX_CERTIFICATES} certificates")
+        if len({c.to_bytes() for c in certs}) != len(certs):
+            raise ValueError("a certificate appears twice in the manifest")
+        holders = {s.pk for s in self.splits}
+        if any(c.certificate.artist not in holders for c in certs):
+            raise ValueError("an embedded certificate must be of one of the rights holders")
+        object.__setattr__(self, "certificates",
+                           tuple(sorted(certs, key=SignedCertificate.to_bytes)))
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -341,6 +376,8 @@ class LicenseManifest:
             d["collector"] = self.collector.to_dict()
         if self.encryption is not None:
             d["encryption"] = self.encryption.to_dict()
+        if self.certificates:
+            d["certificates"] = [c.to_bytes() for c in self.certificates]
         return d
 
     def signed_bytes(self) -> bytes:
@@ -357,7 +394,7 @@ class LicenseManifest:
         d = _dict(
             raw, "license manifest",
             {"type", "v", "title", "creators", "created", "terms", "splits", "content"},
-            {"collector", "encryption"},
+            {"collector", "encryption", "certificates"},
         )
         _check_version(d, MANIFEST_TYPE, "license manifest")
         terms = _terms_from_dict(d["terms"])
@@ -379,6 +416,8 @@ class LicenseManifest:
         if len({s.pk for s in splits}) != len(splits):
             raise MalformedObject("a rights holder appears twice in the splits")
         collector = Collector.from_dict(d["collector"]) if "collector" in d else None
+        certificates = _certificates_from_list(d["certificates"]) if "certificates" in d \
+            else ()
         cd = _dict(d["content"], "manifest's content", {"files", "piece_length"}, {"v1"})
         v1 = _bytes(cd["v1"], "v1 digest", 32) if "v1" in cd else None
         try:
@@ -401,6 +440,7 @@ class LicenseManifest:
                 content=content,
                 collector=collector,
                 encryption=encryption,
+                certificates=certificates,
             )
         except ValueError as e:
             raise MalformedObject(f"the manifest is inconsistent: {e}") from None
@@ -466,9 +506,13 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
 
     Checks, in order:
       (1) every split holder signed the manifest bytes, and nobody else did;
-      (2) the content binding equals *content* (paths, sizes, piece hashes);
-      (3) the terms are known and consistent.
-    Returns None or raises InvalidSignature, ContentMismatch or TermsError.
+      (2) each embedded certificate is signed by the label it names (InvalidSignature,
+          like (1)) and certifies a split holder (TermsError; parsing refuses that
+          already, so this guards manifests built by hand);
+      (3) the content binding equals *content* (paths, sizes, piece hashes);
+      (4) the terms are known and consistent.
+    Returns None or raises InvalidSignature, ContentMismatch or TermsError. An expired
+    certificate still verifies: whether to trust it is p2pdist.trust's question.
     """
     m = signed.manifest
     # (1) signatures: opaque on failure, so no hint of which one or why
@@ -478,13 +522,23 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
         raise InvalidSignature("the license is not signed by exactly its rights holders")
     for s in signed.signatures:
         verify_signature(pk=s.pk, domain=DOMAIN, message=signed.manifest_bytes, signature=s.sig)
-    # (2) content binding
+    # (2) certificates: a holder may not forge a label's word about them
+    for c in m.certificates:
+        verify_signature(pk=c.certificate.label, domain=CERTIFICATE_DOMAIN, message=c.body,
+                         signature=c.sig)
+    for c in m.certificates:
+        if c.certificate.artist not in holders:
+            raise TermsError(f"the license embeds a certificate of "
+                             f"{fingerprint(c.certificate.artist)}, who is not one of its "
+                             "rights holders", remedy="the license was built wrongly; "
+                             "ask the publisher for a corrected one")
+    # (3) content binding
     if m.content != content:
         raise ContentMismatch(
             "the license does not match this torrent's content (files or piece hashes differ)",
             remedy="the torrent was altered after signing; get it from the publisher",
         )
-    # (3) terms
+    # (4) terms
     if isinstance(m.terms, CCTerms) and m.terms.spdx not in CC_LICENSES:
         raise TermsError(f"unknown license terms {m.terms.spdx!r}")
     if m.encryption is not None:
