@@ -44,6 +44,8 @@ app.add_typer(ledger_app, name="ledger")
 vouchers_app = typer.Typer(help="Single-use voucher codes for the works you sell.",
                            no_args_is_help=True)
 app.add_typer(vouchers_app, name="vouchers")
+trust_app = typer.Typer(help="The keys you trust: artists and labels.", no_args_is_help=True)
+app.add_typer(trust_app, name="trust")
 
 out = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
@@ -288,18 +290,28 @@ def publish(
         Path | None, typer.Option("--manifest", help="Publish a draft every holder signed "
                                   "(PATH must be the drafted files).")
     ] = None,
+    certificate: Annotated[
+        list[Path] | None, typer.Option("--certificate", help="Embed a label's certificate "
+                                        "of a rights holder (.p2pc, repeatable).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sign a license for a work, make its torrent and add it to your library."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from p2pdist.errors import InputError
-    from p2pdist.node import check_publish_args, check_splits, parse_collector, publish_draft
+    from p2pdist.node import (
+        check_publish_args,
+        check_splits,
+        load_certificate,
+        parse_collector,
+        publish_draft,
+    )
     from p2pdist.node import publish as do_publish
 
     if manifest is not None:
         if any(v for v in (title, license_id, price, currency, redistributor_share, seller,
-                           seller_api, creator, collector, split, draft)):
+                           seller_api, creator, collector, split, draft, certificate)):
             raise InputError("--manifest publishes the draft as its holders signed it",
                              remedy="drop the license options; only PATH, --out, "
                              "--tracker and --web-seed go with --manifest")
@@ -316,6 +328,7 @@ def publish(
                        paid=paid)
     coll = parse_collector(collector) if collector is not None else None
     sheet = check_splits(_splits(split)) if split else ()
+    certs = [load_certificate(p) for p in certificate or []]
     if not path.expanduser().exists():
         from p2pdist.errors import InputError
 
@@ -337,7 +350,7 @@ def publish(
             _home(), ident, path, title=title, spdx=license_id, paid=paid,
             creators=creator or (), fmt=fmt, trackers=tracker or (), web_seeds=web_seed or (),
             out=out_path, force=force, progress=progress, collector=coll,
-            encrypt_progress=encrypting, splits=sheet, draft=draft,
+            encrypt_progress=encrypting, splits=sheet, draft=draft, certificates=certs,
         )
     _published(res, paid, json_out)
 
@@ -515,6 +528,15 @@ def seed(
 # -- fetching ------------------------------------------------------------------------------
 
 
+def _verdict(lic: Any) -> dict[str, Any]:
+    """The fan's trust verdict on a verified license (its certificates, at this moment)."""
+    from datetime import UTC, datetime
+
+    from p2pdist.trust import TrustStore, trust_verdict
+
+    return trust_verdict(lic.manifest, TrustStore(_home()), now=datetime.now(UTC)).to_dict()
+
+
 def _print_license(lic: Any) -> None:
     from p2pdist.identity import fingerprint, key_to_text
 
@@ -524,6 +546,11 @@ def _print_license(lic: Any) -> None:
         out.print(f"  {m.terms.url}")
     for s in lic.signed.signatures:
         out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})")
+    for c in _verdict(lic)["certificates"]:
+        state = ("[yellow]expired[/]" if c["status"] == "expired" else
+                 "[green]trusted label[/]" if c["label_trusted"] else "label not in your trust")
+        out.print(f"  certified by {c['label_name']} ({c['label_fingerprint']}) as "
+                  f"{c['name']}: {state}")
     if m.collector is not None:
         out.print(f"  receipts also go to {m.collector.endpoint}, collector "
                   f"{fingerprint(m.collector.pk)}  ({key_to_text(m.collector.pk)})")
@@ -556,6 +583,10 @@ def fetch(
         bool, typer.Option("--overwrite", help="Let the fetch check and overwrite files "
                            "already in --dest.")
     ] = False,
+    require_trusted: Annotated[
+        bool, typer.Option("--require-trusted", help="Refuse a work unless every rights "
+                           "holder is in your trust store or certified by a label that is.")
+    ] = False,
     local: LocalOpt = False,
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
@@ -584,6 +615,7 @@ def fetch(
         work, lic = node.fetch(
             source, dest, allow_unlicensed=allow_unlicensed, metadata_timeout=metadata_timeout,
             on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"), overwrite=overwrite,
+            require_trusted=require_trusted,
         )
         if not json_out:
             out.print(f"Verified license of [bold]{work.title}[/]; fetching into {dest}")
@@ -766,6 +798,118 @@ def unlock(
     out.print(f"[green]✓[/] Unlocked {len(files)} file(s) into {dest}")
 
 
+# -- labels: certificates and trust ---------------------------------------------------------
+
+
+def _key_arg(text: str, what: str) -> bytes:
+    from p2pdist.errors import InputError
+    from p2pdist.identity import key_from_text
+
+    try:
+        return key_from_text(text.strip())
+    except Exception:
+        raise InputError(f"{what} {text[:80]!r} is not a key",
+                         remedy="give the 52-character key that `p2pdist whoami` prints") \
+            from None
+
+
+@app.command()
+def certify(
+    artist: Annotated[str, typer.Argument(help="The artist's key (as `whoami` prints it).")],
+    name: Annotated[str, typer.Option("--name", help="The artist's name, as you vouch.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the certificate "
+                                           "(.p2pc).")],
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Last day it is valid (YYYY-MM-DD, UTC); "
+                                 "default: no expiry.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """As a label, sign a certificate that ARTIST is NAME (publish --certificate embeds it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from p2pdist.errors import InputError
+    from p2pdist.identity import fingerprint, key_to_text
+    from p2pdist.node import certify as do_certify
+
+    pk = _key_arg(artist, "ARTIST")
+    until = None
+    if expires is not None:
+        try:
+            day = datetime.strptime(expires, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise InputError(f"--expires {expires!r} is not a date",
+                             remedy="give it as YYYY-MM-DD") from None
+        until = day + timedelta(days=1)  # valid through that whole day
+    signed = do_certify(_unlock(), pk, name, expires=until, out=out_path, force=force)
+    c = signed.certificate
+    if json_out:
+        _emit({"certificate": str(out_path), "artist": key_to_text(c.artist), "name": c.name,
+               "label": key_to_text(c.label), "label_name": c.label_name,
+               "expires": c.expires.isoformat() if c.expires else None})
+        return
+    out.print(f"[green]✓[/] {c.label_name} ({fingerprint(c.label)}) certifies "
+              f"{key_to_text(c.artist)} as {c.name}"
+              + (f", until {c.expires:%Y-%m-%d %H:%M} UTC" if c.expires else ""))
+    out.print(f"  written to {out_path}; the artist embeds it with: p2pdist publish ... "
+              f"--certificate {out_path}")
+
+
+@trust_app.command("add")
+def trust_add(
+    key: Annotated[str, typer.Argument(help="A key you trust: an artist's or a label's.")],
+    name: Annotated[str, typer.Option("--name", help="Your name for it.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Trust a key: works it signs, or certifies, pass fetch --require-trusted."""
+    from datetime import UTC, datetime
+
+    from p2pdist.trust import TrustStore
+
+    e = TrustStore(_home()).add(_key_arg(key, "KEY"), name.strip(), now=datetime.now(UTC))
+    if json_out:
+        _emit(e.to_dict())
+        return
+    out.print(f"[green]✓[/] trusting {key.strip()} as {e.name}")
+
+
+@trust_app.command("remove")
+def trust_remove(
+    key: Annotated[str, typer.Argument(help="A key in your trust store.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop trusting a key."""
+    from p2pdist.trust import TrustStore
+
+    e = TrustStore(_home()).remove(_key_arg(key, "KEY"))
+    if json_out:
+        _emit(e.to_dict())
+        return
+    out.print(f"no longer trusting {e.name}")
+
+
+@trust_app.command("list")
+def trust_list(json_out: JsonOpt = False) -> None:
+    """The keys you trust."""
+    from p2pdist.identity import fingerprint
+    from p2pdist.trust import TrustStore
+
+    entries = TrustStore(_home()).all()
+    if json_out:
+        _emit([e.to_dict() for e in entries])
+        return
+    if not entries:
+        out.print("You trust no key yet: p2pdist trust add KEY --name NAME")
+        return
+    t = Table("Name", "Key", "Fingerprint", "Added")
+    t.columns[1].overflow = "fold"
+    t.columns[1].min_width = 52
+    for e in entries:
+        t.add_row(e.name, e.to_dict()["pk"], fingerprint(e.pk), e.to_dict()["added"])
+    out.print(t)
+
+
 # -- license and works --------------------------------------------------------------------
 
 
@@ -820,7 +964,7 @@ def license_show(
     """Verify and show the license of a work."""
     lic = _license(source, peer, local, metadata_timeout)
     if json_out:
-        _emit({"verified": True, **lic.to_dict()})
+        _emit({"verified": True, **lic.to_dict(), "trust": _verdict(lic)})
         return
     m = lic.manifest
     out.print(f"[bold]{m.title}[/] by {', '.join(m.creators)}  "

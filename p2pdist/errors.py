@@ -21,6 +21,7 @@
         ├── ContentMismatch           manifest does not bind this torrent's piece hashes
         ├── TermsError                terms that are unknown or inconsistent
         ├── NotLicensed               a torrent without a p2pdist license
+        ├── NotTrusted                --require-trusted: a holder neither trusted nor certified
         ├── LedgerCorrupt             a ledger or bundle entry fails its chain: node, seq, reason
         ├── ForkDetected              one node signed two different histories of one size
         └── TamperedContent           encrypted content fails its tag: opaque, like InvalidSignature
@@ -49,6 +50,7 @@ __all__ = [
     "NoIdentity",
     "NodeNotRunning",
     "NotLicensed",
+    "NotTrusted",
     "P2PDistError",
     "PassphraseError",
     "SourceError",
@@ -175,6 +177,11 @@ class TermsError(VerificationError):
 
 class NotLicensed(VerificationError):
     default_remedy = "fetch it anyway with --allow-unlicensed if you trust the source"
+
+
+class NotTrusted(VerificationError):
+    default_remedy = ("trust its holder or its label with: p2pdist trust add KEY --name NAME,"
+                      " or fetch without --require-trusted")
 
 
 def _key_text(pk: bytes) -> str:

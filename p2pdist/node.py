@@ -39,6 +39,7 @@ from p2pdist.errors import (
     MalformedObject,
     NetworkError,
     NotLicensed,
+    NotTrusted,
     P2PDistError,
     SourceError,
     StorageError,
@@ -46,11 +47,13 @@ from p2pdist.errors import (
 from p2pdist.identity import Identity, atomic_write, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
+    ArtistCertificate,
     Collector,
     Encryption,
     License,
     LicenseManifest,
     PaidTerms,
+    SignedCertificate,
     SignedManifest,
     Split,
     Terms,
@@ -58,6 +61,7 @@ from p2pdist.licensing import (
     content_of_info,
     embed_license,
     license_of_info,
+    verify_certificate,
     verify_info,
 )
 from p2pdist.licensing._encryption import (
@@ -89,13 +93,16 @@ __all__ = [
     "Node",
     "PublishResult",
     "WorkSnapshot",
+    "certify",
     "check_publish_args",
     "check_source_license",
+    "check_trusted",
     "client_version",
     "cosign_draft",
     "export_receipts",
     "import_receipts",
     "list_receipts",
+    "load_certificate",
     "parse_collector",
     "publish",
     "publish_draft",
@@ -193,6 +200,7 @@ def publish(
     creators: Sequence[str] = (),
     collector: Collector | None = None,
     splits: Sequence[Split] = (),
+    certificates: Sequence[SignedCertificate] = (),
     fmt: str = "hybrid",
     trackers: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
@@ -215,6 +223,7 @@ def publish(
         raise InputError("a work with other rights holders needs their signatures",
                          remedy="write a draft with --draft FILE; each holder runs "
                          "p2pdist license cosign FILE; then publish --manifest FILE PATH")
+    check_certificates(certificates, sheet)
     title = title.strip()
     credits = tuple(c.strip() for c in creators if c.strip()) or (identity.name,)
     path = _check_source_path(path)
@@ -234,6 +243,7 @@ def publish(
             content=content_of_info(prep.info),
             collector=collector,
             encryption=prep.encryption,
+            certificates=tuple(certificates),
         )
         if draft is not None:
             prep.discard()
@@ -284,6 +294,56 @@ def _check_out(out: Path | None, title: str, force: bool) -> Path:
     if out.exists() and not force:
         raise InputError(f"{out} already exists", remedy="choose another --out, or add --force")
     return out
+
+
+def check_certificates(certs: Sequence[SignedCertificate], sheet: Sequence[Split]) -> None:
+    """Each certificate to embed is signed by its label and names a rights holder."""
+    holders = {s.pk for s in sheet}
+    for c in certs:
+        verify_certificate(c, now=datetime.now(UTC))  # InvalidSignature if forged
+        if c.certificate.artist not in holders:
+            raise InputError(
+                f"the certificate of {c.certificate.name} is for "
+                f"{key_to_text(c.certificate.artist)}, who holds no share in this work",
+                remedy="embed certificates of the work's rights holders only")
+
+
+def load_certificate(path: Path) -> SignedCertificate:
+    try:
+        if path.stat().st_size > 64 * 1024:
+            raise InputError(f"{path} is too large to be a certificate")
+        return SignedCertificate.from_bytes(path.read_bytes())
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+
+
+def certify(identity: Identity, artist: bytes, name: str, *, expires: datetime | None,
+            out: Path, force: bool = False, now: datetime | None = None) -> SignedCertificate:
+    """As a label, certify that *artist* is *name*; write the certificate to *out*."""
+    out = out.expanduser().absolute()
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists", remedy="choose another --out, or --force")
+    issued = (now or datetime.now(UTC)).replace(microsecond=0)
+    try:
+        cert = ArtistCertificate(artist=artist, name=name.strip(), label=identity.public_key,
+                                 label_name=identity.name, issued=issued, expires=expires)
+    except ValueError as e:
+        raise InputError(f"cannot certify: {e}") from None
+    signed = SignedCertificate.sign(cert, identity)
+    atomic_write(out, signed.to_bytes())
+    return signed
+
+
+def check_trusted(home: Path, lic: License, *, now: datetime | None = None) -> None:
+    """--require-trusted: every holder trusted, or certified by a trusted label."""
+    from p2pdist.trust import TrustStore, trust_verdict
+
+    v = trust_verdict(lic.manifest, TrustStore(home), now=now or datetime.now(UTC))
+    if not v.trusted:
+        who = ", ".join(key_to_text(pk) for pk in v.untrusted)
+        expired = (f" ({len(v.expired)} certificate(s) expired)" if v.expired else "")
+        raise NotTrusted(f"{lic.manifest.title}: not trusted — no trusted key or label "
+                         f"vouches for {who}{expired}")
 
 
 def check_splits(splits: Sequence[Split]) -> tuple[Split, ...]:
@@ -905,6 +965,7 @@ class Node:
         metadata_timeout: float = 60.0,
         on_warning: Callable[[str], None] | None = None,
         overwrite: bool = False,
+        require_trusted: bool = False,
     ) -> tuple[Work, License | None]:
         """Add *source* held, verify its license, then let the payload flow into *dest*.
 
@@ -942,6 +1003,10 @@ class Node:
                 lic = None
                 if on_warning:
                     on_warning("this torrent carries no p2pdist license: fetched on your word")
+            if require_trusted:
+                if lic is None:
+                    raise NotTrusted("an unlicensed torrent has no holder to trust")
+                check_trusted(self.home, lic)
             _check_paths(info, dest)
             if not here:
                 _need_peer_source(self.swarm, key, self.peers)
