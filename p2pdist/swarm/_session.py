@@ -19,8 +19,6 @@ from p2pdist.swarm._accounting import VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
 from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
 
-import os as _os
-_DBG = open(_os.environ["P2PDIST_ACCT_LOG"], "a") if _os.environ.get("P2PDIST_ACCT_LOG") else None  # noqa
 __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
 
 
@@ -147,7 +145,6 @@ class Swarm:
             cat.error_notification | cat.status_notification | cat.storage_notification
             | cat.block_progress_notification | cat.piece_progress_notification
             | cat.performance_warning
-            | (cat.peer_notification | cat.connect_notification if _DBG else 0)
         )
         settings["alert_queue_size"] = 200_000
         # A port the user named is that port or an error, never the next free one.
@@ -372,8 +369,6 @@ class Swarm:
             # Take in the last pieces and the reports that came before, then settle the
             # blocks still waiting.
             self._drain()
-            if _DBG:
-                _DBG.write(f"SETTLE {v._pending} {v._totals}\n"); _DBG.flush()
             v.settle()
         return v.totals()
 
@@ -424,12 +419,6 @@ class Swarm:
 
     def _drain(self) -> None:
         for a in self._ses.pop_alerts():
-            if _DBG and not isinstance(a, lt.block_downloading_alert | lt.block_finished_alert):
-                _DBG.write(f"AL {type(a).__name__} {a.message()}\n")
-            if _DBG and isinstance(a, lt.block_downloading_alert | lt.block_finished_alert | lt.piece_finished_alert | lt.hash_failed_alert):
-                ep = f"{a.endpoint[0]}:{a.endpoint[1]}" if hasattr(a, "endpoint") else ""
-                _DBG.write(f"EV {type(a).__name__[:9]} {int(a.piece_index)} {getattr(a, 'block_index', '')} {ep} {self._clients.get(ep, '')[-10:]}\n")
-                _DBG.flush()
             if isinstance(a, lt.block_finished_alert | lt.block_downloading_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
