@@ -46,6 +46,8 @@ vouchers_app = typer.Typer(help="Single-use voucher codes for the works you sell
 app.add_typer(vouchers_app, name="vouchers")
 trust_app = typer.Typer(help="The keys you trust: artists and labels.", no_args_is_help=True)
 app.add_typer(trust_app, name="trust")
+statement_app = typer.Typer(help="Payout statements signed by a label.", no_args_is_help=True)
+app.add_typer(statement_app, name="statement")
 
 out = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
@@ -908,6 +910,140 @@ def trust_list(json_out: JsonOpt = False) -> None:
     for e in entries:
         t.add_row(e.name, e.to_dict()["pk"], fingerprint(e.pk), e.to_dict()["added"])
     out.print(t)
+
+
+# -- labels: audit and payouts --------------------------------------------------------------
+
+BundlesArg = Annotated[list[Path], typer.Argument(help="Bundles from `receipts export`.")]
+WorksOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--works", help="The works' .torrent files, or folders of them (repeatable)."
+                 " Default: every work in your library."),
+]
+
+
+def _audit_progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("Auditing bundles"), BarColumn(), MofNCompleteColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+def _print_findings(findings: list[dict[str, Any]]) -> None:
+    if not findings:
+        out.print("[green]✓ no findings[/]: every bundle verified and the receipts add up")
+        return
+    t = Table("Finding", "What", "Evidence", title=f"{len(findings)} finding(s)",
+              title_justify="left")
+    t.columns[2].overflow = "fold"
+    for f in findings:
+        ev = json.dumps(f["evidence"], sort_keys=True)
+        t.add_row(f["kind"], f["message"], ev if len(ev) <= 400 else ev[:400] + "…")
+    out.print(t)
+
+
+@app.command("audit")
+def audit_cmd(
+    bundles: BundlesArg,
+    works: WorksOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when there are findings.")
+                      ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify nodes' bundles (chains, checkpoints, every signature) and report what does not
+    add up: forks, replays, over-size credit, self-dealing, bad payments, double spends."""
+    from p2pdist.label import AuditFailed, audit_bundles, load_works
+
+    lics = load_works(_home(), works or [])
+    with _audit_progress() as bar:
+        task = bar.add_task("audit", total=len(bundles))
+        report = audit_bundles(bundles, lics,
+                               progress=lambda n, total: bar.update(task, completed=n))
+    doc = report.to_dict()
+    if json_out:
+        _emit(doc)
+    else:
+        c = report.counts()
+        out.print(f"Audited {c['bundles']} bundle(s) from {c['nodes']} node(s): "
+                  f"{c['entries']:,} entries, {c['receipts']:,} receipts, "
+                  f"{c['payments']:,} payment(s), against {len(lics)} work(s)")
+        _print_findings(list(doc["findings"]))  # type: ignore[call-overload]
+    if strict and not report.ok:
+        raise AuditFailed(f"{len(report.findings)} finding(s)",
+                          remedy="read the evidence; drop --strict to report only")
+
+
+@app.command()
+def payouts(
+    bundles: BundlesArg,
+    out_path: Annotated[Path, typer.Option("--out", help="statement.json, .csv or .html "
+                                           "(the signed statement goes beside it, .p2ps).")],
+    works: WorksOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC).")
+                     ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Day after the last (YYYY-MM-DD).")
+                   ] = None,
+    pool: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--pool", help="AMOUNT CURRENCY to share among the verified downloaders "
+                     "of CC works (donations, a grant), one equal slice each."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Audit the bundles, then say who is owed what, to the cent, in a signed statement."""
+    from p2pdist.identity import fingerprint, key_to_text
+    from p2pdist.label import load_works, payout
+    from p2pdist.licensing import format_price
+
+    lics = load_works(_home(), works or [])
+    ident = _unlock()
+    with _audit_progress() as bar:
+        task = bar.add_task("audit", total=len(bundles))
+        res = payout(ident, bundles, lics, out=out_path, start=start, end=end, pool=pool,
+                     force=force, progress=lambda n, total: bar.update(task, completed=n))
+    if json_out:
+        _emit(res.to_dict())
+        return
+    st = res.statement
+    findings = [f.to_dict() for f in res.report.findings]
+    _print_findings(findings)
+    t = Table("Payee", "Holder", "Redistributor", "Total", title="Payout statement",
+              title_justify="left")
+    t.columns[0].overflow = "fold"
+    t.columns[0].min_width = 52
+    for p in st.payees:
+        t.add_row(f"{key_to_text(p.payee)}\n{fingerprint(p.payee)}",
+                  format_price(p.holder, p.currency), format_price(p.redistributor, p.currency),
+                  format_price(p.total, p.currency))
+    out.print(t)
+    for cur, amount in st.totals_in:
+        paid = st.totals_out().get(cur, 0)
+        mark = "[green]✓ sums exactly[/]" if paid == amount else "[red]does not sum[/]"
+        out.print(f"  money in {format_price(amount, cur)}, paid out {format_price(paid, cur)}"
+                  f" {mark}")
+    out.print(f"Wrote {res.out} and the signed statement {res.signed} "
+              "(artists check it with: p2pdist statement verify FILE)")
+
+
+@statement_app.command("verify")
+def statement_verify(
+    path: Annotated[Path, typer.Argument(help="A signed statement (.p2ps).")],
+    label: Annotated[str | None, typer.Option("--label", help="The label's key you expect.")
+                     ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a label's signed payout statement: its signature and its exact sums."""
+    from p2pdist.identity import fingerprint, key_to_text
+    from p2pdist.label import verify_statement_file
+    from p2pdist.payouts.report import statement_json
+
+    st = verify_statement_file(path, label=label)
+    if json_out:
+        _emit({"verified": True, **statement_json(st)})
+        return
+    out.print(f"[green]✓ verified[/]: signed by {key_to_text(st.label)} "
+              f"({fingerprint(st.label)}); {len(st.lines)} lines sum exactly to the money in")
 
 
 # -- license and works --------------------------------------------------------------------

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from p2pdist.errors import P2PDistError
+from p2pdist.licensing import format_price
 
 __all__ = ["run_demo"]
 
@@ -188,6 +189,46 @@ def _story(console: Console, root: Path) -> None:
     _credits(d, pub, rows, {"Ada": "ada", "Fan 1": "fan1"},
              {v: k for k, v in names.items()})
     _paid(d, root)
+    _label(d, root)
+
+
+def _label(d: _Demo, root: Path) -> None:
+    """The label collects every node's bundle, audits them and pays everyone."""
+    console = d.console
+    console.print("\n[bold]6. The label audits every node's receipts and pays everyone")
+    d.cli("label", "init", "--name", "Label X")
+    bundles = []
+    for who in ("ada", "fan1", "fan2", "fan3"):
+        b = root / "bundles" / f"{who}.p2pb"
+        b.parent.mkdir(exist_ok=True)
+        d.cli(who, "receipts", "export", "--out", str(b))
+        bundles.append(str(b))
+    works = ["--works", str(root / "first-light.torrent"), "--works",
+             str(root / "night-songs.torrent")]
+    report = d.cli("label", "audit", *bundles, *works, "--json")
+    console.print(f"  audit: {report['counts']['bundles']} bundles, "
+                  f"{report['counts']['receipts']} receipts, "
+                  f"{report['counts']['payments']} payments, "
+                  f"{len(report['findings'])} finding(s)")
+    html = root / "statement.html"
+    res = d.cli("label", "payouts", *bundles, *works, "--out", str(html), "--json")
+    st = res["statement"]
+    names = {d.cli(w, "whoami", "--json")["public_key"]: n
+             for w, n in (("ada", "Ada"), ("fan1", "Fan 1"), ("fan2", "Fan 2"),
+                          ("fan3", "Fan 3"))}
+    t = Table(title="Payout statement (signed by Label X)", title_justify="left")
+    for col in ("Payee", "As rights holder", "As redistributor", "Total"):
+        t.add_column(col, justify="left" if col == "Payee" else "right")
+    for p in st["payees"]:
+        t.add_row(names.get(p["payee"], p["payee"][:16]),
+                  format_price(p["holder"], p["currency"]),
+                  format_price(p["redistributor"], p["currency"]), p["formatted"])
+    console.print(t)
+    if not res["sums_exactly"]:
+        raise P2PDistError("the statement does not sum to the money in")
+    console.print("[green]Every cent is accounted for: the lines sum exactly to the money in."
+                  f"[/]\n  report: {html}\n  signed statement: {res['signed']}")
+    d.cli("fan1", "statement", "verify", res["signed"])
 
 
 def _paid(d: _Demo, root: Path) -> None:

@@ -14,3 +14,5 @@ def test_demo_runs_the_whole_story_and_the_credits_add_up(tmp_path: Path) -> Non
     assert "Ada's credit is Fan 1's download" in cp.stdout
     assert "NO" not in cp.stdout
     assert "Fan 1 carried it, so Fan 1 earns 0.75 EUR" in cp.stdout
+    assert "Every cent is accounted for" in cp.stdout
+    assert "statement.html" in cp.stdout

@@ -1,0 +1,190 @@
+"""What a label runs: audit nodes' bundles, and turn what holds into a signed statement.
+Composes licensing and payouts (with node.py and paid.py, the modules that combine
+domains).
+
+    audit_bundles()   verify every bundle, cross-check them: an AuditReport with findings
+    payout()          audit, then the payout statement of what holds, signed by the label
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from p2pdist.errors import InputError, VerificationError
+from p2pdist.identity import Identity, atomic_write, key_from_text
+from p2pdist.library import Library
+from p2pdist.licensing import License, parse_price, verify_info
+from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
+from p2pdist.payouts.report import to_csv, to_html, to_json
+from p2pdist.payouts.statement import (
+    Period,
+    Pool,
+    SignedStatement,
+    Statement,
+    StatementWork,
+    compute_statement,
+    verify_statement,
+)
+from p2pdist.swarm import MAX_TORRENT_SIZE, info_section
+
+__all__ = ["AuditFailed", "PayoutResult", "audit_bundles", "load_works", "payout",
+           "verify_statement_file"]
+
+MAX_BUNDLE_SIZE = 1 << 31  # 2 GiB: a node's whole ledger
+FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
+
+
+class AuditFailed(VerificationError):
+    """audit --strict found something; the findings say what."""
+
+
+def load_works(home: Path, refs: Sequence[Path]) -> list[License]:
+    """Verified licenses of the works to audit: .torrent files, folders of them, or (with
+    none given) every work in this home's library. A torrent whose license does not
+    verify is refused (exit 3): the audit must know the true terms."""
+    torrents: list[tuple[str, bytes]] = []
+    if not refs:
+        lib = Library(home)
+        torrents = [(w.title, lib.torrent(w.work)) for w in lib.all()]
+    for ref in refs:
+        paths = sorted(ref.rglob("*.torrent")) if ref.is_dir() else [ref]
+        if ref.is_dir() and not paths:
+            raise InputError(f"no .torrent file in {ref}")
+        for p in paths:
+            try:
+                if p.stat().st_size > MAX_TORRENT_SIZE:
+                    raise InputError(f"{p} is too large to be a torrent")
+                torrents.append((str(p), p.read_bytes()))
+            except OSError as e:
+                raise InputError(f"cannot read {p}: {e.strerror}") from None
+    out: dict[str, License] = {}
+    for name, data in torrents:
+        try:
+            lic = verify_info(info_section(data))
+        except VerificationError as e:
+            raise type(e)(f"{name}: {e.message}", remedy=e.remedy) from None
+        out[lic.work] = lic
+    if not out:
+        raise InputError("no works to audit against",
+                         remedy="give --works TORRENT_OR_DIR (the works' .torrent files)")
+    return list(out.values())
+
+
+def _bundles(paths: Sequence[Path]) -> Iterator[bytes]:
+    for p in paths:
+        try:
+            if p.stat().st_size > MAX_BUNDLE_SIZE:
+                raise InputError(f"{p} is too large to be a bundle")
+            yield p.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read {p}: {e.strerror}") from None
+
+
+class _Sized:
+    """A lazy iterable of bundle bytes that knows how many (for the progress bar)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return _bundles(self.paths)
+
+
+def audit_bundles(bundles: Sequence[Path], licenses: Sequence[License], *,
+                  progress: Callable[[int, int | None], None] | None = None) -> AuditReport:
+    if not bundles:
+        raise InputError("no bundle to audit", remedy="give the files `receipts export` wrote")
+    for p in bundles:
+        if not p.is_file():
+            raise InputError(f"no such bundle: {p}")
+    works = {bytes.fromhex(lic.work): WorkInfo.from_license(lic) for lic in licenses}
+    return audit(_Sized(bundles), works, progress=progress)
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutResult:
+    statement: Statement
+    report: AuditReport
+    out: Path
+    signed: Path
+
+    def to_dict(self) -> dict[str, object]:
+        from p2pdist.payouts.report import statement_json
+
+        return {"statement": statement_json(self.statement), "out": str(self.out),
+                "signed": str(self.signed), "sums_exactly": self.statement.sums_exactly,
+                "findings": len(self.report.findings)}
+
+
+def _day(text: str, what: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InputError(f"{what} {text!r} is not a date", remedy="give it as YYYY-MM-DD") \
+            from None
+
+
+def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[License], *,
+           out: Path, start: str | None = None, end: str | None = None,
+           pool: tuple[str, str] | None = None, force: bool = False,
+           progress: Callable[[int, int | None], None] | None = None,
+           now: datetime | None = None) -> PayoutResult:
+    """Audit the bundles, then write the statement of what holds: rendered at *out*
+    (.json, .csv or .html by its suffix) and signed by the label beside it (.p2ps)."""
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--out {out.name}: say .json, .csv or .html")
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists", remedy="choose another --out, or --force")
+    period = None
+    if start or end:
+        lo = _day(start, "--from") if start else datetime(1970, 1, 1, tzinfo=UTC)
+        hi = _day(end, "--to") if end else datetime(9999, 12, 31, tzinfo=UTC)
+        if hi <= lo:
+            raise InputError("--to must be after --from")
+        period = Period(lo, hi)
+    pool_ = None
+    if pool is not None:
+        amount, currency = pool
+        pool_ = Pool(parse_price(amount, currency), currency.strip().upper())
+    report = audit_bundles(bundles, licenses, progress=progress)
+    # Keys the audit suspects of being a Sybil ring share nothing of a pool.
+    sybils: set[bytes] = set()
+    for f in report.findings:
+        keys = f.evidence.get("keys")
+        if f.kind == "suspected-sybil" and isinstance(keys, list):
+            sybils.update(key_from_text(str(k)) for k in keys)
+    works = {bytes.fromhex(lic.work): StatementWork.from_license(lic) for lic in licenses}
+    try:
+        st = compute_statement(
+            label=identity.public_key, works=works,
+            sales=[p.payment for p in report.payments if p.payment.work in works],
+            transfers=[s.receipt for s in report.transfers()], pool=pool_, period=period,
+            exclude=sybils, issued=(now or datetime.now(UTC)).replace(microsecond=0))
+    except ValueError as e:
+        raise InputError(f"cannot compute the statement: {e}") from None
+    findings = [f.to_dict() for f in report.findings]
+    text = {"json": to_json, "csv": to_csv}.get(fmt)
+    rendered = text(st) if text is not None else to_html(st, findings)
+    signed = SignedStatement.sign(st, identity)
+    signed_path = out.with_suffix(".p2ps")
+    atomic_write(signed_path, signed.to_bytes())
+    atomic_write(out, rendered.encode("utf-8"))
+    return PayoutResult(st, report, out, signed_path)
+
+
+def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
+    """Check a signed statement (.p2ps): the label's signature, the exact sums."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    signed = SignedStatement.from_bytes(data)
+    verify_statement(signed, label=key_from_text(label) if label else None)
+    return signed.statement
