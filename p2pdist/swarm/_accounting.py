@@ -4,19 +4,21 @@ Each block is attributed to the peer that delivered it (``block_finished_alert``
 credited only when its piece passes the hash check (``piece_finished_alert``); a failed
 piece (``hash_failed_alert``) drops what it held.
 
-libtorrent 2.1 hashes a piece as soon as its last block is queued for writing, but reports
-each block's delivery only once the block is written. So a delivery report often trails
-the piece's hash check (and, after a failure, may trail the ``hash_failed_alert``); the
-reports of the last pieces of a download never come at all, because libtorrent drops its
-piece picker as soon as it holds every piece. Hence:
+libtorrent 2.1 hashes a piece as soon as its last block is queued for writing, but
+reports a block's delivery only once the block is written. So delivery reports often
+trail the piece's hash check, or its failure; the reports of the last pieces of a
+download never come, because libtorrent drops its piece picker once it has every piece.
+And a peer asked for a block of a piece that then failed may still deliver that block
+into the piece's next attempt, without being asked again. Hence, per block:
 
-- a block of a passed piece that no report names yet is credited at once when one peer
-  alone was asked for it (libtorrent takes a block only from a peer it asked); when
-  several were (end-game), it waits for its report, and ``settle()`` (called once the
-  download is complete and no report can come) gives it to the asker that has sent the
-  most verified bytes;
-- after a failure, a report of the failed round from a peer not yet asked again is
-  stale: it is dropped, never carried over to the next round.
+- the peers that may deliver it are those asked for it, in this attempt or an earlier
+  one, less those whose delivery an attempt already took;
+- a failed attempt owes one report for each of its blocks whose delivery was not yet
+  reported: that report, when it comes, is dropped and never counts for a later attempt;
+- when its piece passes, a block goes to the peer whose delivery was reported, or to the
+  only peer that may have delivered it; otherwise it waits for its report, and
+  ``settle()`` (once the download is complete and no report can come) gives it to the
+  candidate that sent the most verified bytes.
 
 A piece is credited, block by block, once: at most its size less its padding. A work is
 thus never credited more than its size, and a complete download is credited exactly its
@@ -31,15 +33,15 @@ BLOCK = 16 * 1024
 
 
 class VerifiedBytes:
-    __slots__ = ("_asked", "_delivered", "_passed", "_pending", "_settled", "_stale",
+    __slots__ = ("_candidates", "_delivered", "_owed", "_passed", "_pending", "_settled",
                  "_totals")
 
     def __init__(self) -> None:
-        self._asked: dict[int, dict[int, list[str]]] = {}  # this round, in order
-        self._delivered: dict[int, dict[int, str]] = {}
-        self._stale: dict[int, dict[int, set[str]]] = {}  # asked in a failed round
+        self._candidates: dict[int, dict[int, list[str]]] = {}  # in the order asked
+        self._delivered: dict[int, dict[int, str]] = {}  # reported in this attempt
+        self._owed: dict[int, dict[int, int]] = {}  # reports failed attempts still owe
         self._passed: set[int] = set()
-        self._pending: dict[int, dict[int, tuple[list[str], int]]] = {}  # (askers, bytes)
+        self._pending: dict[int, dict[int, tuple[list[str], int]]] = {}  # (candidates, bytes)
         self._totals: dict[str, int] = {}
         self._settled = False
 
@@ -52,13 +54,12 @@ class VerifiedBytes:
         """We asked *peer* for this block."""
         if piece in self._passed:
             return
-        self._stale.get(piece, {}).get(block, set()).discard(peer)
-        askers = self._asked.setdefault(piece, {}).setdefault(block, [])
-        if peer not in askers:
-            askers.append(peer)
+        candidates = self._candidates.setdefault(piece, {}).setdefault(block, [])
+        if peer not in candidates:
+            candidates.append(peer)
 
     def delivered(self, piece: int, block: int, peer: str) -> None:
-        """*peer* delivered this block (the first delivery of a round wins)."""
+        """*peer* delivered this block (libtorrent reports it once the block is written)."""
         if piece in self._passed:
             waiting = self._pending.get(piece, {}).pop(block, None)
             if waiting is not None:
@@ -66,9 +67,10 @@ class VerifiedBytes:
                 if not self._pending[piece]:
                     del self._pending[piece]
             return
-        stale = self._stale.get(piece, {}).get(block)
-        if stale is not None and peer in stale:
-            stale.discard(peer)  # the failed round's report, come late
+        owed = self._owed.get(piece, {})
+        if owed.get(block):
+            owed[block] -= 1  # a failed attempt's report, come late
+            self._discard(piece, block, peer)
             return
         self._delivered.setdefault(piece, {}).setdefault(block, peer)
 
@@ -76,40 +78,45 @@ class VerifiedBytes:
         """Credit the piece's blocks. *data_size* leaves out BEP 47 padding, which sits at
         the end of a piece: pad bytes are zeros that nobody sends."""
         delivered = self._delivered.pop(piece, {})
-        asked = self._asked.pop(piece, {})
-        self._stale.pop(piece, None)
+        candidates = self._candidates.pop(piece, {})
+        self._owed.pop(piece, None)
         self._passed.add(piece)
         self._settled = False
         waiting: dict[int, tuple[list[str], int]] = {}
         for block in range(-(-data_size // BLOCK)):
             n = min(BLOCK, data_size - block * BLOCK)
-            askers = asked.get(block, [])
-            peer = delivered.get(block) or (askers[0] if len(askers) == 1 else None)
+            peers = candidates.get(block, [])
+            peer = delivered.get(block) or (peers[0] if len(peers) == 1 else None)
             if peer is not None:
                 self._credit(peer, n)
             else:
-                waiting[block] = (askers, n)
+                waiting[block] = (peers, n)
         if waiting:
             self._pending[piece] = waiting
         else:
             self._pending.pop(piece, None)
 
     def piece_failed(self, piece: int) -> None:
-        asked = self._asked.pop(piece, {})
+        """Nobody earns this attempt. Its deliverers' requests are used up; the other
+        requests still stand: those peers may deliver into the next attempt."""
         delivered = self._delivered.pop(piece, {})
-        # A peer asked in this round whose delivery is not reported yet may still report it.
-        self._stale[piece] = {b: set(peers) - {delivered.get(b)} for b, peers in asked.items()}
+        owed = self._owed.setdefault(piece, {})
+        for block in set(self._candidates.get(piece, {})) | set(delivered):
+            if block in delivered:
+                self._discard(piece, block, delivered[block])
+            else:
+                owed[block] = owed.get(block, 0) + 1
         self._passed.discard(piece)
         self._pending.pop(piece, None)
 
     def settle(self) -> None:
         """The download is complete: no delivery report will come. Give each block still
-        waiting to the asker that has sent the most verified bytes (the latest on a tie)."""
+        waiting to the candidate that has sent the most verified bytes (the one asked
+        last on a tie)."""
         for waiting in self._pending.values():
-            for askers, n in waiting.values():
-                if askers:
-                    best = max(reversed(askers), key=lambda p: self._totals.get(p, 0))
-                    self._credit(best, n)
+            for peers, n in waiting.values():
+                if peers:
+                    self._credit(max(reversed(peers), key=lambda p: self._totals.get(p, 0)), n)
         self._pending.clear()
         self._settled = True
 
@@ -118,3 +125,8 @@ class VerifiedBytes:
 
     def _credit(self, peer: str, n: int) -> None:
         self._totals[peer] = self._totals.get(peer, 0) + n
+
+    def _discard(self, piece: int, block: int, peer: str) -> None:
+        peers = self._candidates.get(piece, {}).get(block)
+        if peers is not None and peer in peers:
+            peers.remove(peer)

@@ -57,6 +57,52 @@ def test_short_last_piece_is_credited_its_own_size() -> None:
     assert v.totals() == {"a": BLOCK + 100}
 
 
+def test_end_game_block_goes_to_the_peer_whose_report_trails_the_hash_check() -> None:
+    v = VerifiedBytes()
+    v.requested(0, 0, "honest")
+    v.requested(0, 0, "liar")  # end-game: asked twice, the honest peer answered
+    v.piece_passed(0, BLOCK)  # libtorrent hashed it before reporting the write
+    assert v.totals() == {}
+    v.delivered(0, 0, "honest")
+    v.delivered(0, 0, "liar")  # nothing more for a block already credited
+    assert v.totals() == {"honest": BLOCK}
+
+
+def test_a_failed_attempt_report_that_comes_late_earns_nothing() -> None:
+    v = VerifiedBytes()
+    v.requested(0, 0, "liar")
+    v.piece_failed(0)
+    v.delivered(0, 0, "liar")  # the failed attempt's write, reported after the failure
+    v.requested(0, 0, "honest")
+    v.delivered(0, 0, "honest")
+    v.piece_passed(0, BLOCK)
+    assert v.totals() == {"honest": BLOCK}
+
+
+def test_a_request_left_over_from_a_failed_attempt_may_deliver_the_next() -> None:
+    v = VerifiedBytes()
+    v.requested(0, 0, "honest")
+    v.requested(0, 0, "liar")
+    v.delivered(0, 0, "liar")
+    v.piece_failed(0)  # the honest copy was still on its way: it fills the next attempt
+    v.piece_passed(0, BLOCK)
+    assert v.totals() == {"honest": BLOCK}
+
+
+def test_settle_gives_unreported_blocks_to_the_peer_that_sent_most() -> None:
+    v = VerifiedBytes()
+    for b in range(4):
+        v.requested(0, b, "honest")
+    v.piece_passed(0, PIECE)
+    v.requested(1, 0, "honest")
+    v.requested(1, 0, "liar")
+    v.piece_passed(1, BLOCK)  # its report never comes: the download completed
+    assert not v.settled
+    v.settle()
+    assert v.settled
+    assert v.totals() == {"honest": PIECE + BLOCK}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["req", "del", "pass", "fail"]),
                           st.integers(0, 3), st.integers(0, 3), st.sampled_from("abc")),
@@ -76,4 +122,6 @@ def test_credit_never_exceeds_the_size_of_the_pieces_that_passed(
             passes += 1
         else:
             v.piece_failed(piece)
+    assert sum(v.totals().values()) <= passes * PIECE
+    v.settle()
     assert sum(v.totals().values()) <= passes * PIECE
