@@ -1278,8 +1278,12 @@ def _data_present(save_path: Path, torrent: bytes) -> bool:
 
 
 def _storage_error(msg: str) -> P2PDistError:
-    from p2pdist.errors import StorageError
-
+    if "v1 and v2 hashes" in msg:
+        # libtorrent stops a hybrid torrent when a peer's data passes one hash and fails
+        # the other: a corrupt or hostile peer, not the disk.
+        return NetworkError(f"a peer sent data that fails verification ({msg})",
+                            remedy="run the same fetch again: it resumes, and verified "
+                            "pieces are kept")
     return StorageError(f"disk error: {msg}")
 
 
