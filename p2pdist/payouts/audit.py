@@ -1,0 +1,764 @@
+"""Audit: verify many nodes' bundles at once and report what does not add up.
+
+A label collects every node's ``receipts export`` and runs ``audit()`` over them. Each
+bundle is verified whole (chain, checkpoint, every transfer receipt's and every payment
+receipt's signature, each checked once); a bundle that fails is itself a finding and
+nothing in it counts. What the bundles that hold say is then cross-checked, and each
+problem becomes a Finding with its evidence. Bundles of one node may repeat (periodic
+exports): entries already read are skipped, and of two histories that disagree (a fork)
+the first one read is the one counted.
+
+    kind               what it means                                  evidence
+    bad-bundle         a bundle does not verify                       bundle, error, reason,
+                                                                      node, seq, message
+    fork               one node signed two histories: two bundles     node, seq, hashes,
+                       disagree on an entry both cover (same size,    checkpoints
+                       different heads, or one not a prefix)
+    duplicate-receipt  one node recorded the same signed receipt      receipt, at [2]
+                       twice
+    receipt-rollback   two receipts of one (work, uploader,           within, receipts [2]
+                       downloader) go backwards: same seq and
+                       different content, or a higher seq with fewer
+                       bytes (in one node's chain or across nodes)
+    duplicate-payment  a seller recorded one payment receipt twice    payment, at [2]
+    replayed-payment   two different payment receipts carry the       nonce, payments [2+]
+                       same nonce (one purchase request, paid twice)
+    double-spend       two payment receipts of one work with the      work, payment_ref,
+                       same payment_ref (a voucher redeemed twice)    payments [2+]
+    over-size          the latest receipts of one (work, downloader)  work, downloader, size,
+                       across uploaders credit more than the work's   credited, receipts; or
+                       size, or a sale's served_by does              payment, at
+    self-dealing       a receipt whose uploader is its downloader     receipt, at
+    suspected-sybil    >= sybil_min keys that only ever downloaded    uploader, count, keys,
+                       from one uploader, never paid, never uploaded  works, bytes
+    non-seller         a payment receipt signed by a key the work's   payment, at, sellers
+                       terms do not name as a seller (or for a free
+                       work)
+    wrong-price        a payment receipt whose amount or currency is  payment, at, price
+                       not the terms' price
+    unknown-work       receipts or payments for a work the audit was  work, receipts,
+                       not given                                      payments, first
+
+``at`` is where an entry sits: ``{bundle, node, seq, kind}`` (the bundle's index in the
+input, the node key text, the entry's seq in that node's chain, the ledger kind).
+``receipt`` is ``{work, uploader, downloader, seq, bytes, ts}``, ``payment`` is the
+payment receipt's fields. Keys are in their one text form, hashes and ids in hex.
+
+Besides the findings the report carries the verified evidence the payout layer needs:
+the payment receipts that hold (verified, deduplicated, by a named seller at the price,
+first of any replay or double spend) and the latest verified transfer receipt per
+(work, uploader, downloader) of the works given, plus counts.
+
+Cost and memory. Bundles are read one at a time (pass a lazy iterable to keep only one
+in memory) with the ledger's exact-layout reader; receipts are read with an exact-layout
+reader too (re-encoded and compared, so sound; anything else goes to the strict parser),
+and each signature is checked once with libsodium. What is kept across bundles is the
+latest receipt per (work, uploader, downloader), one entry hash per entry of each node's
+longest chain (32 bytes, to tell a re-export from a fork), and the payment receipts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
+
+from p2pdist.errors import InvalidSignature, LedgerCorrupt, MalformedObject, VerificationError
+from p2pdist.identity import key_to_text, verify_signature
+from p2pdist.licensing import CCTerms, License, PaidTerms, Terms
+from p2pdist.payouts.ledger import Entry, verify_bundle
+from p2pdist.payouts.payments import PAYMENT_DOMAIN, PaymentReceipt, SignedPayment
+from p2pdist.payouts.receipts import (
+    DOMAIN as RECEIPT_DOMAIN,
+)
+from p2pdist.payouts.receipts import (
+    MAX_COUNT,
+    MAX_TS,
+    SignedReceipt,
+    TransferReceipt,
+)
+
+__all__ = [
+    "FINDING_KINDS",
+    "MAX_FINDINGS_PER_KIND",
+    "SYBIL_MIN",
+    "AuditReport",
+    "Finding",
+    "WorkInfo",
+    "audit",
+    "works_from_licenses",
+]
+
+# The ledger kinds that carry what the audit reads (_credit.py and paid.py write them).
+RECEIPT_KINDS: Final = frozenset({"receipt.issued", "receipt.received", "receipt.collected"})
+PAYMENT_ISSUED: Final = "payment.issued"
+PAYMENT_KINDS: Final = frozenset({PAYMENT_ISSUED, "payment.received"})
+
+FINDING_KINDS: Final = (
+    "bad-bundle", "fork", "duplicate-receipt", "receipt-rollback", "duplicate-payment",
+    "replayed-payment", "double-spend", "over-size", "self-dealing", "suspected-sybil",
+    "non-seller", "wrong-price", "unknown-work",
+)
+SYBIL_MIN: Final = 5
+# A hostile bundle can make a finding of every entry; past this many of one kind the
+# rest are only counted (AuditReport.omitted), so memory stays bounded.
+MAX_FINDINGS_PER_KIND: Final = 1000
+# Evidence lists (receipts of an over-size credit, keys of a ring) stop here.
+MAX_EVIDENCE_ITEMS: Final = 10_000
+
+_RECEIPT_MSG = RECEIPT_DOMAIN + b"\0"
+_ENV_TAIL = b"4:type22:p2pdist/signed-receipt1:vi1ee"
+_R_MID = b"e4:type24:p2pdist/transfer-receipt8:uploader32:"
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkInfo:
+    """What the audit needs of one work: its size (bytes the torrent carries) and terms."""
+
+    size: int
+    terms: Terms
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or isinstance(self.size, bool) \
+                or not 0 <= self.size <= MAX_COUNT:
+            raise ValueError("a work's size is an integer in 0..2**63-1")
+        if not isinstance(self.terms, CCTerms | PaidTerms):
+            raise TypeError("a work's terms are CCTerms or PaidTerms")
+
+    @property
+    def sellers(self) -> tuple[bytes, ...]:
+        """Who may sign its payment receipts: nobody for a free work."""
+        return self.terms.sellers if isinstance(self.terms, PaidTerms) else ()
+
+    @property
+    def price(self) -> int | None:
+        return self.terms.price if isinstance(self.terms, PaidTerms) else None
+
+    @property
+    def currency(self) -> str | None:
+        return self.terms.currency if isinstance(self.terms, PaidTerms) else None
+
+    @classmethod
+    def from_license(cls, lic: License) -> WorkInfo:
+        """From a license that verify_info verified: the signed size and terms."""
+        return cls(lic.manifest.content.total_size, lic.manifest.terms)
+
+
+def works_from_licenses(licenses: Iterable[License]) -> dict[bytes, WorkInfo]:
+    """The ``works`` argument of audit() from verified licenses, keyed by work id."""
+    return {bytes.fromhex(lic.work): WorkInfo.from_license(lic) for lic in licenses}
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing that does not add up: ``kind`` (see FINDING_KINDS), a sentence, and the
+    evidence (JSON-ready: str, int, None, lists and dicts of them)."""
+
+    kind: str
+    message: str
+    evidence: dict[str, object] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FINDING_KINDS:
+            raise ValueError(f"unknown finding kind {self.kind!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "message": self.message, "evidence": self.evidence}
+
+
+# The latest receipt of one (work, uploader, downloader), compact: seq, bytes, ts, sig,
+# then where it was read (node, entry seq, bundle index, ledger kind). The receipt bytes
+# are not kept: they are the canonical encoding of the fields, rebuilt when needed.
+_Latest = tuple[int, int, int, bytes, bytes, int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What audit() found and the verified evidence behind a payout.
+
+    ``payments``: the payment receipts that hold, once each, in the order first read.
+    ``transfers()``: the latest verified transfer receipt per (work, uploader,
+    downloader) for the works given (built on demand: there may be millions).
+    ``omitted``: findings past MAX_FINDINGS_PER_KIND, counted per kind.
+    """
+
+    findings: tuple[Finding, ...]
+    payments: tuple[SignedPayment, ...]
+    bundles: int
+    bad_bundles: int
+    nodes: int
+    entries: int
+    receipts: int
+    payment_entries: int
+    omitted: dict[str, int] = field(hash=False)
+    _latest: dict[bytes, _Latest] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.omitted
+
+    @property
+    def transfer_count(self) -> int:
+        """How many (work, uploader, downloader) have a latest receipt."""
+        return len(self._latest)
+
+    def transfers(self, work: bytes | None = None) -> Iterator[SignedReceipt]:
+        """The latest verified receipt per (work, uploader, downloader), by that key."""
+        for key in sorted(self._latest):
+            if work is None or key[:32] == work:
+                yield _signed_receipt(key, self._latest[key])
+
+    def latest(self, work: bytes, uploader: bytes, downloader: bytes) -> SignedReceipt | None:
+        key = work + uploader + downloader
+        v = self._latest.get(key)
+        return None if v is None else _signed_receipt(key, v)
+
+    def counts(self) -> dict[str, int]:
+        return {"bundles": self.bundles, "bad_bundles": self.bad_bundles, "nodes": self.nodes,
+                "entries": self.entries, "receipts": self.receipts,
+                "payment_entries": self.payment_entries, "transfers": self.transfer_count,
+                "payments": len(self.payments)}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "counts": self.counts(),
+                "findings": [f.to_dict() for f in self.findings],
+                "omitted": dict(self.omitted)}
+
+
+# -- receipt bytes ---------------------------------------------------------------------
+
+
+def _receipt_bytes(work: bytes, up: bytes, down: bytes, seq: int, n: int, ts: int) -> bytes:
+    # Exactly TransferReceipt.signed_bytes() (keys sorted); a test pins it.
+    return (b"d5:bytesi%de10:downloader32:%s3:seqi%de2:tsi%d" % (n, down, seq, ts)
+            + _R_MID + up + b"1:vi1e4:work32:" + work + b"e")
+
+
+def _parse_receipt_fast(p: bytes) -> tuple[bytes, bytes, bytes, int, int, int] | None:
+    """(receipt bytes, sig, key = work+uploader+downloader, seq, bytes, ts) of a signed
+    receipt envelope laid out exactly as SignedReceipt.to_bytes writes it, else None.
+
+    Sound by construction: what is read is re-encoded and compared with the bytes it
+    came from. Unlike the strict parser it lets uploader == downloader through, so that
+    a signed self-dealing receipt is reported rather than mistaken for garbage.
+    """
+    try:
+        if p[:10] != b"d7:receipt":
+            return None
+        c = p.index(b":", 10, 14)
+        n = int(p[10:c])
+        rb = p[c + 1 : c + 1 + n]
+        sig = p[c + 9 + n : c + 73 + n]
+        e1 = rb.index(b"e", 9, 30)
+        nbytes = int(rb[9:e1])
+        down = rb[e1 + 17 : e1 + 49]
+        e2 = rb.index(b"e", e1 + 55, e1 + 76)
+        seq = int(rb[e1 + 55 : e2])
+        e3 = rb.index(b"e", e2 + 6, e2 + 27)
+        ts = int(rb[e2 + 6 : e3])
+        up = rb[e3 + 47 : e3 + 79]
+        work = rb[e3 + 94 : e3 + 126]
+    except ValueError:
+        return None
+    if not (len(sig) == 64 and len(down) == 32 and len(up) == 32 and len(work) == 32
+            and 1 <= seq <= MAX_COUNT and 0 <= nbytes <= MAX_COUNT and 0 <= ts <= MAX_TS):
+        return None
+    if rb != _receipt_bytes(work, up, down, seq, nbytes, ts):
+        return None
+    if p != b"d7:receipt%d:%s3:sig64:%s%s" % (n, rb, sig, _ENV_TAIL):
+        return None
+    return rb, sig, work + up + down, seq, nbytes, ts
+
+
+def _parse_receipt(e: Entry) -> tuple[bytes, bytes, bytes, int, int, int]:
+    fast = _parse_receipt_fast(e.payload)
+    if fast is not None:
+        return fast
+    try:
+        s = SignedReceipt.from_bytes(e.payload)
+    except MalformedObject:
+        raise _bad(e, "receipt-malformed", "holds a transfer receipt that does not parse") \
+            from None
+    r = s.receipt
+    return (s.receipt_bytes, s.sig, r.work + r.uploader + r.downloader, r.seq, r.bytes,
+            int(r.ts.timestamp()))
+
+
+def _signed_receipt(key: bytes, v: _Latest) -> SignedReceipt:
+    seq, n, ts, sig = v[0], v[1], v[2], v[3]
+    r = TransferReceipt(key[:32], key[32:64], key[64:], seq, n, datetime.fromtimestamp(ts, UTC))
+    # Not SignedReceipt(...): that re-parses bytes this module already read and checked.
+    s = object.__new__(SignedReceipt)
+    object.__setattr__(s, "receipt_bytes", _receipt_bytes(key[:32], key[32:64], key[64:],
+                                                          seq, n, ts))
+    object.__setattr__(s, "receipt", r)
+    object.__setattr__(s, "sig", sig)
+    return s
+
+
+def _bad(e: Entry, reason: str, what: str) -> LedgerCorrupt:
+    return LedgerCorrupt(f"entry {e.seq} of node {key_to_text(e.node)} {what}",
+                         node=e.node, seq=e.seq, reason=reason)
+
+
+# -- evidence --------------------------------------------------------------------------
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _receipt_json(key: bytes, seq: int, n: int, ts: int) -> dict[str, object]:
+    return {"work": key[:32].hex(), "uploader": key_to_text(key[32:64]),
+            "downloader": key_to_text(key[64:]), "seq": seq, "bytes": n, "ts": _iso(ts)}
+
+
+def _at(bundle: int, node: bytes, seq: int, kind: str) -> dict[str, object]:
+    return {"bundle": bundle, "node": key_to_text(node), "seq": seq, "kind": kind}
+
+
+def _latest_json(key: bytes, v: _Latest) -> dict[str, object]:
+    return {"at": _at(v[6], v[4], v[5], v[7]), "receipt": _receipt_json(key, *v[:3])}
+
+
+def _payment_json(p: PaymentReceipt) -> dict[str, object]:
+    return {"work": p.work.hex(), "buyer": key_to_text(p.buyer),
+            "seller": key_to_text(p.seller), "amount": p.amount, "currency": p.currency,
+            "method": p.method, "payment_ref": p.payment_ref, "nonce": p.nonce.hex(),
+            "ts": _iso(int(p.ts.timestamp())),
+            "served_by": [{"pk": key_to_text(s.pk), "bytes": s.bytes} for s in p.served_by]}
+
+
+@dataclass(slots=True)
+class _Payment:
+    signed: SignedPayment
+    at: dict[str, object]
+
+    def to_json(self) -> dict[str, object]:
+        return {"at": self.at, "payment": _payment_json(self.signed.payment)}
+
+
+# -- the audit -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Unknown:
+    """Receipts and payment receipts read for one work the audit was not given."""
+
+    receipts: int
+    payments: int
+    first: dict[str, object]
+
+
+@dataclass(slots=True)
+class _Chain:
+    """The longest history read so far of one node: its entry hashes, concatenated."""
+
+    hashes: bytes
+    bundle: int
+    head: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.hashes) // 32
+
+
+@dataclass(slots=True)
+class _Bundle:
+    """What one bundle adds, kept apart until the whole bundle has verified."""
+
+    index: int
+    node: bytes | None = None
+    known: _Chain | None = None
+    known_size: int = 0
+    fork: tuple[int, bytes, bytes] | None = None
+    latest: dict[bytes, _Latest] = field(default_factory=dict)
+    payments: dict[bytes, _Payment] = field(default_factory=dict)
+    issued: dict[bytes, dict[str, object]] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    unknown: dict[bytes, _Unknown] = field(default_factory=dict)
+    entries: int = 0
+    receipts: int = 0
+    payment_entries: int = 0
+
+
+class _Audit:
+    def __init__(self, works: Mapping[bytes, WorkInfo], sybil_min: int) -> None:
+        self.works = works
+        self.sybil_min = sybil_min
+        self.latest: dict[bytes, _Latest] = {}
+        self.chains: dict[bytes, _Chain] = {}
+        self.payments: dict[bytes, _Payment] = {}  # SHA-256 of the body -> first read
+        self.rejected: set[bytes] = set()  # payments that broke the terms (reported once)
+        self.unknown: dict[bytes, _Unknown] = {}
+        self.findings: list[Finding] = []
+        self.omitted: dict[str, int] = {}
+        self.per_kind: dict[str, int] = defaultdict(int)
+        self.bundles = self.bad_bundles = 0
+        self.entries = self.receipts = self.payment_entries = 0
+        self.b = _Bundle(-1)
+
+    # -- findings
+
+    def _find(self, out: list[Finding], kind: str, message: str, /,
+              **evidence: object) -> None:
+        # per_kind counts at staging: a bundle that later fails keeps its count, which
+        # only makes the cap a little stricter.
+        self.per_kind[kind] += 1
+        if self.per_kind[kind] > MAX_FINDINGS_PER_KIND:
+            self.omitted[kind] = self.omitted.get(kind, 0) + 1
+            return
+        out.append(Finding(kind, message, dict(evidence)))
+
+    # -- one bundle
+
+    def add(self, index: int, data: bytes) -> None:
+        self.bundles += 1
+        self.b = b = _Bundle(index)
+        try:
+            bundle = verify_bundle(data, on_payload=self._entry)
+        except VerificationError as e:
+            self.bad_bundles += 1
+            self._bad_bundle(index, e)
+            return
+        node = bundle.node
+        known = b.known
+        if b.fork is not None and known is not None:
+            seq, old, new = b.fork
+            cp = bundle.checkpoint.checkpoint
+            self._find(self.findings, "fork",
+                       f"node {key_to_text(node)} signed two histories: bundles "
+                       f"{known.bundle} and {index} hold different entries at seq {seq}",
+                       node=key_to_text(node), seq=seq, hashes=[old.hex(), new.hex()],
+                       checkpoints=[
+                           {"bundle": known.bundle, "size": known.size,
+                            "head": known.head.hex()},
+                           {"bundle": index, "size": cp.size, "head": cp.head.hex()}])
+            return
+        # The bundle holds: merge what it adds.
+        if node not in self.chains or len(bundle.entries) > b.known_size:
+            self.chains[node] = _Chain(b"".join([e.hash for e in bundle.entries]), index,
+                                       bundle.checkpoint.checkpoint.head)
+        self.entries += b.entries
+        self.receipts += b.receipts
+        self.payment_entries += b.payment_entries
+        self.findings.extend(b.findings)
+        latest = self.latest
+        for key, v in b.latest.items():
+            g = latest.get(key)
+            if g is None or v[0] > g[0]:
+                latest[key] = v
+        for work, bu in b.unknown.items():
+            u = self.unknown.setdefault(work, _Unknown(0, 0, bu.first))
+            u.receipts += bu.receipts
+        for digest, pay in b.payments.items():
+            if digest not in self.payments and digest not in self.rejected:
+                self._terms(digest, pay)
+
+    def _bad_bundle(self, index: int, e: VerificationError) -> None:
+        if isinstance(e, LedgerCorrupt):
+            error, node, seq, reason = "ledger-corrupt", key_to_text(e.node), e.seq, e.reason
+        elif isinstance(e, InvalidSignature):
+            error, node, seq, reason = "invalid-signature", None, None, "checkpoint-signature"
+        elif isinstance(e, MalformedObject):
+            error, node, seq, reason = "malformed", None, None, "malformed"
+        else:
+            error, node, seq, reason = "verification", None, None, type(e).__name__
+        self._find(self.findings, "bad-bundle",
+                   f"bundle {index} does not verify and was not counted: {e.message}",
+                   bundle=index, error=error, reason=reason, node=node, seq=seq,
+                   message=e.message)
+
+    def _entry(self, e: Entry) -> None:
+        """verify_bundle's on_payload: called once per entry after the chain and the
+        checkpoint verified. Raises LedgerCorrupt for a payload that does not verify."""
+        b = self.b
+        if b.node is None:
+            b.node = e.node
+            b.known = self.chains.get(e.node)
+            b.known_size = b.known.size if b.known is not None else 0
+        seq = e.seq
+        if seq <= b.known_size:
+            # Read (and checked) in an earlier bundle of this node, unless it differs.
+            if b.fork is None and b.known is not None:
+                old = b.known.hashes[32 * seq - 32 : 32 * seq]
+                if old != e.hash:
+                    b.fork = (seq, old, e.hash)
+            return
+        if b.fork is not None:
+            return
+        b.entries += 1
+        kind = e.kind
+        if kind in RECEIPT_KINDS:
+            self._receipt(b, e)
+        elif kind in PAYMENT_KINDS:
+            self._payment(b, e)
+
+    def _receipt(self, b: _Bundle, e: Entry) -> None:
+        b.receipts += 1
+        rb, sig, key, seq, n, ts = _parse_receipt(e)
+        prev = b.latest.get(key)
+        if prev is not None and prev[0] == seq and prev[3] == sig and prev[1] == n \
+                and prev[2] == ts:
+            # (Verified when first read.)
+            self._find(b.findings, "duplicate-receipt",
+                       f"node {key_to_text(e.node)} recorded the same receipt twice "
+                       f"(entries {prev[5]} and {e.seq})",
+                       receipt=_receipt_json(key, seq, n, ts),
+                       at=[_at(b.index, e.node, prev[5], prev[7]),
+                           _at(b.index, e.node, e.seq, e.kind)])
+            return
+        g = self.latest.get(key)
+        if g is None or g[0] != seq or g[3] != sig or g[1] != n or g[2] != ts:
+            # Not the very receipt already verified: check its signature, once.
+            try:
+                nacl.bindings.crypto_sign_open(sig + _RECEIPT_MSG + rb, key[64:])
+            except (nacl.exceptions.CryptoError, ValueError):
+                raise _bad(e, "receipt-signature",
+                           "holds a transfer receipt its downloader did not sign") from None
+        v: _Latest = (seq, n, ts, sig, e.node, e.seq, b.index, e.kind)
+        work = key[:32]
+        if work not in self.works:
+            u = b.unknown.get(work)
+            if u is None:
+                b.unknown[work] = _Unknown(1, 0, _at(b.index, e.node, e.seq, e.kind))
+            else:
+                u.receipts += 1
+            return
+        if key[32:64] == key[64:]:
+            self._find(b.findings, "self-dealing",
+                       f"a receipt names {key_to_text(key[64:])} as both uploader and "
+                       "downloader", receipt=_receipt_json(key, seq, n, ts),
+                       at=_at(b.index, e.node, e.seq, e.kind))
+            return
+        # (in this node's chain) each receipt of a key grows seq, never shrinks bytes
+        if prev is not None and (seq <= prev[0] or n < prev[1]):
+            self._rollback(b, key, prev, v, "one node")
+        if g is not None and (prev is None or prev[3] != g[3]) and g[3] != sig and (
+                seq == g[0] or (seq > g[0] and n < g[1]) or (seq < g[0] and n > g[1])):
+            self._rollback(b, key, g, v, "across nodes")
+        if prev is None or seq > prev[0]:
+            b.latest[key] = v
+
+    def _rollback(self, b: _Bundle, key: bytes, a: _Latest, c: _Latest, within: str) -> None:
+        first, second = sorted((a, c), key=lambda v: (v[0], v[1]))
+        how = (f"two different receipts with seq {first[0]}" if first[0] == second[0] else
+               f"seq {second[0]} acknowledges {second[1]} bytes, seq {first[0]} "
+               f"{first[1]}")
+        self._find(b.findings, "receipt-rollback",
+                   f"receipts of {key_to_text(key[64:])} to {key_to_text(key[32:64])} go "
+                   f"backwards ({within}): {how}",
+                   within=within,
+                   receipts=[_latest_json(key, first), _latest_json(key, second)])
+
+    def _payment(self, b: _Bundle, e: Entry) -> None:
+        b.payment_entries += 1
+        try:
+            sp = SignedPayment.from_bytes(e.payload)
+        except MalformedObject:
+            raise _bad(e, "payment-malformed", "holds a payment receipt that does not parse") \
+                from None
+        digest = hashlib.sha256(sp.body).digest()
+        at = _at(b.index, e.node, e.seq, e.kind)
+        seen = self.payments.get(digest) or b.payments.get(digest)
+        if seen is None or seen.signed.sig != sp.sig:
+            try:
+                verify_signature(pk=sp.payment.seller, domain=PAYMENT_DOMAIN, message=sp.body,
+                                 signature=sp.sig)
+            except InvalidSignature:
+                raise _bad(e, "payment-signature",
+                           "holds a payment receipt its seller did not sign") from None
+        if e.kind == PAYMENT_ISSUED:
+            # A buyer may record one payment receipt twice (it asked again and got the
+            # same answer); a seller signs and records each sale once.
+            first = b.issued.get(digest)
+            if first is not None:
+                self._find(b.findings, "duplicate-payment",
+                           f"seller node {key_to_text(e.node)} recorded the same payment "
+                           f"receipt twice (entries {first['seq']} and {e.seq})",
+                           payment=_payment_json(sp.payment), at=[first, at])
+            else:
+                b.issued[digest] = at
+        if seen is None:
+            b.payments[digest] = _Payment(sp, at)
+
+    def _terms(self, digest: bytes, pay: _Payment) -> None:
+        """Check a newly read payment receipt against its work's terms."""
+        p = pay.signed.payment
+        info = self.works.get(p.work)
+        if info is None:
+            self.unknown.setdefault(p.work, _Unknown(0, 0, pay.at)).payments += 1
+            self.rejected.add(digest)
+            return
+        if p.seller not in info.sellers:
+            self._find(self.findings, "non-seller",
+                       f"a payment receipt for work {p.work.hex()[:16]}… is signed by "
+                       f"{key_to_text(p.seller)}, who may not sell it",
+                       payment=_payment_json(p), at=pay.at,
+                       sellers=[key_to_text(k) for k in info.sellers])
+            self.rejected.add(digest)
+            return
+        if (p.amount, p.currency) != (info.price, info.currency):
+            self._find(self.findings, "wrong-price",
+                       f"a payment receipt for work {p.work.hex()[:16]}… is for "
+                       f"{p.amount} {p.currency}, the price is {info.price} {info.currency} "
+                       "(minor units)",
+                       payment=_payment_json(p), at=pay.at,
+                       price={"amount": info.price, "currency": info.currency})
+            self.rejected.add(digest)
+            return
+        if p.served_bytes > info.size:
+            self._find(self.findings, "over-size",
+                       f"a sale of work {p.work.hex()[:16]}… credits {p.served_bytes} bytes "
+                       f"served of a {info.size}-byte work",
+                       work=p.work.hex(), size=info.size, credited=p.served_bytes,
+                       payment=_payment_json(p), at=pay.at)
+            self.rejected.add(digest)
+            return
+        self.payments[digest] = pay
+
+    # -- across everything
+
+    def report(self) -> AuditReport:
+        out = self.findings
+        self._over_size(out)
+        self._sybils(out)
+        payments = self._replays(out)
+        for work, u in self.unknown.items():
+            self._find(out, "unknown-work",
+                       f"{u.receipts} receipts and {u.payments} payment receipts are for "
+                       f"work {work.hex()}, which the audit was not given",
+                       work=work.hex(), receipts=u.receipts, payments=u.payments,
+                       first=u.first)
+        return AuditReport(
+            findings=tuple(out), payments=tuple(p.signed for p in payments),
+            bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
+            entries=self.entries, receipts=self.receipts,
+            payment_entries=self.payment_entries, omitted=dict(self.omitted),
+            _latest=self.latest)
+
+    def _over_size(self, out: list[Finding]) -> None:
+        credited: dict[bytes, int] = defaultdict(int)  # work + downloader -> bytes
+        for key, v in self.latest.items():
+            credited[key[:32] + key[64:]] += v[1]
+        over = {wd: n for wd, n in credited.items() if n > self.works[wd[:32]].size}
+        if not over:
+            return
+        rows: dict[bytes, list[dict[str, object]]] = defaultdict(list)
+        for key, v in self.latest.items():
+            wd = key[:32] + key[64:]
+            if wd in over and len(rows[wd]) < MAX_EVIDENCE_ITEMS:
+                rows[wd].append(_latest_json(key, v))
+        for wd, n in over.items():
+            size = self.works[wd[:32]].size
+            self._find(out, "over-size",
+                       f"{key_to_text(wd[32:])} is credited {n} bytes of work "
+                       f"{wd[:32].hex()[:16]}…, a work of {size} bytes",
+                       work=wd[:32].hex(), downloader=key_to_text(wd[32:]), size=size,
+                       credited=n, receipts=rows[wd])
+
+    def _sybils(self, out: list[Finding]) -> None:
+        # A downloader's one uploader, or b"" once it has two or more.
+        only: dict[bytes, bytes] = {}
+        uploaders: set[bytes] = set()
+        for key in self.latest:
+            up, down = key[32:64], key[64:]
+            uploaders.add(up)
+            if only.setdefault(down, up) != up:
+                only[down] = b""
+        payers = {p.signed.payment.buyer for p in self.payments.values()}
+        rings: dict[bytes, list[bytes]] = defaultdict(list)
+        for down, up in only.items():
+            if up and down not in uploaders and down not in payers:
+                rings[up].append(down)
+        for up, keys in rings.items():
+            if len(keys) < self.sybil_min:
+                continue
+            keyset = set(keys)
+            works: set[bytes] = set()
+            total = 0
+            for key, v in self.latest.items():
+                if key[32:64] == up and key[64:] in keyset:
+                    works.add(key[:32])
+                    total += v[1]
+            self._find(out, "suspected-sybil",
+                       f"{len(keys)} keys only ever downloaded from "
+                       f"{key_to_text(up)}, never paid and never uploaded",
+                       uploader=key_to_text(up), count=len(keys),
+                       keys=sorted(key_to_text(k) for k in keys)[:MAX_EVIDENCE_ITEMS],
+                       works=sorted(w.hex() for w in works), bytes=total)
+
+    def _replays(self, out: list[Finding]) -> list[_Payment]:
+        """The payments that count: the first (by time, then bytes) of each nonce and of
+        each (work, payment_ref); the others are findings."""
+        def first(group: list[_Payment]) -> list[_Payment]:
+            return sorted(group, key=lambda p: (p.signed.payment.ts, p.signed.body))
+
+        by_nonce: dict[bytes, list[_Payment]] = defaultdict(list)
+        for pay in self.payments.values():
+            by_nonce[pay.signed.payment.nonce].append(pay)
+        kept: list[_Payment] = []
+        for nonce, found in by_nonce.items():
+            group = first(found)
+            if len(group) > 1:
+                self._find(out, "replayed-payment",
+                           f"{len(group)} different payment receipts carry nonce "
+                           f"{nonce.hex()}: one purchase request, paid more than once",
+                           nonce=nonce.hex(), payments=[g.to_json() for g in group])
+            kept.append(group[0])
+        by_ref: dict[tuple[bytes, str], list[_Payment]] = defaultdict(list)
+        for pay in kept:
+            by_ref[(pay.signed.payment.work, pay.signed.payment.payment_ref)].append(pay)
+        counted = set()
+        for (work, ref), found in by_ref.items():
+            group = first(found)
+            if len(group) > 1:
+                self._find(out, "double-spend",
+                           f"{len(group)} payment receipts of work {work.hex()[:16]}… "
+                           f"share payment_ref {ref}: one payment redeemed more than once",
+                           work=work.hex(), payment_ref=ref,
+                           payments=[g.to_json() for g in group])
+            counted.add(id(group[0]))
+        return [p for p in self.payments.values() if id(p) in counted]
+
+
+def audit(
+    bundles: Iterable[bytes],
+    works: Mapping[bytes, WorkInfo],
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    sybil_min: int = SYBIL_MIN,
+) -> AuditReport:
+    """Verify every bundle and cross-check what they hold; see the module docstring.
+
+    *bundles* are bundle bytes as ``receipts export`` writes them, read once each in
+    order (a lazy iterable keeps one in memory at a time); *works* maps each work id
+    (32 bytes) to its WorkInfo (see WorkInfo.from_license). *progress*, if given, is
+    called after each bundle with (bundles done, total or None if unsized). A rule is
+    broken in the data, not in the call, so findings are returned, never raised;
+    TypeError/ValueError only for misuse.
+    """
+    if not isinstance(sybil_min, int) or sybil_min < 2:
+        raise ValueError("sybil_min is an integer of at least 2")
+    for work, info in works.items():
+        if not isinstance(work, bytes) or len(work) != 32 or not isinstance(info, WorkInfo):
+            raise TypeError("works maps 32-byte work ids to WorkInfo")
+    a = _Audit(works, sybil_min)
+    total = len(bundles) if isinstance(bundles, Sized) else None
+    for i, data in enumerate(bundles):
+        a.add(i, data)
+        if progress is not None:
+            progress(i + 1, total)
+    return a.report()
