@@ -1,5 +1,6 @@
 """Payouts: signed receipts, the append-only ledger, vouchers, tallies and statements."""
 
+from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, audit, works_from_licenses
 from p2pdist.payouts.ledger import (
     Bundle,
     Checkpoint,
@@ -11,6 +12,23 @@ from p2pdist.payouts.ledger import (
     entry_hash,
     verify_bundle,
 )
+from p2pdist.payouts.payments import (
+    PaymentReceipt,
+    PurchaseRequest,
+    SignedPayment,
+    SignedPurchase,
+    verify_payment,
+    verify_purchase,
+)
+from p2pdist.payouts.statement import (
+    Period,
+    Pool,
+    SignedStatement,
+    Statement,
+    StatementWork,
+    compute_statement,
+    verify_statement,
+)
 from p2pdist.payouts.vouchers import (
     IssuedVoucher,
     VoucherBook,
@@ -21,19 +39,37 @@ from p2pdist.payouts.vouchers import (
 )
 
 __all__ = [
+    "AuditReport",
     "Bundle",
     "Checkpoint",
     "Entry",
+    "Finding",
     "ImportReport",
     "IssuedVoucher",
     "Ledger",
+    "PaymentReceipt",
+    "Period",
+    "Pool",
+    "PurchaseRequest",
     "SignedCheckpoint",
+    "SignedPayment",
+    "SignedPurchase",
+    "SignedStatement",
+    "Statement",
+    "StatementWork",
     "VerifyReport",
     "VoucherBook",
     "VoucherRow",
+    "WorkInfo",
+    "audit",
+    "compute_statement",
     "entry_hash",
     "format_code",
     "parse_code",
     "verify_bundle",
+    "verify_payment",
+    "verify_purchase",
+    "verify_statement",
+    "works_from_licenses",
     "write_csv",
 ]
