@@ -368,7 +368,8 @@ def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: L
                  key_id=enc.key_id)
     verify_key_id(open_grant(grant, identity), expected=enc.key_id)
     library.save_secret(w.work, "grant", grant.to_bytes())
-    log.append(PAYMENT_RECEIVED, payment.to_bytes())
+    if payment.to_bytes() not in log.payloads(PAYMENT_RECEIVED):  # a repeated answer: kept
+        log.append(PAYMENT_RECEIVED, payment.to_bytes())
     p = payment.payment
     return BuyResult(w.work, w.title, format_price(terms.price, terms.currency),
                      key_to_text(seller), p.payment_ref,
