@@ -1,0 +1,79 @@
+"""The label's commands end to end: audit (and --strict), payouts in each format, and an
+artist verifying the signed statement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from p2pdist.identity import load_public_identity
+from tests.conftest import free_port, run_cli
+from tests.integration._story import Seeder, make_album, publish
+
+MiB = 1024 * 1024
+
+
+def test_label_audits_pays_a_pool_and_the_artist_verifies(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [2 * MiB])
+    ada, fan, label = tmp_path / "ada", tmp_path / "fan", tmp_path / "label"
+    pub = publish(ada, album)
+    for h in (fan, label):
+        run_cli(h, "init", "--name", h.name)
+    port = free_port()
+    with Seeder(ada, port):
+        run_cli(fan, "fetch", pub["magnet"], "--dest", str(tmp_path / "m"), "--local",
+                "--peer", f"127.0.0.1:{port}")
+    bundles = []
+    for h in (ada, fan):
+        b = tmp_path / f"{h.name}.p2pb"
+        run_cli(h, "receipts", "export", "--out", str(b))
+        bundles.append(str(b))
+    works = ["--works", pub["torrent"]]
+    report = json.loads(run_cli(label, "audit", *bundles, *works, "--json").stdout)
+    assert report["ok"] and report["counts"]["bundles"] == 2
+    run_cli(label, "audit", *bundles, *works, "--strict")
+    # A pool of 10.00 EUR for the one verified downloader of this CC work.
+    out = tmp_path / "statement.csv"
+    res = json.loads(run_cli(label, "payouts", *bundles, *works, "--pool", "10.00", "EUR",
+                             "--out", str(out), "--json").stdout)
+    assert res["sums_exactly"]
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and sum(int(r["amount"]) for r in rows) == 1000
+    a = load_public_identity(ada).key_text
+    payees = {p["payee"]: p["total"] for p in res["statement"]["payees"]}
+    assert payees == {a: 1000}  # holder and the fan's only uploader: all of it
+    shown = json.loads(run_cli(ada, "statement", "verify", res["signed"], "--label",
+                               load_public_identity(label).key_text, "--json").stdout)
+    assert shown["verified"] and shown["sums_exactly"]
+    # Signed by someone else than the label Ada expects: exit 3.
+    cp = run_cli(ada, "statement", "verify", res["signed"], "--label", a, check=False)
+    assert cp.returncode == 3
+
+
+def test_a_tampered_bundle_is_a_finding_and_strict_exits_3(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    ada, fan, label = tmp_path / "ada", tmp_path / "fan", tmp_path / "label"
+    pub = publish(ada, album)
+    for h in (fan, label):
+        run_cli(h, "init", "--name", h.name)
+    port = free_port()
+    with Seeder(ada, port):
+        run_cli(fan, "fetch", pub["magnet"], "--dest", str(tmp_path / "m"), "--local",
+                "--peer", f"127.0.0.1:{port}")
+    b = tmp_path / "fan.p2pb"
+    run_cli(fan, "receipts", "export", "--out", str(b))
+    data = bytearray(b.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    b.write_bytes(bytes(data))
+    works = ["--works", pub["torrent"]]
+    plain = run_cli(label, "audit", str(b), *works)
+    assert "bad-bundle" in plain.stdout
+    cp = run_cli(label, "audit", str(b), *works, "--strict", "--json", check=False)
+    assert cp.returncode == 3
+    assert json.loads(cp.stdout.splitlines()[0])["findings"][0]["kind"] == "bad-bundle"
+    # A report refuses nothing silently: the HTML names the finding.
+    html = tmp_path / "s.html"
+    run_cli(label, "payouts", str(b), *works, "--out", str(html))
+    assert "bad-bundle" in html.read_text()
