@@ -40,7 +40,7 @@ def test_label_audits_pays_a_pool_and_the_artist_verifies(tmp_path: Path) -> Non
                              "--out", str(out), "--json").stdout)
     assert res["sums_exactly"]
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert rows and sum(int(r["amount"]) for r in rows) == 1000
+    assert rows and sum(int(r["amount_minor"]) for r in rows) == 1000
     a = load_public_identity(ada).key_text
     payees = {p["payee"]: p["total"] for p in res["statement"]["payees"]}
     assert payees == {a: 1000}  # holder and the fan's only uploader: all of it
