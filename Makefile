@@ -27,6 +27,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	P2PDIST_NETWORK=local $(BIN)/python bench/transfer.py
 	P2PDIST_NETWORK=local $(BIN)/python bench/receipts_transfer.py
+	$(BIN)/python bench/receipts.py
+	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/encryption.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
