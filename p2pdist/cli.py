@@ -950,8 +950,7 @@ def audit_cmd(
                       ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify nodes' bundles (chains, checkpoints, every signature) and report what does not
-    add up: forks, replays, over-size credit, self-dealing, bad payments, double spends."""
+    """Verify nodes' bundles; report forks, replays, over-size credit, Sybils, bad payments."""
     from p2pdist.label import AuditFailed, audit_bundles, load_works
 
     lics = load_works(_home(), works or [])
@@ -1282,7 +1281,7 @@ def demo(
                                   "(default: a temp folder, removed afterwards).")
     ] = None,
 ) -> None:
-    """Run the whole story on loopback: an artist and three fans."""
+    """Run the whole story on loopback: an artist, three fans and a label."""
     from p2pdist.demo import run_demo
 
     run_demo(out, workdir=workdir)
