@@ -1,6 +1,7 @@
 """Payouts: signed receipts, the append-only ledger, vouchers, tallies and statements."""
 
-from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, audit, works_from_licenses
+# audit() stays in p2pdist.payouts.audit: exported here it would hide that module.
+from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, works_from_licenses
 from p2pdist.payouts.ledger import (
     Bundle,
     Checkpoint,
@@ -61,7 +62,6 @@ __all__ = [
     "VoucherBook",
     "VoucherRow",
     "WorkInfo",
-    "audit",
     "compute_statement",
     "entry_hash",
     "format_code",
