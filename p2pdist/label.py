@@ -154,12 +154,9 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
         amount, currency = pool
         pool_ = Pool(parse_price(amount, currency), currency.strip().upper())
     report = audit_bundles(bundles, licenses, progress=progress)
-    # Keys the audit suspects of being a Sybil ring share nothing of a pool.
-    sybils: set[bytes] = set()
-    for f in report.findings:
-        keys = f.evidence.get("keys")
-        if f.kind == "suspected-sybil" and isinstance(keys, list):
-            sybils.update(key_from_text(str(k)) for k in keys)
+    # Keys the audit suspects of being a Sybil ring share nothing of a pool: all of them,
+    # not only those a finding's (capped) evidence lists.
+    sybils = report.suspected_sybils
     works = {bytes.fromhex(lic.work): StatementWork.from_license(lic) for lic in licenses}
     try:
         st = compute_statement(

@@ -192,6 +192,8 @@ class AuditReport:
     ``transfers()``: the latest verified transfer receipt per (work, uploader,
     downloader) for the works given (built on demand: there may be millions).
     ``omitted``: findings past MAX_FINDINGS_PER_KIND, counted per kind.
+    ``suspected_sybils``: every key of every suspected-sybil ring, including those the
+    findings' evidence (capped) does not list; a pool shares nothing with them.
     """
 
     findings: tuple[Finding, ...]
@@ -204,6 +206,7 @@ class AuditReport:
     payment_entries: int
     omitted: dict[str, int] = field(hash=False)
     _latest: dict[bytes, _Latest] = field(repr=False, hash=False, compare=False)
+    suspected_sybils: frozenset[bytes] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -409,6 +412,7 @@ class _Audit:
         self.bundles = self.bad_bundles = 0
         self.entries = self.receipts = self.payment_entries = 0
         self.b = _Bundle(-1)
+        self.sybils: set[bytes] = set()
 
     # -- findings
 
@@ -647,7 +651,7 @@ class _Audit:
             bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
             entries=self.entries, receipts=self.receipts,
             payment_entries=self.payment_entries, omitted=dict(self.omitted),
-            _latest=self.latest)
+            _latest=self.latest, suspected_sybils=frozenset(self.sybils))
 
     def _over_size(self, out: list[Finding]) -> None:
         credited: dict[bytes, int] = defaultdict(int)  # work + downloader -> bytes
@@ -687,6 +691,7 @@ class _Audit:
             if len(keys) < self.sybil_min:
                 continue
             keyset = set(keys)
+            self.sybils |= keyset
             works: set[bytes] = set()
             total = 0
             for key, v in self.latest.items():

@@ -1,0 +1,86 @@
+"""Review findings in label.py: payouts from the audit's evidence."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from p2pdist.identity import Identity
+from p2pdist.label import load_works, payout
+from p2pdist.licensing import License
+from p2pdist.node import PublishResult, publish
+from p2pdist.payouts import audit as audit_mod
+from p2pdist.payouts.ledger import Ledger
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def ident(name: str) -> Identity:
+    return Identity(name, nacl.signing.SigningKey(hashlib.sha256(name.encode()).digest()))
+
+
+ADA, LABEL, MALLORY, FAN, HONEST = (ident(n) for n in ("ada", "label", "mallory", "fan",
+                                                        "honest"))
+
+
+def cc_work(tmp_path: Path) -> tuple[License, PublishResult]:
+    src = tmp_path / "song.flac"
+    src.write_bytes(b"x" * 100_000)
+    res = publish(tmp_path / "ada", ADA, src, title="Song", spdx="CC-BY-4.0",
+                  out=tmp_path / "song.torrent", now=T0)
+    assert isinstance(res, PublishResult)
+    (lic,) = load_works(tmp_path / "ada", [res.torrent])
+    return lic, res
+
+
+def receipt(work: bytes, up: Identity, down: Identity, n: int) -> bytes:
+    r = TransferReceipt(work, up.public_key, down.public_key, 1, n, T0 + timedelta(hours=1))
+    return SignedReceipt.sign(r, down).to_bytes()
+
+
+def bundle(tmp_path: Path, who: Identity, items: list[tuple[str, bytes]]) -> Path:
+    with Ledger(tmp_path / f"{who.name}.db", node=who.public_key) as led:
+        led.append_many(items)
+        data = led.export_bundle(who, now=T0 + timedelta(days=1))
+    p = tmp_path / f"{who.name}.p2pb"
+    p.write_bytes(data)
+    return p
+
+
+def test_every_key_of_a_sybil_ring_is_left_out_of_the_pool_not_only_those_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The finding's evidence lists at most MAX_EVIDENCE_ITEMS keys; the pool must still
+    # exclude the whole ring.
+    monkeypatch.setattr(audit_mod, "MAX_EVIDENCE_ITEMS", 2)
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    ring = [ident(f"sybil-{i}") for i in range(6)]
+    items = [("receipt.received", receipt(work, MALLORY, s, 1000)) for s in ring]
+    items += [("receipt.received", receipt(work, ADA, FAN, 1000)),
+              ("receipt.received", receipt(work, MALLORY, FAN, 1000))]
+    b = bundle(tmp_path, MALLORY, items)
+    res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"), now=T0)
+    assert res.statement.pool is not None
+    assert res.statement.pool.downloaders == 1 and res.statement.pool.excluded == 6
+
+
+def test_every_ring_is_left_out_of_the_pool_past_the_findings_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_mod, "MAX_FINDINGS_PER_KIND", 1)
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    items = []
+    for u in range(2):
+        up = ident(f"uploader-{u}")
+        items += [("receipt.received", receipt(work, up, ident(f"sybil-{u}-{i}"), 1000))
+                  for i in range(5)]
+    items += [("receipt.received", receipt(work, ADA, FAN, 1000))]
+    b = bundle(tmp_path, MALLORY, items)
+    res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"), now=T0)
+    assert res.statement.pool is not None
+    assert res.statement.pool.downloaders == 1 and res.statement.pool.excluded == 10
