@@ -987,7 +987,8 @@ def payouts(
         typer.Option("--pool", help="AMOUNT CURRENCY to share among the verified downloaders "
                      "of CC works (donations, a grant), one equal slice each."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out and the .p2ps "
+                                        "beside it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Audit the bundles, then say who is owed what, to the cent, in a signed statement."""

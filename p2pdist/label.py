@@ -140,8 +140,11 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise InputError(f"--out {out.name}: say .json, .csv or .html")
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists", remedy="choose another --out, or --force")
+    signed_path = out.with_suffix(".p2ps")
+    for path in (out, signed_path):
+        if path.exists() and not force:
+            raise InputError(f"{path} already exists",
+                             remedy="choose another --out, or --force")
     period = None
     if start or end:
         lo = _day(start, "--from") if start else datetime(1970, 1, 1, tzinfo=UTC)
@@ -170,7 +173,6 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
     text = {"json": to_json, "csv": to_csv}.get(fmt)
     rendered = text(st) if text is not None else to_html(st, findings)
     signed = SignedStatement.sign(st, identity)
-    signed_path = out.with_suffix(".p2ps")
     atomic_write(signed_path, signed.to_bytes())
     atomic_write(out, rendered.encode("utf-8"))
     return PayoutResult(st, report, out, signed_path)

@@ -84,3 +84,20 @@ def test_every_ring_is_left_out_of_the_pool_past_the_findings_cap(
     res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"), now=T0)
     assert res.statement.pool is not None
     assert res.statement.pool.downloaders == 1 and res.statement.pool.excluded == 10
+
+
+def test_payouts_do_not_overwrite_a_signed_statement_without_force(tmp_path: Path) -> None:
+    from p2pdist.errors import InputError
+
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    b = bundle(tmp_path, ADA, [("receipt.received", receipt(work, ADA, FAN, 1000))])
+    first = payout(LABEL, [b], [lic], out=tmp_path / "st.json", now=T0)
+    before = first.signed.read_bytes()
+    # Another format beside it would sign over st.p2ps: refused without --force.
+    with pytest.raises(InputError, match="already exists"):
+        payout(LABEL, [b], [lic], out=tmp_path / "st.csv", pool=("1.00", "EUR"), now=T0)
+    assert first.signed.read_bytes() == before and not (tmp_path / "st.csv").exists()
+    again = payout(LABEL, [b], [lic], out=tmp_path / "st.csv", pool=("1.00", "EUR"),
+                   now=T0, force=True)
+    assert again.signed.read_bytes() != before
