@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from p2pdist.errors import InputError, VerificationError
+from p2pdist.errors import InputError, MalformedObject, VerificationError
 from p2pdist.identity import Identity, atomic_write, key_from_text
 from p2pdist.library import Library
 from p2pdist.licensing import License, parse_price, verify_info
@@ -180,10 +180,18 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
 
 def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
     """Check a signed statement (.p2ps): the label's signature, the exact sums."""
+    expected = None
+    if label:
+        try:
+            expected = key_from_text(label)
+        except MalformedObject:  # the argument is wrong, not the statement (exit 1)
+            raise InputError(f"--label {label[:80]!r} is not a key",
+                             remedy="give the 52-character key the label's `whoami` "
+                             "prints") from None
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
     signed = SignedStatement.from_bytes(data)
-    verify_statement(signed, label=key_from_text(label) if label else None)
+    verify_statement(signed, label=expected)
     return signed.statement

@@ -101,3 +101,19 @@ def test_payouts_do_not_overwrite_a_signed_statement_without_force(tmp_path: Pat
     again = payout(LABEL, [b], [lic], out=tmp_path / "st.csv", pool=("1.00", "EUR"),
                    now=T0, force=True)
     assert again.signed.read_bytes() != before
+
+
+def test_a_mistyped_expected_label_is_an_input_error_not_a_failed_verification(
+        tmp_path: Path) -> None:
+    from p2pdist.errors import InputError
+    from p2pdist.identity import key_to_text
+    from p2pdist.label import verify_statement_file
+
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    b = bundle(tmp_path, ADA, [("receipt.received", receipt(work, ADA, FAN, 1000))])
+    res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", now=T0)
+    assert verify_statement_file(res.signed, label=key_to_text(LABEL.public_key))
+    with pytest.raises(InputError) as e:  # exit 1, not 3: the statement is not at fault
+        verify_statement_file(res.signed, label="not-a-key")
+    assert e.value.exit_code == 1
