@@ -146,6 +146,9 @@ class Shop:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        # From the payment to its receipt in the ledger: a second request for the same
+        # redeemed voucher must find that receipt, not sign another (a double spend).
+        self._paying = threading.Lock()
         self._nonces: set[bytes] = set()
         for payload in self.log.payloads(PAYMENT_ISSUED):
             self._nonces.add(SignedPayment.from_bytes(payload).payment.nonce)
@@ -195,24 +198,26 @@ class Shop:
             if req.nonce in self._nonces:
                 raise ApiError(409, "replayed", "this purchase request was already used")
             self._nonces.add(req.nonce)
-        try:
-            with self._method(req.method) as method:
-                ref = method.authorize(req, now=now)
-        except VoucherRefused as e:
-            again = self._paid_before(req, terms, served, now) \
-                if e.reason == "redeemed" else None
-            if again is None:
-                raise ApiError(402 if e.reason != "malformed" else 422, e.reason,
-                               e.message) from None
-            # The same buyer, the same code: its answer was lost (a crash, a dropped
-            # connection). Answer again; the payment was taken once.
-            return {"ok": True, "payment": again.to_bytes().hex(),
-                    "grant": grant.to_bytes().hex(), "repeated": True}
-        payment = SignedPayment.sign(PaymentReceipt(
-            work=req.work, buyer=req.buyer, seller=me, amount=terms.price,
-            currency=terms.currency, method=req.method, payment_ref=ref, nonce=req.nonce,
-            served_by=served, ts=now.replace(microsecond=0)), self.identity)
-        self.log.append(PAYMENT_ISSUED, payment.to_bytes())
+        with self._paying:
+            try:
+                with self._method(req.method) as method:
+                    ref = method.authorize(req, now=now)
+            except VoucherRefused as e:
+                again = self._paid_before(req, terms, served, now) \
+                    if e.reason == "redeemed" else None
+                if again is None:
+                    raise ApiError(402 if e.reason != "malformed" else 422, e.reason,
+                                   e.message) from None
+                # The same buyer, the same code: its answer was lost (a crash, a dropped
+                # connection). Answer again; the payment was taken once.
+                return {"ok": True, "payment": again.to_bytes().hex(),
+                        "grant": grant.to_bytes().hex(), "repeated": True}
+            payment = SignedPayment.sign(PaymentReceipt(
+                work=req.work, buyer=req.buyer, seller=me, amount=terms.price,
+                currency=terms.currency, method=req.method, payment_ref=ref,
+                nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)),
+                self.identity)
+            self.log.append(PAYMENT_ISSUED, payment.to_bytes())
         return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
 
     def _paid_before(self, req: PurchaseRequest, terms: PaidTerms,

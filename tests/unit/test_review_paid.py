@@ -1,0 +1,108 @@
+"""Review findings in p2pdist/paid.py and p2pdist/node.py (paid works), in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import pytest
+
+from p2pdist._api import ApiError
+from p2pdist._credit import open_ledger
+from p2pdist.identity import Identity
+from p2pdist.licensing import PaidTerms
+from p2pdist.node import publish
+from p2pdist.paid import PAYMENT_ISSUED, VOUCHERS_NAME, Shop, issue_vouchers
+from p2pdist.payouts.methods import PaymentMethod, VoucherMethod
+from p2pdist.payouts.payments import PurchaseRequest, SignedPayment, SignedPurchase
+from p2pdist.payouts.vouchers import VoucherBook
+
+
+def _identity(name: str) -> Identity:
+    return Identity(name, nacl.signing.SigningKey(hashlib.sha256(name.encode()).digest()))
+
+
+ADA, FAN = _identity("ada"), _identity("fan")
+
+
+@pytest.fixture
+def sold(tmp_path: Path) -> tuple[Path, str]:
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(b"a" * 100_000)
+    home = tmp_path / "ada"
+    res = publish(home, ADA, album, title="Album",
+                  paid=PaidTerms(500, "EUR", 1500, (ADA.public_key,)),
+                  out=tmp_path / "album.torrent")
+    return home, res.work
+
+
+def _request(work: str, code: str, buyer: Identity = FAN) -> bytes:
+    import os
+
+    return SignedPurchase.sign(PurchaseRequest(
+        work=bytes.fromhex(work), buyer=buyer.public_key, seller=ADA.public_key,
+        method="voucher", payment=code, nonce=os.urandom(16),
+        ts=datetime.now(UTC).replace(microsecond=0), receipts=()), buyer).to_bytes()
+
+
+class _SlowVoucher:
+    """A payment method that takes its time after the money is taken (a slow card
+    processor, a busy disk): the window between the payment and its receipt."""
+
+    name = "voucher"
+
+    def __init__(self, inner: VoucherMethod) -> None:
+        self.inner = inner
+
+    def authorize(self, request: PurchaseRequest, *, now: datetime) -> str:
+        ref = self.inner.authorize(request, now=now)
+        time.sleep(0.5)
+        return ref
+
+
+class _SlowShop(Shop):
+    @contextlib.contextmanager
+    def _method(self, name: str) -> Iterator[PaymentMethod]:
+        with VoucherBook(self.vouchers) as book:
+            yield _SlowVoucher(VoucherMethod(book))
+
+
+def test_one_voucher_sent_twice_at_once_by_its_buyer_is_one_payment(
+        sold: tuple[Path, str]) -> None:
+    # The buyer's first request is slow to answer, so it asks again: the seller must not
+    # sign two payment receipts for one redemption (the audit calls that a double spend).
+    home, work = sold
+    [code] = issue_vouchers(home, ADA, work, 1)
+    from p2pdist.library import Library
+
+    log = open_ledger(home, ADA.public_key)
+    try:
+        shop = _SlowShop(ADA, Library(home), log, home / VOUCHERS_NAME)
+        answers: list[Any] = []
+
+        def ask() -> None:
+            try:
+                answers.append(shop.handle(_request(work, code)))
+            except ApiError as e:
+                answers.append(e)
+
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        threads[0].start()
+        time.sleep(0.2)
+        threads[1].start()
+        for t in threads:
+            t.join()
+        refs = [SignedPayment.from_bytes(p).payment.payment_ref
+                for p in log.payloads(PAYMENT_ISSUED)]
+        assert len(refs) == len(set(refs)) == 1
+        assert all(isinstance(a, dict) and a["ok"] for a in answers)
+    finally:
+        log.close()
