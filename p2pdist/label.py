@@ -151,6 +151,9 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
         hi = _day(end, "--to") if end else datetime(9999, 12, 31, tzinfo=UTC)
         if hi <= lo:
             raise InputError("--to must be after --from")
+        if lo.year < 1970:
+            raise InputError(f"--from {start!r} is before 1970",
+                             remedy="give a date from 1970-01-01 on")
         period = Period(lo, hi)
     pool_ = None
     if pool is not None:

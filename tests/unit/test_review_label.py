@@ -117,3 +117,17 @@ def test_a_mistyped_expected_label_is_an_input_error_not_a_failed_verification(
     with pytest.raises(InputError) as e:  # exit 1, not 3: the statement is not at fault
         verify_statement_file(res.signed, label="not-a-key")
     assert e.value.exit_code == 1
+
+
+@pytest.mark.parametrize("dates", [{"start": "1960-01-01"},
+                                   {"start": "1960-01-01", "end": "2020-01-01"}])
+def test_a_period_before_1970_is_an_input_error_not_a_traceback(
+        tmp_path: Path, dates: dict[str, str]) -> None:
+    from p2pdist.errors import InputError
+
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    b = bundle(tmp_path, ADA, [("receipt.received", receipt(work, ADA, FAN, 1000))])
+    with pytest.raises(InputError, match="--from"):
+        payout(LABEL, [b], [lic], out=tmp_path / "st.json", now=T0, **dates)
+    assert not (tmp_path / "st.json").exists()
