@@ -170,12 +170,12 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
             sales=[p.payment for p in report.payments if p.payment.work in works],
             transfers=[s.receipt for s in report.transfers()], pool=pool_, period=period,
             exclude=sybils, issued=(now or datetime.now(UTC)).replace(microsecond=0))
+        signed = SignedStatement.sign(st, identity)
     except ValueError as e:
         raise InputError(f"cannot compute the statement: {e}") from None
     findings = [f.to_dict() for f in report.findings]
     text = {"json": to_json, "csv": to_csv}.get(fmt)
     rendered = text(st) if text is not None else to_html(st, findings)
-    signed = SignedStatement.sign(st, identity)
     atomic_write(signed_path, signed.to_bytes())
     atomic_write(out, rendered.encode("utf-8"))
     return PayoutResult(st, report, out, signed_path)

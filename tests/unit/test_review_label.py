@@ -131,3 +131,17 @@ def test_a_period_before_1970_is_an_input_error_not_a_traceback(
     with pytest.raises(InputError, match="--from"):
         payout(LABEL, [b], [lic], out=tmp_path / "st.json", now=T0, **dates)
     assert not (tmp_path / "st.json").exists()
+
+
+def test_a_statement_too_large_to_sign_is_an_input_error_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pdist.errors import InputError
+    from p2pdist.payouts import statement as statement_mod
+
+    lic, _ = cc_work(tmp_path)
+    work = bytes.fromhex(lic.work)
+    b = bundle(tmp_path, ADA, [("receipt.received", receipt(work, ADA, FAN, 1000))])
+    monkeypatch.setattr(statement_mod, "MAX_STATEMENT_SIZE", 300)
+    with pytest.raises(InputError, match="too large"):
+        payout(LABEL, [b], [lic], out=tmp_path / "st.json", now=T0)
+    assert not (tmp_path / "st.json").exists() and not (tmp_path / "st.p2ps").exists()
