@@ -829,7 +829,7 @@ def certify(
     json_out: JsonOpt = False,
 ) -> None:
     """As a label, sign a certificate that ARTIST is NAME (publish --certificate embeds it)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, date, datetime, timedelta
 
     from p2pdist.errors import InputError
     from p2pdist.identity import fingerprint, key_to_text
@@ -843,7 +843,9 @@ def certify(
         except ValueError:
             raise InputError(f"--expires {expires!r} is not a date",
                              remedy="give it as YYYY-MM-DD") from None
-        until = day + timedelta(days=1)  # valid through that whole day
+        # valid through that whole day (through its last second on 9999-12-31)
+        until = (day + timedelta(days=1) if day.date() < date.max
+                 else day.replace(hour=23, minute=59, second=59))
     signed = do_certify(_unlock(), pk, name, expires=until, out=out_path, force=force)
     c = signed.certificate
     if json_out:
