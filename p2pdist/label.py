@@ -184,7 +184,7 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
 def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
     """Check a signed statement (.p2ps): the label's signature, the exact sums."""
     expected = None
-    if label:
+    if label is not None:  # an empty --label "$UNSET" checks against nothing: refused
         try:
             expected = key_from_text(label)
         except MalformedObject:  # the argument is wrong, not the statement (exit 1)

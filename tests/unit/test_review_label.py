@@ -117,6 +117,8 @@ def test_a_mistyped_expected_label_is_an_input_error_not_a_failed_verification(
     with pytest.raises(InputError) as e:  # exit 1, not 3: the statement is not at fault
         verify_statement_file(res.signed, label="not-a-key")
     assert e.value.exit_code == 1
+    with pytest.raises(InputError):  # an empty --label "$UNSET" must not check nothing
+        verify_statement_file(res.signed, label="")
 
 
 @pytest.mark.parametrize("dates", [{"start": "1960-01-01"},
