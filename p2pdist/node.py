@@ -223,6 +223,11 @@ def publish(
         raise InputError("a work with other rights holders needs their signatures",
                          remedy="write a draft with --draft FILE; each holder runs "
                          "p2pdist license cosign FILE; then publish --manifest FILE PATH")
+    if paid is not None and identity.public_key not in paid.sellers:
+        # The content key stays in this home, sealed to this node: only it can sell.
+        raise InputError("a work for sale must name you among its sellers: only this node "
+                         "will hold its content key",
+                         remedy="add your own key with --seller (p2pdist whoami)")
     check_certificates(certificates, sheet)
     title = title.strip()
     credits = tuple(c.strip() for c in creators if c.strip()) or (identity.name,)

@@ -106,3 +106,21 @@ def test_one_voucher_sent_twice_at_once_by_its_buyer_is_one_payment(
         assert all(isinstance(a, dict) and a["ok"] for a in answers)
     finally:
         log.close()
+
+
+def test_a_work_for_sale_that_its_publisher_cannot_sell_is_refused(tmp_path: Path) -> None:
+    # The content key exists only in the publisher's home, sealed to its key: with other
+    # sellers only, no node could ever sell the work (the publisher is not a named seller,
+    # the named one has no key). Refused before anything is written.
+    from p2pdist.errors import InputError
+
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(b"a" * 1000)
+    home, out = tmp_path / "ada", tmp_path / "album.torrent"
+    with pytest.raises(InputError, match="seller"):
+        publish(home, ADA, album, title="Album",
+                paid=PaidTerms(500, "EUR", 1500, (FAN.public_key,)), out=out)
+    assert not out.exists()
+    assert not (home / "library").exists() or not any((home / "library").iterdir())
+    assert not (home / "paid").exists() or not any((home / "paid").iterdir())
