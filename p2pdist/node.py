@@ -296,6 +296,8 @@ def _check_urls(trackers: Sequence[str], web_seeds: Sequence[str]) -> None:
 
 def _check_out(out: Path | None, title: str, force: bool) -> Path:
     out = (out or Path.cwd() / f"{_slug(title)}.torrent").expanduser().absolute()
+    if out.is_dir():  # --force replaces a file, never a folder
+        raise InputError(f"{out} is a folder", remedy="name the .torrent file to write")
     if out.exists() and not force:
         raise InputError(f"{out} already exists", remedy="choose another --out, or add --force")
     return out

@@ -124,3 +124,22 @@ def test_a_work_for_sale_that_its_publisher_cannot_sell_is_refused(tmp_path: Pat
     assert not out.exists()
     assert not (home / "library").exists() or not any((home / "library").iterdir())
     assert not (home / "paid").exists() or not any((home / "paid").iterdir())
+
+
+def test_publish_to_a_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # "Every input is checked before anything is written; on error nothing is": with
+    # --force and --out naming a folder, the ciphertexts and the sealed key were left in
+    # the home before the torrent failed to write.
+    from p2pdist.errors import P2PDistError
+
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(b"a" * 1000)
+    home, out = tmp_path / "ada", tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(P2PDistError, match="folder"):
+        publish(home, ADA, album, title="Album",
+                paid=PaidTerms(500, "EUR", 1500, (ADA.public_key,)), out=out, force=True)
+    assert not (home / "library").exists() or not any((home / "library").iterdir())
+    assert not (home / "paid").exists() or not any((home / "paid").iterdir())
+
