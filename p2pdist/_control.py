@@ -127,7 +127,10 @@ class ControlServer:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock_fd)
-            old = _read_handle(home)
+            try:
+                old = _read_handle(home)
+            except P2PDistError:  # the home is in use all the same
+                old = None
             who = f" (pid {old.pid}, started {old.started})" if old else ""
             raise HomeInUse(f"a p2pdist node is already running in {home}{who}") from None
 

@@ -143,3 +143,16 @@ def test_publish_to_a_folder_is_refused_before_anything_is_written(tmp_path: Pat
     assert not (home / "library").exists() or not any((home / "library").iterdir())
     assert not (home / "paid").exists() or not any((home / "paid").iterdir())
 
+
+def test_a_second_node_is_refused_with_home_in_use_even_if_the_control_file_is_unreadable(
+        tmp_path: Path) -> None:
+    from p2pdist._control import CONTROL_FILE, ControlServer
+    from p2pdist.errors import HomeInUse
+
+    first = ControlServer(tmp_path)
+    try:
+        (tmp_path / CONTROL_FILE).mkdir()  # unreadable as a file, whoever runs the test
+        with pytest.raises(HomeInUse):
+            ControlServer(tmp_path)
+    finally:
+        first.close()
