@@ -343,10 +343,17 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
         status, doc = post(host, port, "/purchase",
                            SignedPurchase.sign(req, identity).to_bytes(), timeout=30)
         if status != 200:
+            # The shop's own reasons ("redeemed", "stale", ...) come before the payment.
+            # An error's class name ("StorageError") or "internal" may come after it (the
+            # seller's disk failed): a retry with the same code is answered with the
+            # payment taken, never charged twice.
+            reason = str(doc.get("reason", "refused"))
+            refused = reason != "internal" and reason.islower()
             raise PurchaseRefused(
                 f"the seller refused: {doc.get('error') or f'HTTP {status}'}",
-                reason=str(doc.get("reason", "refused")),
-                remedy="nothing was charged; check the code, or ask the seller")
+                reason=reason,
+                remedy="nothing was charged; check the code, or ask the seller" if refused
+                else "run buy again with the same code: it is never charged twice")
         return _keep(library, log, identity, w, lic, terms, doc, pk)
     raise NetworkError("no seller answered: " + "; ".join(errors),
                        remedy="check that a seller's node is running; give --seller HOST:PORT")
