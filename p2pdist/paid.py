@@ -316,7 +316,8 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
         now: datetime | None = None) -> BuyResult:
     """Buy *work* from a seller its license names; keep the grant and the receipt.
 
-    Raises PaymentRejected ("not-a-seller") when the node asked is not a named seller,
+    Raises PaymentRejected ("not-a-seller") when the node *seller* names is not a named
+    seller (remembered endpoints where another node answers now are passed over),
     PurchaseRefused with the seller's reason, NetworkError when no seller answers.
     """
     w, lic, terms = paid_license(library, work)
@@ -330,6 +331,10 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
             pk, _name = identify(host, port)
         except (NetworkError, InvalidSignature) as e:
             errors.append(e.message)
+            continue
+        if pk not in terms.sellers and seller is None:
+            # A remembered or hinted endpoint where another node answers now: try the next.
+            errors.append(f"{host}:{port} is {fingerprint(pk)}, not a seller of this work")
             continue
         if pk not in terms.sellers:
             raise PaymentRejected(

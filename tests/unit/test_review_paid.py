@@ -156,3 +156,43 @@ def test_a_second_node_is_refused_with_home_in_use_even_if_the_control_file_is_u
             ControlServer(tmp_path)
     finally:
         first.close()
+
+
+def test_buy_passes_over_a_stale_seller_endpoint_to_the_next_one(tmp_path: Path) -> None:
+    # sellers_seen remembers where a seller proved its key; if another node answers there
+    # now, buy() must try the next candidate (here the license's seller_api hint) instead
+    # of giving up with "not a seller".
+    from dataclasses import replace
+
+    from p2pdist._api import NodeApi
+    from p2pdist.identity import key_to_text
+    from p2pdist.library import Library
+    from p2pdist.paid import buy
+
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(b"a" * 1000)
+    home, fan_home = tmp_path / "ada", tmp_path / "fan"
+    seller_api = NodeApi(ADA, "127.0.0.1", 0).start()
+    stranger = NodeApi(_identity("stranger"), "127.0.0.1", 0).start()
+    log = open_ledger(home, ADA.public_key)
+    fan_log = open_ledger(fan_home, FAN.public_key)
+    try:
+        res = publish(home, ADA, album, title="Album", out=tmp_path / "album.torrent",
+                      paid=PaidTerms(500, "EUR", 1500, (ADA.public_key,),
+                                     f"127.0.0.1:{seller_api.port}"))
+        shop = Shop(ADA, Library(home), log, home / VOUCHERS_NAME)
+        seller_api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
+        [code] = issue_vouchers(home, ADA, res.work, 1)
+        seller_lib, fan_lib = Library(home), Library(fan_home)
+        w = seller_lib.get(res.work)
+        fan_lib.add(replace(w, role="fetched", sellers_seen=(
+            f"{key_to_text(ADA.public_key)}@127.0.0.1:{stranger.port}",)),
+            seller_lib.torrent(res.work))
+        bought = buy(fan_lib, fan_log, FAN, res.work, method="voucher", payment=code)
+        assert bought.seller == key_to_text(ADA.public_key)
+    finally:
+        seller_api.close()
+        stranger.close()
+        log.close()
+        fan_log.close()
