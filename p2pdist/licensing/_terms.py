@@ -115,7 +115,8 @@ def cc_terms(spdx: str) -> CCTerms:
 def currency_exponent(code: str) -> int | None:
     """Minor-unit digits of an ISO 4217 money currency (EUR 2, JPY 0, BHD 3), else None.
 
-    Codes without minor units (gold, test codes, XXX) are not money here: None.
+    Codes without minor units (precious metals, test codes, the no-currency code) are not
+    money here: None.
     """
     if not (len(code) == 3 and code.isascii() and code.isupper()):
         return None
