@@ -19,7 +19,7 @@ from p2pdist._text import is_printable
 from p2pdist.errors import MalformedObject
 
 __all__ = ["as_bytes", "as_dict", "as_int", "as_list", "as_text", "check_version",
-           "envelope", "open_envelope"]
+           "envelope", "open_envelope", "read_signed"]
 
 MAX_COUNT = 2**63 - 1
 MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -94,3 +94,12 @@ def open_envelope(data: bytes, type_: str, *, max_size: int, what: str) -> tuple
     check_version(d, type_, what)
     return as_bytes(d["body"], f"{what}'s body", max_len=max_size), \
         as_bytes(d["sig"], f"{what}'s signature", 64)
+
+
+def read_signed(data: bytes, type_: str, *, max_size: int, what: str
+                ) -> tuple[bytes, Any, bytes]:
+    """(body bytes, body decoded, signature) of the ``type_ + "/signed"`` envelope of a
+    *what*; the caller's from_dict checks the decoded body, its verify function the sig."""
+    body, sig = open_envelope(data, type_ + "/signed", max_size=max_size,
+                              what=f"signed {what}")
+    return body, _canonical.decode(body, max_size=max_size, what=what), sig

@@ -32,7 +32,7 @@ from p2pdist._signed import (
     as_text,
     check_version,
     envelope,
-    open_envelope,
+    read_signed,
 )
 from p2pdist._text import is_printable
 from p2pdist.errors import MalformedObject, VerificationError
@@ -166,10 +166,8 @@ class SignedCertificate:
     def from_bytes(cls, data: bytes) -> SignedCertificate:
         """Parse an envelope (size first); MalformedObject for anything else. The
         signature is checked by verify_certificate, not here."""
-        body, sig = open_envelope(data, CERTIFICATE_TYPE + "/signed",
-                                  max_size=MAX_CERTIFICATE_SIZE,
-                                  what="signed artist certificate")
-        d = _canonical.decode(body, max_size=MAX_CERTIFICATE_SIZE, what="artist certificate")
+        body, d, sig = read_signed(data, CERTIFICATE_TYPE, max_size=MAX_CERTIFICATE_SIZE,
+                                   what="artist certificate")
         return cls(body, ArtistCertificate.from_dict(d), sig)
 
 

@@ -26,7 +26,7 @@ from p2pdist._signed import (
     as_int,
     check_version,
     envelope,
-    open_envelope,
+    read_signed,
 )
 from p2pdist.errors import InvalidSignature, MalformedObject, NotLicensed
 from p2pdist.identity import Identity, fingerprint, verify_signature
@@ -111,9 +111,8 @@ class SignedGrant:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedGrant:
-        body, sig = open_envelope(data, GRANT_TYPE + "/signed", max_size=MAX_GRANT_SIZE,
-                                  what="signed license grant")
-        d = _canonical.decode(body, max_size=MAX_GRANT_SIZE, what="license grant")
+        body, d, sig = read_signed(data, GRANT_TYPE, max_size=MAX_GRANT_SIZE,
+                                   what="license grant")
         try:
             return cls(body, LicenseGrant.from_dict(d), sig)
         except ValueError as e:

@@ -37,7 +37,7 @@ from p2pdist._signed import (
     as_text,
     check_version,
     envelope,
-    open_envelope,
+    read_signed,
 )
 from p2pdist.errors import MalformedObject, VerificationError
 from p2pdist.identity import Identity, fingerprint, verify_signature
@@ -196,9 +196,8 @@ class SignedPurchase:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedPurchase:
-        body, sig = open_envelope(data, PURCHASE_TYPE + "/signed", max_size=MAX_PURCHASE_SIZE,
-                                  what="signed purchase request")
-        d = _canonical.decode(body, max_size=MAX_PURCHASE_SIZE, what="purchase request")
+        body, d, sig = read_signed(data, PURCHASE_TYPE, max_size=MAX_PURCHASE_SIZE,
+                                   what="purchase request")
         return cls(body, PurchaseRequest.from_dict(d), sig)
 
 
@@ -364,9 +363,8 @@ class SignedPayment:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedPayment:
-        body, sig = open_envelope(data, PAYMENT_TYPE + "/signed", max_size=MAX_PAYMENT_SIZE,
-                                  what="signed payment receipt")
-        d = _canonical.decode(body, max_size=MAX_PAYMENT_SIZE, what="payment receipt")
+        body, d, sig = read_signed(data, PAYMENT_TYPE, max_size=MAX_PAYMENT_SIZE,
+                                   what="payment receipt")
         return cls(body, PaymentReceipt.from_dict(d), sig)
 
 

@@ -79,7 +79,7 @@ from p2pdist._signed import (
     as_text,
     check_version,
     envelope,
-    open_envelope,
+    read_signed,
 )
 from p2pdist._text import is_printable
 from p2pdist.errors import MalformedObject, VerificationError
@@ -580,9 +580,8 @@ class SignedStatement:
     def from_bytes(cls, data: bytes) -> SignedStatement:
         """Parse an envelope (size first); MalformedObject for anything else. The
         signature is checked by verify_statement, not here."""
-        body, sig = open_envelope(data, STATEMENT_TYPE + "/signed",
-                                  max_size=MAX_STATEMENT_SIZE, what="signed payout statement")
-        d = _canonical.decode(body, max_size=MAX_STATEMENT_SIZE, what="payout statement")
+        body, d, sig = read_signed(data, STATEMENT_TYPE, max_size=MAX_STATEMENT_SIZE,
+                                   what="payout statement")
         return cls(body, Statement.from_dict(d), sig)
 
 
