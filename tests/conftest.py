@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.opentracker import OpenTracker
+
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -61,3 +63,12 @@ def start_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subp
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[OpenTracker]:
+    """Debian's opentracker on 127.0.0.1 (see tests/opentracker.py)."""
+    from tests.opentracker import opentracker
+
+    with opentracker(tmp_path / "opentracker") as t:
+        yield t

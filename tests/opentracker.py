@@ -1,0 +1,118 @@
+"""Debian's `opentracker` on 127.0.0.1, for tests that find peers through a real tracker.
+
+The Debian build answers only whitelisted infohashes, so a test publishes its work, then
+calls `allow_torrent` (which adds the v1 hash and, for a hybrid or v2 torrent, the first 40
+hex characters of the v2 hash, and reloads the list with SIGHUP) before any peer announces.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OpenTracker:
+    """A running opentracker bound to 127.0.0.1 (TCP and UDP on the same port)."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("opentracker")
+        if binary is None:
+            pytest.skip("opentracker is not installed (.ci/run installs it from Debian)")
+        self.port = _free_port()
+        self.whitelist = workdir / "opentracker-whitelist.txt"
+        self.whitelist.write_text("")
+        self.log = workdir / "opentracker.log"
+        self._allowed: list[str] = []
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
+                 "-A", "127.0.0.1", "-w", str(self.whitelist)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+            )
+        self._wait_listening()
+
+    @property
+    def announce(self) -> str:
+        return f"http://127.0.0.1:{self.port}/announce"
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"opentracker exited {self.proc.returncode}: "
+                                   f"{self.log.read_text(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("opentracker did not start listening within 10 s")
+
+    def allow(self, *hex_hashes: str) -> None:
+        """Whitelist these infohashes (40 hex characters each) and reload the list."""
+        for raw in hex_hashes:
+            h = raw.lower()[:40]
+            if h not in self._allowed:
+                self._allowed.append(h)
+        self.whitelist.write_text("".join(f"{h}\n" for h in self._allowed))
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not all(self._authorized(h) for h in self._allowed):
+            if time.monotonic() > deadline:
+                raise RuntimeError("opentracker did not reload its whitelist within 10 s")
+            time.sleep(0.05)
+
+    def allow_torrent(self, torrent: Path) -> None:
+        """Whitelist a .torrent's v1 hash and its truncated v2 hash, whichever it has."""
+        import libtorrent as lt
+
+        ti = lt.torrent_info(str(torrent))
+        hashes = ti.info_hashes()
+        found = [str(h) for h in (hashes.v1, hashes.v2) if not h.is_all_zeros()]
+        self.allow(*found)
+
+    def _authorized(self, hex_hash: str) -> bool:
+        """Ask for peers the way a client would, as a peer that says it has left: no side
+        effect on the swarm; opentracker refuses a hash it does not list."""
+        q = urllib.parse.urlencode({
+            "info_hash": bytes.fromhex(hex_hash), "peer_id": b"-PROBE-0000000000000",
+            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": "stopped",
+            "compact": 1,
+        })
+        with urllib.request.urlopen(f"{self.announce}?{q}", timeout=5) as r:  # noqa: S310
+            return b"failure reason" not in r.read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def opentracker(workdir: Path) -> Iterator[OpenTracker]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    t = OpenTracker(workdir)
+    try:
+        yield t
+    finally:
+        t.close()
