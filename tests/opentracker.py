@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -35,8 +36,14 @@ class OpenTracker:
         if binary is None:
             pytest.skip("opentracker is not installed (.ci/run installs it from Debian)")
         self.port = _free_port()
-        self.whitelist = workdir / "opentracker-whitelist.txt"
+        # Started as root, opentracker runs as `nobody`, who cannot read the test's private
+        # temp folder: it would then refuse every announce. Its whitelist lives in a folder
+        # anyone may read.
+        self._public = Path(tempfile.mkdtemp(prefix="p2pdist-opentracker-"))
+        self._public.chmod(0o755)
+        self.whitelist = self._public / "whitelist.txt"
         self.whitelist.write_text("")
+        self.whitelist.chmod(0o644)
         self.log = workdir / "opentracker.log"
         self._allowed: list[str] = []
         with self.log.open("wb") as log:
@@ -45,7 +52,11 @@ class OpenTracker:
                  "-A", "127.0.0.1", "-w", str(self.whitelist)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             )
-        self._wait_listening()
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def announce(self) -> str:
@@ -88,15 +99,18 @@ class OpenTracker:
         self.allow(*found)
 
     def _authorized(self, hex_hash: str) -> bool:
-        """Ask for peers the way a client would, as a peer that says it has left: no side
-        effect on the swarm; opentracker refuses a hash it does not list."""
-        q = urllib.parse.urlencode({
-            "info_hash": bytes.fromhex(hex_hash), "peer_id": b"-PROBE-0000000000000",
-            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": "stopped",
-            "compact": 1,
-        })
-        with urllib.request.urlopen(f"{self.announce}?{q}", timeout=5) as r:  # noqa: S310
-            return b"failure reason" not in r.read()
+        """Announce the way a client would; opentracker refuses a hash it does not list.
+        (It does not check a "stopped" announce, so the probe starts, then leaves at once.)"""
+        for event in ("started", "stopped"):
+            q = urllib.parse.urlencode({
+                "info_hash": bytes.fromhex(hex_hash), "peer_id": b"-PROBE-0000000000000",
+                "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": event,
+                "numwant": 0, "compact": 1,
+            })
+            with urllib.request.urlopen(f"{self.announce}?{q}", timeout=5) as r:  # noqa: S310
+                if b"failure reason" in r.read():
+                    return False
+        return True
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -106,6 +120,7 @@ class OpenTracker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self._public, ignore_errors=True)
 
 
 @contextmanager
