@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from p2pdist import __version__
-from p2pdist.errors import InvalidSignature, NetworkError, P2PDistError
+from p2pdist.errors import InvalidSignature, NetworkError, P2PDistError, StorageError
 from p2pdist.identity import Identity, key_from_text, key_to_text, verify_signature
 
 __all__ = [
@@ -145,7 +145,10 @@ class NodeApi:
                 except ApiError as e:
                     self._answer(e.status, {"ok": False, "reason": e.reason, "error": e.message})
                 except P2PDistError as e:
-                    code = 422 if e.exit_code == 3 else 400
+                    # A disk that failed us is our problem, not the request's: 507 says
+                    # "nothing was kept, send it again later".
+                    code = (507 if isinstance(e, StorageError) else
+                            422 if e.exit_code == 3 else 400)
                     self._answer(code, {"ok": False, "reason": type(e).__name__,
                                         "error": e.message})
                 except (TimeoutError, ConnectionError):

@@ -86,6 +86,8 @@ class Credit:
     _received: dict[Key, TransferReceipt] = field(default_factory=dict)
     _collected: dict[Key, TransferReceipt] = field(default_factory=dict)
     _uploaders: dict[tuple[bytes, bytes], _Uploader] = field(default_factory=dict)
+    # (work, uploader) -> the highest seq the uploader answered 2xx for: it holds that one.
+    _acked: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _senders: list[threading.Thread] = field(default_factory=list)
 
@@ -189,8 +191,8 @@ class Credit:
             if (collector is not None and collector.pk not in (pk, me)
                     and self.may_send_to(collector.host)):
                 targets.append((collector.host, collector.port))
-            for h, p in targets:
-                t = threading.Thread(target=self._send, args=(h, p, signed),
+            for i, (h, p) in enumerate(targets):
+                t = threading.Thread(target=self._send, args=(h, p, signed, i == 0),
                                      daemon=True, name="send-receipt")
                 t.start()
                 self._senders.append(t)
@@ -198,10 +200,20 @@ class Credit:
             self.flush()
         return issued
 
-    def _send(self, host: str, port: int, signed: SignedReceipt) -> None:
+    def _send(self, host: str, port: int, signed: SignedReceipt, to_uploader: bool) -> None:
         # It is in our ledger already; the next (cumulative) receipt supersedes a lost one.
         with contextlib.suppress(P2PDistError):
-            post(host, port, "/receipts", signed.to_bytes(), timeout=5)
+            status, _ = post(host, port, "/receipts", signed.to_bytes(), timeout=5)
+            if to_uploader and 200 <= status < 300:
+                r = signed.receipt
+                with self._lock:
+                    k = (r.work, r.uploader)
+                    self._acked[k] = max(self._acked.get(k, 0), r.seq)
+
+    def acknowledged(self, work: bytes) -> dict[bytes, int]:
+        """Per uploader of *work*: the highest seq it acknowledged holding (this session)."""
+        with self._lock:
+            return {up: seq for (w, up), seq in self._acked.items() if w == work}
 
     def collected(self, work: bytes) -> list[TransferReceipt]:
         """Latest collected receipt per (uploader, downloader) for *work*."""

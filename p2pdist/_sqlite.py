@@ -8,6 +8,7 @@ a schema created once under ``user_version``. Every failure is a StorageError.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +17,26 @@ from p2pdist.errors import StorageError
 __all__ = ["open_durable", "storage_error"]
 
 
+def _disk_full(path: Path, e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return True
+    # Growing the WAL index (-shm) on a full disk is reported as an I/O error.
+    if code is None or code & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < 64 * 1024
+    except OSError:
+        return False
+
+
 def storage_error(what: str, path: Path, e: sqlite3.Error) -> StorageError:
+    if _disk_full(path, e):
+        # A failed transaction rolls back whole: nothing of it was kept, and what was
+        # committed before is intact.
+        return StorageError(f"the disk is full: the {what} {path} cannot grow ({e})",
+                            remedy="free some space, then run the command again: nothing "
+                            "committed before was lost")
     return StorageError(f"the {what} {path} could not be used: {e}")
 
 

@@ -1095,7 +1095,7 @@ class Node:
             st = s.status
             works.append({
                 "work": s.work, "title": s.title, "state": st.state.value,
-                "error": st.error or None, "progress": round(st.progress, 4),
+                "error": st.disk_error or st.error or None, "progress": round(st.progress, 4),
                 "size": st.total_wanted, "done": st.total_done,
                 "down_rate": st.down_rate, "up_rate": st.up_rate, "uploaded": st.uploaded,
                 "credit": self.credit_of(s.work),
@@ -1219,7 +1219,10 @@ class Node:
     def receipts_issued(self, key: str) -> dict[str, dict[str, int]]:
         if self.credit is None:
             return {}
-        return {key_to_text(pk): {"seq": r.seq, "bytes": r.bytes}
+        acked = self.credit.acknowledged(bytes.fromhex(key))
+        # "acknowledged": the highest seq the uploader answered for (0: none this run).
+        return {key_to_text(pk): {"seq": r.seq, "bytes": r.bytes,
+                                  "acknowledged": acked.get(pk, 0)}
                 for pk, r in self.credit.issued(bytes.fromhex(key)).items()}
 
     def _on_complete(self, key: str) -> None:
@@ -1260,11 +1263,18 @@ class Node:
         return saved
 
     def close(self) -> None:
-        """Save resume data for every work, then stop the session."""
+        """Acknowledge what arrived, save resume data for every work, stop the session."""
         try:
-            if self.credit is not None:
-                self.credit.flush()
-            self._save_resume([k for k in self.swarm.works() if k != "pending"])
+            try:
+                if self.credit is not None:
+                    # A fetch that stops early (Ctrl-C, a full disk, a lost peer) still
+                    # acknowledges the verified bytes since its last receipt.
+                    for k in self.swarm.works():
+                        if k != "pending" and k not in self._completed:
+                            self._issue_receipts(k, final=True)
+                    self.credit.flush()
+            finally:
+                self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:
             self.swarm.close()
             if self.api is not None:
@@ -1282,6 +1292,18 @@ def _data_present(save_path: Path, torrent: bytes) -> bool:
     except P2PDistError:
         return True
     return (save_path / name).exists()
+
+
+def _disk_error(status: WorkStatus, dest: str) -> StorageError:
+    """A failed write into the fetch's folder, and how to carry on."""
+    if status.disk_full:
+        return StorageError(
+            f"the disk is full: no space left to write {status.disk_error.partition(':')[0]}",
+            remedy=f"free some space on the disk of {dest}, then run the same fetch "
+            "again: it resumes where it stopped")
+    return StorageError(f"cannot write the work's files: {status.disk_error}",
+                        remedy="fix the folder (permissions, a missing disk), then run the "
+                        "same fetch again: it resumes where it stopped")
 
 
 def _storage_error(msg: str) -> P2PDistError:
@@ -1309,6 +1331,10 @@ def wait_complete(
         snap = snaps[key]
         if on_progress:
             on_progress(snap)
+        if snap.status.disk_error:
+            # Before the torrent's own error: a write that failed can also show as data
+            # that fails its hash check.
+            raise _disk_error(snap.status, node.library.get(key).save_path)
         if snap.status.state is TorrentState.ERROR:
             raise _storage_error(snap.status.error)
         if snap.status.complete and node.finished(key):

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from p2pdist import _canonical
-from p2pdist._sqlite import open_durable
+from p2pdist._sqlite import open_durable, storage_error
 from p2pdist.errors import (
     ForkDetected,
     InvalidSignature,
@@ -581,7 +581,7 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
 
 
 def _storage_error(path: Path, e: sqlite3.Error) -> StorageError:
-    return StorageError(f"the ledger {path} could not be used: {e}")
+    return storage_error("ledger", path, e)
 
 
 class Ledger:
@@ -700,7 +700,10 @@ class Ledger:
                 self._insert(new)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has rolled back already when COMMIT failed on a full disk;
+                # a second ROLLBACK would hide that error behind "no transaction".
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise _storage_error(self.path, e) from e
@@ -752,7 +755,10 @@ class Ledger:
                 out = fn()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has rolled back already when COMMIT failed on a full disk;
+                # a second ROLLBACK would hide that error behind "no transaction".
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise _storage_error(self.path, e) from e

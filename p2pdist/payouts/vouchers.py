@@ -54,7 +54,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
-from p2pdist._sqlite import open_durable
+from p2pdist._sqlite import open_durable, storage_error
 from p2pdist.errors import InputError, StorageError, VoucherRefused
 from p2pdist.identity import atomic_write, key_to_text
 
@@ -312,7 +312,7 @@ CREATE TRIGGER IF NOT EXISTS vouchers_redeem_once BEFORE UPDATE ON vouchers
 
 
 def _storage_error(path: Path, e: sqlite3.Error) -> StorageError:
-    return StorageError(f"the voucher book {path} could not be used: {e}")
+    return storage_error("voucher book", path, e)
 
 
 class VoucherBook:
@@ -351,7 +351,10 @@ class VoucherBook:
                     out = fn()
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # SQLite has rolled back already when COMMIT failed on a full disk;
+                    # a second ROLLBACK would hide that error behind "no transaction".
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
                 raise _storage_error(self.path, e) from e

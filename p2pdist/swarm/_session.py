@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import ipaddress
 import time
 from collections.abc import Iterable, Sequence
@@ -62,6 +63,10 @@ class WorkStatus:
     has_metadata: bool
     upload_mode: bool
     finished: bool = False  # every wanted piece passed its hash check
+    # A write or read of the work's files failed (libtorrent then stops downloading it):
+    # what failed, in words, and whether it was a full disk.
+    disk_error: str = ""
+    disk_full: bool = False
 
     @property
     def uploaded(self) -> int:
@@ -179,6 +184,7 @@ class Swarm:
         self._clients: dict[str, str] = {}
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
+        self._disk: dict[str, tuple[str, bool]] = {}  # key -> (what failed, disk full)
         deadline = time.monotonic() + 5
         while self._ses.listen_port() == 0 and time.monotonic() < deadline:
             self._drain()
@@ -301,6 +307,8 @@ class Swarm:
             raise ValueError(f"work {new} is already in this session")
         self._handles[new] = self._handles.pop(old)
         self._verified[new] = self._verified.pop(old)
+        if old in self._disk:
+            self._disk[new] = self._disk.pop(old)
 
     def connect(self, key: str, peers: Iterable[tuple[str, int]]) -> None:
         h = self._handles[key]
@@ -310,6 +318,7 @@ class Swarm:
     def remove(self, key: str) -> None:
         h = self._handles.pop(key, None)
         self._verified.pop(key, None)
+        self._disk.pop(key, None)
         if h is not None:
             self._ses.remove_torrent(h)
 
@@ -339,6 +348,10 @@ class Swarm:
         state = _STATES.get(s.state, TorrentState.DOWNLOADING)
         if s.errc.value():
             state = TorrentState.ERROR
+        upload_mode = bool(h.flags() & lt.torrent_flags.upload_mode)
+        if key in self._disk and not (upload_mode or s.errc.value()):
+            del self._disk[key]  # libtorrent retried the disk, and it worked
+        disk_error, disk_full = self._disk.get(key, ("", False))
         return WorkStatus(
             key=key,
             name=str(s.name),
@@ -355,8 +368,10 @@ class Swarm:
             num_peers=int(s.num_peers),
             error=str(s.errc.message()) if s.errc.value() else "",
             has_metadata=bool(s.has_metadata),
-            upload_mode=bool(h.flags() & lt.torrent_flags.upload_mode),
+            upload_mode=upload_mode,
             finished=bool(s.is_finished),
+            disk_error=disk_error,
+            disk_full=disk_full,
         )
 
     def verified_bytes(self, key: str) -> dict[str, int]:
@@ -447,7 +462,14 @@ class Swarm:
                 k = self._key_of(a.handle)
                 if k is not None:
                     self._resume.setdefault(k, b"")
-            elif isinstance(a, lt.listen_failed_alert | lt.file_error_alert):
+            elif isinstance(a, lt.file_error_alert):
+                # On a write error libtorrent puts the work in upload mode and goes on
+                # quietly: remember the first error, or a fetch waits for data in vain.
+                k = self._key_of(a.handle)
+                if k is not None and k not in self._disk:
+                    self._disk[k] = _disk_problem(a)
+                self._errors.append(str(a.message()))
+            elif isinstance(a, lt.listen_failed_alert):
                 self._errors.append(str(a.message()))
 
     def poll(self) -> list[str]:
@@ -488,6 +510,15 @@ class Swarm:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _disk_problem(a: Any) -> tuple[str, bool]:
+    """A file_error_alert in words: (what failed, whether the disk is full)."""
+    code = a.error
+    full = code.category().name() in ("system", "generic") and code.value() in (
+        errno.ENOSPC, errno.EDQUOT)
+    name = str(a.filename() or "") or "the work's files"
+    return f"{name}: {code.message()}", full
 
 
 def _client_text(raw: object) -> str:
