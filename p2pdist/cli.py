@@ -500,6 +500,11 @@ def seed(
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
     api_listen: ApiListenOpt = None,
+    super_seed: Annotated[
+        bool, typer.Option("--super-seed", help="Initial seeding (BEP 16): each piece leaves "
+                           "you about once and the fans trade the rest; for launching a work "
+                           "to many fans at once (a lone fan fetches slower).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON line when ready "
                                            "and a final JSON report on exit.")] = False,
 ) -> None:
@@ -511,7 +516,7 @@ def seed(
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
                 api_listen=_api_listen(api_listen), control=True)
-    works = node.seed_library()
+    works = node.seed_library(super_seed=super_seed)
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
                else str(node.listen_port), "port": node.listen_port,

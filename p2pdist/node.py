@@ -941,8 +941,10 @@ class Node:
     def listen_port(self) -> int:
         return self.swarm.listen_port
 
-    def seed_library(self) -> list[Work]:
-        """Add every work of the library to the session, from resume data where saved."""
+    def seed_library(self, *, super_seed: bool = False) -> list[Work]:
+        """Add every work of the library to the session, from resume data where saved.
+        With *super_seed*, complete works are seeded as their initial seeder would
+        (see Swarm.super_seed): for launching a work to many fans at once."""
         works = self.library.all()
         for w in works:
             if w.work in self._titles:
@@ -961,6 +963,8 @@ class Node:
             self._titles[w.work] = w.title
             if w.complete:
                 self._completed.add(w.work)
+                if super_seed:
+                    self.swarm.super_seed(w.work)
         return works
 
     def fetch(

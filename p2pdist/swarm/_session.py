@@ -216,6 +216,8 @@ class Swarm:
         atp.flags &= ~lt.torrent_flags.paused
         atp.flags &= ~lt.torrent_flags.auto_managed
         atp.flags &= ~lt.torrent_flags.duplicate_is_error
+        # Resume data remembers super seeding; only super_seed() turns it on, per session.
+        atp.flags &= ~lt.torrent_flags.super_seeding
         if hold:
             atp.flags |= lt.torrent_flags.upload_mode
         if self.profile is Profile.LOCAL:
@@ -288,6 +290,12 @@ class Swarm:
         atp = lt.parse_magnet_uri(uri)
         atp.save_path = str(save_path)
         self._add(key, atp, peers, hold=True)
+
+    def super_seed(self, key: str) -> None:
+        """Seed *key* as its initial seeder (BEP 16 super seeding): offer each peer one rare
+        piece at a time, so that each piece leaves this node about once and the peers
+        trade the rest. A lone downloader fetches several times slower from such a seed."""
+        self._handles[key].set_flags(lt.torrent_flags.super_seeding)
 
     def set_client_version(self, text: str) -> None:
         """The BEP 10 client string new connections will see."""

@@ -1,12 +1,33 @@
 """A swarm at scale on 127.0.0.1: one artist and 16 fans as separate `p2pdist` processes,
-finding each other through Debian's opentracker alone."""
+finding each other through Debian's opentracker alone (no --peer anywhere)."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import threading
+import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
+
+from p2pdist.identity import load_public_identity
+from tests.conftest import run_cli, start_cli
+from tests.integration._story import digests, make_album
 from tests.opentracker import OpenTracker
+
+MiB = 1024 * 1024
+FANS = 16
+SIZE = 64 * MiB
+STAGGER = 0.5  # seconds between one fan's start and the next
+SWARM_DEADLINE = 110.0  # seconds from the first fan's start until every fan must be done
+T = TypeVar("T")
 
 
 def _announce(tracker: OpenTracker, infohash: str, port: int) -> bytes:
@@ -29,3 +50,160 @@ def test_tracker_serves_listed_works_only(tracker: OpenTracker) -> None:
     peers = _announce(tracker, listed, 6882)
     assert bytes([127, 0, 0, 1]) + (6881).to_bytes(2, "big") in peers
     assert bytes([127, 0, 0, 1]) + (1).to_bytes(2, "big") not in peers
+
+
+class _Proc:
+    """A long-running CLI process whose JSON lines (stdout) and stderr are read as they
+    come, so neither pipe can fill up and block it."""
+
+    def __init__(self, name: str, home: Path, *args: str) -> None:
+        self.name = name
+        self.started = time.monotonic()
+        self.proc = start_cli(home, *args)
+        self.objects: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        self._got = threading.Event()
+        self._threads = [threading.Thread(target=self._out, daemon=True),
+                         threading.Thread(target=self._err, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.objects.append(json.loads(line))
+                self._got.set()
+        self._got.set()
+
+    def _err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def first(self, deadline: float) -> dict[str, Any]:
+        """Its first JSON line; fail with its stderr when none came before *deadline*."""
+        self._got.wait(max(0.0, deadline - time.monotonic()))
+        if not self.objects:
+            raise AssertionError(f"{self.name} reported nothing in time (exit "
+                                 f"{self.proc.poll()}):\n{''.join(self.stderr)[-3000:]}")
+        return self.objects[0]
+
+    def interrupt(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def wait(self) -> int:
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for t in self._threads:
+            t.join(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return self.proc.returncode
+
+
+def _each(fn: Callable[[Path], T], homes: Iterable[Path]) -> list[T]:
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(fn, homes))
+
+
+@pytest.mark.slow
+def test_sixteen_fans_spread_a_work_via_opentracker_and_every_byte_is_receipted(
+    tmp_path: Path, tracker: OpenTracker
+) -> None:
+    album = make_album(tmp_path / "studio" / "Launch", [SIZE])
+    artist = tmp_path / "artist"
+    torrent = tmp_path / "launch.torrent"
+    run_cli(artist, "init", "--name", "artist")
+    pub = json.loads(run_cli(artist, "publish", str(album), "--title", "Launch", "--license",
+                             "CC-BY-4.0", "--tracker", tracker.announce, "--out", str(torrent),
+                             "--json").stdout)
+    work, size = pub["work"], pub["size"]
+    assert size == SIZE
+    tracker.allow_torrent(torrent)
+    fans = [tmp_path / f"fan{i:02d}" for i in range(1, FANS + 1)]
+    _each(lambda h: run_cli(h, "init", "--name", h.name), fans)
+    keys = {h: load_public_identity(h).key_text for h in [artist, *fans]}
+
+    # The artist launches the work as its initial seeder; the fans reseed once complete.
+    seeder = _Proc("artist", artist, "seed", "--local", "--json", "--super-seed")
+    procs = [seeder]
+    try:
+        seeder.first(time.monotonic() + 60)
+        t0 = time.monotonic()
+        deadline = t0 + SWARM_DEADLINE
+        for i, fan in enumerate(fans):
+            time.sleep(max(0.0, t0 + i * STAGGER - time.monotonic()))
+            procs.append(_Proc(fan.name, fan, "fetch", str(torrent), "--dest",
+                               str(tmp_path / f"{fan.name}-music"), "--local", "--json",
+                               "--seed", "--stall-timeout", "60"))
+        reports = {p.name: p.first(deadline) for p in procs[1:]}
+        for name, r in reports.items():
+            assert r.get("ok", True) is not False, (name, r)
+            # No --peer anywhere: every peer came from the tracker.
+            assert r["size"] == size, (name, r)
+        # The artist's own node: payload bytes it uploaded (libtorrent's count) and the
+        # bytes the fans acknowledged to it in receipts.
+        status = json.loads(run_cli(artist, "status", "--json").stdout)
+        [launched] = [w for w in status["works"] if w["work"] == work]
+    finally:
+        for p in procs[::-1]:
+            p.interrupt()
+        codes = {p.name: p.wait() for p in procs}
+    assert set(codes.values()) == {0}, codes
+
+    # Every fan completed with the artist's bytes.
+    want = digests(album)
+    for fan in fans:
+        assert digests(tmp_path / f"{fan.name}-music" / "Launch") == want, fan.name
+
+    # Spread: the artist uploaded at most 3x the work; the fans carried the rest.
+    assert launched["uploaded"] <= 3 * size, launched
+    assert launched["credit"] <= launched["uploaded"], launched
+
+    # Tally: per fan, the latest receipts its uploaders hold sum to exactly the work's size.
+    def held(home: Path) -> list[dict[str, Any]]:
+        rows = json.loads(run_cli(home, "receipts", "list", "--work", work, "--json").stdout)
+        return [r for r in rows if r["direction"] == "received"]
+
+    acknowledged: dict[str, int] = {}
+    for home, rows in zip([artist, *fans], _each(held, [artist, *fans]), strict=True):
+        for r in rows:
+            assert r["uploader"] == keys[home]
+            acknowledged[r["downloader"]] = acknowledged.get(r["downloader"], 0) + r["bytes"]
+    assert acknowledged == {keys[f]: size for f in fans}
+
+    # The label's audit of all 17 bundles finds nothing.
+    (tmp_path / "bundles").mkdir()
+    bundles = [tmp_path / "bundles" / f"{h.name}.p2pb" for h in [artist, *fans]]
+    _each(lambda h: run_cli(h, "receipts", "export", "--out",
+                            str(tmp_path / "bundles" / f"{h.name}.p2pb")), [artist, *fans])
+    audit = json.loads(run_cli(tmp_path / "label", "audit", *map(str, bundles), "--works",
+                               str(torrent), "--json").stdout)
+    assert audit["findings"] == [], audit["findings"]
+    assert audit["counts"]["bundles"] == FANS + 1, audit["counts"]
+
+
+def test_super_seeding_lasts_one_session_not_into_the_resume_data(tmp_path: Path) -> None:
+    import libtorrent as lt
+
+    from p2pdist.swarm import Profile, Swarm
+
+    album = make_album(tmp_path / "studio" / "Launch", [3 * MiB])
+    torrent = tmp_path / "launch.torrent"
+    run_cli(tmp_path / "artist", "init", "--name", "artist")
+    run_cli(tmp_path / "artist", "publish", str(album), "--title", "Launch", "--license",
+            "CC-BY-4.0", "--out", str(torrent))
+    with Swarm(profile=Profile.LOCAL) as first:
+        first.add_torrent("w", torrent.read_bytes(), album.parent, seed_mode=True)
+        first.super_seed("w")
+        assert first._handles["w"].flags() & lt.torrent_flags.super_seeding
+        resume = first.save_resume(["w"])["w"]
+    with Swarm(profile=Profile.LOCAL) as second:
+        second.add_resume("w", resume, album.parent)
+        assert not second._handles["w"].flags() & lt.torrent_flags.super_seeding
