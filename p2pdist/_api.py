@@ -3,21 +3,31 @@
 Public part (any peer may call it):
   GET  /identity?challenge=HEX   the node signs the challenge with its key
   POST /receipts                 (issue 3) a downloader's signed receipt for this node
+  POST /purchase                 a buyer's signed purchase request, on a seller (paid.Shop)
 
-Bounded by design: request bodies are capped before reading, each connection has a read
-timeout (slow clients are cut off), and handler errors become 4xx/5xx JSON, never a
-traceback. Built on the standard library's ThreadingHTTPServer: one thread per
-connection, which the caps above keep bounded.
+Bounded by design, for whatever arrives: the request line, the header lines and the body
+are capped before they are read (414, 431, 413); a connection may be silent at most
+READ_TIMEOUT and must send its whole request within REQUEST_DEADLINE (408, so a
+slow-loris client trickling a byte at a time is cut off too); at most MAX_CONNECTIONS
+are served at once and MAX_PER_ADDRESS from one address (503 and 429 beyond). Every
+refusal is JSON ``{"ok": false, "reason", "error"}``, a 4xx for anything a client can
+send, never the standard library's HTML page or a traceback on stderr. Built on the
+standard library's ThreadingHTTPServer: one thread per connection, which the caps keep
+bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import http
 import http.client
 import json
 import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,7 +52,12 @@ __all__ = [
 
 IDENTITY_DOMAIN = b"p2pdist/identity/v1"
 MAX_BODY = 64 * 1024
-READ_TIMEOUT = 5.0
+MAX_REQUEST_LINE = 8 * 1024
+MAX_HEADER_BYTES = 16 * 1024  # every header line together
+READ_TIMEOUT = 5.0  # of silence, between two reads
+REQUEST_DEADLINE = 8.0  # to send the whole request, however steadily it trickles
+MAX_CONNECTIONS = 128
+MAX_PER_ADDRESS = 32
 CHALLENGE_LEN = 32
 
 _CLIENT_RE = re.compile(r"^p2pdist/(?P<ver>\S+) pk=(?P<pk>[a-z2-7]{52})(?: api=(?P<api>\d{1,5}))?$")
@@ -91,84 +106,317 @@ def _identity_message(challenge: bytes, pk: bytes) -> bytes:
 
 Route = Callable[[dict[str, list[str]], bytes], tuple[int, dict[str, Any]]]
 
+_REASONS = {400: "bad-request", 405: "bad-method", 408: "timeout", 411: "length-required",
+            413: "oversized", 414: "uri-too-long", 429: "too-many-connections",
+            431: "headers-too-large", 503: "busy"}
+
+
+class _HeadersTooLarge(Exception):
+    """The header lines together went over MAX_HEADER_BYTES."""
+
+
+class _CappedLines:
+    """The connection's reader while headers are parsed: at most *budget* bytes in all.
+
+    http.client.parse_headers allows 100 lines of 64 KiB each (6.4 MB per connection);
+    this caps what one connection may make the node hold before its request is known.
+    """
+
+    def __init__(self, raw: Any, budget: int) -> None:
+        self._raw, self._left = raw, budget
+
+    def readline(self, size: int = -1) -> bytes:
+        want = self._left + 1 if size < 0 else min(size, self._left + 1)
+        line: bytes = self._raw.readline(want)
+        self._left -= len(line)
+        if self._left < 0:
+            raise _HeadersTooLarge
+        return line
+
+
+@dataclass(slots=True)
+class _Conn:
+    """One accepted connection: whence, and until when it may take to send its request."""
+
+    address: str
+    deadline: float | None
+    expired: bool = False
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, bounded: at most *max_connections* at once and
+    *max_per_address* from one address (a 503 or 429 beyond, written at once), and each
+    must send its whole request within REQUEST_DEADLINE (a reaper in the accept loop
+    cuts off the slow ones, however steadily they trickle)."""
+
+    daemon_threads = True
+    request_queue_size = 128  # a flood waits here to be refused, rather than be dropped
+
+    def __init__(self, address: tuple[str, int], api: NodeApi, *, max_connections: int,
+                 max_per_address: int) -> None:
+        self.api = api
+        self.max_connections, self.max_per_address = max_connections, max_per_address
+        self._conns: dict[Any, _Conn] = {}
+        self._per_address: dict[str, int] = {}
+        self._conns_lock = threading.Lock()
+        self._next_reap = 0.0
+        super().__init__(address, _Handler)
+
+    def conn(self, request: Any) -> _Conn:
+        return self._conns[request]
+
+    def reading_done(self, request: Any) -> bool:
+        """The request is read: no deadline any more. False if the reaper came first."""
+        with self._conns_lock:
+            c = self._conns[request]
+            c.deadline = None
+            return not c.expired
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        address = str(client_address[0])
+        with self._conns_lock:
+            if len(self._conns) >= self.max_connections:
+                refused: tuple[int, str] | None = (503, "the node is busy; try again shortly")
+            elif self._per_address.get(address, 0) >= self.max_per_address:
+                refused = (429, f"over {self.max_per_address} connections from {address}")
+            else:
+                refused = None
+                self._conns[request] = _Conn(address, time.monotonic() + REQUEST_DEADLINE)
+                self._per_address[address] = self._per_address.get(address, 0) + 1
+        if refused is not None:
+            # Written from the accept loop without blocking it: a fresh socket's send
+            # buffer is empty, and a peer that cannot take 200 bytes gets nothing.
+            status, message = refused
+            body = json.dumps({"ok": False, "reason": _REASONS[status],
+                               "error": message}).encode()
+            head = (f"HTTP/1.0 {status} {http.HTTPStatus(status).phrase}\r\n"
+                    "Content-Type: application/json\r\nRetry-After: 1\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(head.encode() + body)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._conns_lock:
+            c = self._conns.pop(request, None)
+            if c is not None:
+                left = self._per_address[c.address] - 1
+                if left:
+                    self._per_address[c.address] = left
+                else:
+                    del self._per_address[c.address]
+
+    def service_actions(self) -> None:
+        """Called by serve_forever between accepts: cut off requests past their deadline.
+
+        SHUT_RD wakes the handler's blocked read with an end of file; it can still write
+        its 408 answer."""
+        now = time.monotonic()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + 0.1
+        with self._conns_lock:
+            for request, c in self._conns.items():
+                if c.deadline is not None and now > c.deadline and not c.expired:
+                    c.expired = True
+                    with contextlib.suppress(OSError):
+                        request.shutdown(socket.SHUT_RD)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client that went away mid-answer; no traceback on the node's stderr
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request per connection; every answer is JSON ``{"ok": false, "reason",
+    "error"}`` or a route's own, never the standard library's HTML or a 5xx for bad
+    input."""
+
+    server: _Server
+    server_version = f"p2pdist/{__version__}"
+    sys_version = ""
+    timeout = READ_TIMEOUT  # a client silent this long between two reads is cut off
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # the node's own status shows what matters; no stderr noise
+
+    def _answer(self, status: int, obj: dict[str, Any]) -> None:
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # so that the answer has a status line
+        body = json.dumps(obj).encode()
+        self._answered = True
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        self._answer(status, {"ok": False, "reason": reason, "error": message})
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The standard library's own refusals (bad request line, version, header lines),
+        as JSON and always a 4xx."""
+        if code >= 500:  # 501 unknown method, 505 unknown HTTP version: the client's doing
+            code = 405 if code == 501 else 400
+        self.close_connection = True
+        self._refuse(code, _REASONS.get(code, "bad-request"),
+                     message or http.HTTPStatus(code).phrase)
+
+    def handle_one_request(self) -> None:
+        self.close_connection = True  # one request per connection
+        self._unread = True  # until the whole body is read
+        self._answered = False
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.0"
+        raw = self.rfile
+        conn = self.server.conn(self.request)
+        try:
+            try:
+                line = raw.readline(MAX_REQUEST_LINE + 1)
+                if len(line) > MAX_REQUEST_LINE:
+                    raise ApiError(414, "uri-too-long",
+                                   f"the request line is over {MAX_REQUEST_LINE} bytes")
+                if not line.endswith(b"\n"):
+                    if conn.expired:
+                        raise TimeoutError
+                    if line:
+                        raise ApiError(400, "bad-request", "the request line ended early")
+                    return  # connected and left without a word: nobody to answer
+                self.raw_requestline = line
+                self.rfile = _CappedLines(raw, MAX_HEADER_BYTES)  # type: ignore[assignment]
+                try:
+                    if not self.parse_request():  # answered by send_error, but for a blank line
+                        raise ApiError(400, "bad-request", "no request line")
+                finally:
+                    self.rfile = raw
+                if conn.expired:
+                    raise TimeoutError
+            except _HeadersTooLarge:
+                raise ApiError(431, "headers-too-large",
+                               f"the header lines are over {MAX_HEADER_BYTES} bytes") from None
+            except TimeoutError:
+                raise ApiError(408, "timeout", "the request came too slowly "
+                               f"(at most {READ_TIMEOUT:g} s of silence, "
+                               f"{REQUEST_DEADLINE:g} s in all)") from None
+            if self.request_version == "HTTP/0.9":
+                raise ApiError(400, "bad-version", "HTTP/1.0 or HTTP/1.1 only")
+            if self.command not in ("GET", "POST"):
+                raise ApiError(405, "bad-method", f"no {self.command[:16]!r} here")
+            self._handle(self.command)
+        except ApiError as e:
+            if not self._answered:
+                with contextlib.suppress(OSError):
+                    self._refuse(e.status, e.reason, e.message)
+        except OSError:
+            pass  # the client went away; nobody to answer
+        finally:
+            self.close_connection = True
+
+    def _body(self, expected: bytes | None) -> bytes:
+        """The request's body, at most MAX_BODY, read before the deadline."""
+        if expected is not None and not hmac.compare_digest(
+                self.headers.get("Authorization", "").encode("latin-1"), expected):
+            raise ApiError(401, "unauthorized", "a valid control token is needed")
+        if "Transfer-Encoding" in self.headers:
+            raise ApiError(411, "length-required",
+                           "send the body with a Content-Length; no Transfer-Encoding")
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if len(lengths) > 1:
+            raise ApiError(400, "bad-length", "Content-Length given twice, differently")
+        length = lengths.pop() if lengths else "0"
+        if not (length.isascii() and length.isdigit()):
+            raise ApiError(400, "bad-length", "Content-Length is not a number")
+        if len(length.lstrip("0")) > 12 or int(length) > MAX_BODY:
+            raise ApiError(413, "oversized", f"body over {MAX_BODY} bytes")
+        n = int(length)
+        try:
+            body = self.rfile.read(n) if n else b""
+        except TimeoutError:
+            body = None
+        if not self.server.reading_done(self.request) or body is None:
+            raise ApiError(408, "timeout", "the body came too slowly")
+        if len(body) != n:
+            raise ApiError(400, "truncated", "body shorter than Content-Length")
+        self._unread = False
+        return body
+
+    def _handle(self, method: str) -> None:
+        api = self.server.api
+        try:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query, max_num_fields=16)
+        except ValueError:
+            raise ApiError(400, "bad-url", "the URL does not parse (or has over 16 query "
+                           "fields)") from None
+        body = self._body(api._expected)
+        route = api._routes.get((method, url.path))
+        if route is None:
+            raise ApiError(404, "not-found", f"no {method} {url.path[:200]}")
+        try:
+            status, obj = route(query, body)
+        except ApiError:
+            raise
+        except P2PDistError as e:
+            # A disk that failed us is our problem, not the request's: 507 says "nothing
+            # was kept, send it again later".
+            status = (507 if isinstance(e, StorageError) else
+                      422 if e.exit_code == 3 else 400)
+            obj = {"ok": False, "reason": type(e).__name__, "error": e.message}
+        except Exception as e:  # a bug in a handler must not take the node down
+            status, obj = 500, {"ok": False, "reason": "internal", "error": type(e).__name__}
+        self._answer(status, obj)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._unread:
+                self._linger()
+
+    def _linger(self) -> None:
+        """Read (bounded) what the client still sends before closing: closing a socket
+        with unread bytes resets it, and the client could lose our answer."""
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_WR)
+            self.request.settimeout(0.5)
+            until, left = time.monotonic() + 1.0, 1024 * 1024
+            while left > 0 and time.monotonic() < until:
+                chunk = self.request.recv(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+
 
 class NodeApi:
     """The HTTP server. Routes are (method, path) -> handler(query, body) -> (status, json)."""
 
     def __init__(self, identity: Identity | None, host: str = "127.0.0.1", port: int = 0,
-                 *, token: str | None = None) -> None:
+                 *, token: str | None = None, max_connections: int = MAX_CONNECTIONS,
+                 max_per_address: int = MAX_PER_ADDRESS) -> None:
         """With an *identity* it answers GET /identity. With a *token*, every request must
         carry ``Authorization: Bearer TOKEN`` (the control API); others get 401."""
         self.identity = identity
         self._routes: dict[tuple[str, str], Route] = {}
         if identity is not None:
             self._routes[("GET", "/identity")] = self._identity
-        expected = f"Bearer {token}".encode() if token is not None else None
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = f"p2pdist/{__version__}"
-            sys_version = ""
-            timeout = READ_TIMEOUT  # socket timeout: a slow-loris client is cut off
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # the node's own status shows what matters; no stderr noise
-
-            def _answer(self, status: int, obj: dict[str, Any]) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _handle(self, method: str) -> None:
-                try:
-                    if expected is not None and not hmac.compare_digest(
-                            self.headers.get("Authorization", "").encode(), expected):
-                        raise ApiError(401, "unauthorized", "a valid control token is needed")
-                    url = urlsplit(self.path)
-                    length = self.headers.get("Content-Length", "0")
-                    if not (length.isascii() and length.isdigit()):
-                        raise ApiError(400, "bad-length", "Content-Length is not a number")
-                    if int(length) > MAX_BODY:
-                        raise ApiError(413, "oversized", f"body over {MAX_BODY} bytes")
-                    route = api._routes.get((method, url.path))
-                    if route is None:
-                        raise ApiError(404, "not-found", f"no {method} {url.path}")
-                    body = self.rfile.read(int(length)) if int(length) else b""
-                    if len(body) != int(length):
-                        raise ApiError(400, "truncated", "body shorter than Content-Length")
-                    status, obj = route(parse_qs(url.query, max_num_fields=16), body)
-                    self._answer(status, obj)
-                except ApiError as e:
-                    self._answer(e.status, {"ok": False, "reason": e.reason, "error": e.message})
-                except P2PDistError as e:
-                    # A disk that failed us is our problem, not the request's: 507 says
-                    # "nothing was kept, send it again later".
-                    code = (507 if isinstance(e, StorageError) else
-                            422 if e.exit_code == 3 else 400)
-                    self._answer(code, {"ok": False, "reason": type(e).__name__,
-                                        "error": e.message})
-                except (TimeoutError, ConnectionError):
-                    self.close_connection = True
-                except Exception as e:  # a bug in a handler must not take the node down
-                    self._answer(500, {"ok": False, "reason": "internal",
-                                       "error": type(e).__name__})
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 64
-
+        self._expected = f"Bearer {token}".encode() if token is not None else None
         try:
-            self._server = Server((host, port), Handler)
+            self._server = _Server((host, port), self, max_connections=max_connections,
+                                   max_per_address=max_per_address)
         except OSError as e:
             raise NetworkError(f"cannot serve the node API on {host}:{port}: {e.strerror}",
                                remedy="pick a free port with --api-listen HOST:PORT") from None

@@ -136,7 +136,9 @@ class ControlServer:
 
     def start(self, status: Callable[[], dict[str, Any]]) -> ControlServer:
         self.started = datetime.now(UTC).replace(microsecond=0).isoformat()
-        self._api = NodeApi(None, "127.0.0.1", 0, token=self.token)
+        # Only `p2pdist status` calls it, one request at a time: a few connections suffice.
+        self._api = NodeApi(None, "127.0.0.1", 0, token=self.token, max_connections=16,
+                            max_per_address=16)
         self._api.route("GET", "/status", lambda q, body: (200, status()))
         self._api.start()
         atomic_write(self.path, json.dumps({
