@@ -74,13 +74,19 @@ def make_torrent(
 def _torrent_info(data: bytes) -> lt.torrent_info:
     if len(data) > MAX_TORRENT_SIZE:
         raise SourceError(f"the torrent is too large ({len(data)} bytes)")
-    # Our own bounded parse first: one clear error for every broken file.
+    # libtorrent's bdecode first: C++, it refuses 10 million items or 100,000-deep
+    # nesting in milliseconds, where Python would walk them for seconds. Then our own
+    # bounded parse: one clear error for every file it still lets through.
+    try:
+        decoded = lt.bdecode(data)
+    except RuntimeError as e:
+        raise SourceError(f"not a valid torrent file: {e}") from None
     try:
         _canonical.decode(data, max_size=MAX_TORRENT_SIZE, strict=False, what="torrent file")
     except MalformedObject as e:
         raise SourceError(f"not a valid torrent file: {e.message}") from None
     try:
-        return lt.torrent_info(lt.bdecode(data))  # type: ignore[arg-type]
+        return lt.torrent_info(decoded)  # type: ignore[arg-type]
     except (RuntimeError, TypeError, ValueError) as e:
         raise SourceError(f"not a valid torrent: {e}") from None
 
@@ -104,6 +110,13 @@ def magnet_info(uri: str) -> tuple[str, list[str]]:
         raise SourceError(f"not a magnet link: {uri[:80]!r}")
     try:
         atp = lt.parse_magnet_uri(uri)
+        # The bindings decode these as UTF-8 when read (dn=%ff raises): read them here,
+        # once, so every later reader (the session adding it) gets valid text.
+        name = str(atp.name)
+        atp.trackers, atp.url_seeds  # noqa: B018
+    except UnicodeDecodeError:
+        raise SourceError("not a valid magnet link: a %-escaped field is not UTF-8",
+                          remedy="copy the magnet link again from its source") from None
     except (RuntimeError, ValueError) as e:
         raise SourceError(f"not a valid magnet link: {e}") from None
     ih = atp.info_hashes
@@ -114,7 +127,7 @@ def magnet_info(uri: str) -> tuple[str, list[str]]:
         hashes.append(str(ih.v2))
     if not hashes:
         raise SourceError("the magnet link names no infohash")
-    return str(atp.name), hashes
+    return name, hashes
 
 
 
