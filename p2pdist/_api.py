@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from p2pdist import __version__
+from p2pdist import __version__, _json
 from p2pdist.errors import InvalidSignature, NetworkError, P2PDistError, StorageError
 from p2pdist.identity import Identity, key_from_text, key_to_text, verify_signature
 
@@ -485,7 +485,7 @@ def _challenge(host: str, port: int, pk: bytes | None, timeout: float) -> tuple[
     status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
                             timeout=timeout)
     try:
-        doc = json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
+        doc = _json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
         if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
             raise InvalidSignature()
         named = key_from_text(str(doc["pk"]))
@@ -505,7 +505,7 @@ def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
     """POST *body* to a peer's API; (status, JSON answer). NetworkError if unreachable."""
     status, data = _request(host, port, "POST", path, body=body, timeout=timeout)
     try:
-        doc = json.loads(data)
+        doc = _json.loads(data)
     except ValueError:
         doc = {}
     return status, doc if isinstance(doc, dict) else {}

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from p2pdist import __version__
+from p2pdist import __version__, _json
 from p2pdist._api import NodeApi, _request
 from p2pdist.errors import (
     HomeInUse,
@@ -63,7 +63,7 @@ def _read_handle(home: Path) -> _Handle | None:
         raise NodeNotRunning(f"cannot read {path}: {e.strerror}",
                              remedy="check the permissions of the node home") from None
     try:
-        doc = json.loads(raw) if len(raw) <= MAX_CONTROL_FILE else None
+        doc = _json.loads(raw) if len(raw) <= MAX_CONTROL_FILE else None
         if not isinstance(doc, dict):
             return None
         pid, port, token = doc["pid"], doc["port"], doc["token"]
@@ -83,7 +83,7 @@ def _ask(handle: _Handle, path: str, timeout: float) -> dict[str, Any]:
             f"the node on 127.0.0.1:{handle.port} refused this home's control token",
             remedy="another program holds that port; restart the node with p2pdist seed")
     try:
-        doc = json.loads(data) if status == 200 and len(data) <= MAX_STATUS else None
+        doc = _json.loads(data) if status == 200 and len(data) <= MAX_STATUS else None
     except ValueError:
         doc = None
     if not isinstance(doc, dict):

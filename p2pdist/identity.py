@@ -23,6 +23,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
+from p2pdist import _json
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     IdentityExists,
@@ -233,7 +234,7 @@ def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
     if st.st_size > MAX_KEYFILE_SIZE:
         raise KeyFileError(f"the key file {path} is too large to be a key file")
     try:
-        doc = json.loads(path.read_bytes())
+        doc = _json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
         raise KeyFileError(
             f"the key file {path} is damaged or truncated ({e.__class__.__name__})",

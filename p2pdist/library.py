@@ -19,6 +19,7 @@ from pathlib import Path
 
 import platformdirs
 
+from p2pdist import _json
 from p2pdist.errors import LibraryError, WorkNotFound
 from p2pdist.identity import atomic_write
 
@@ -130,7 +131,7 @@ class Library:
         try:
             if path.stat().st_size > MAX_RECORD:
                 raise ValueError("record too large")
-            d = json.loads(path.read_bytes())
+            d = _json.loads(path.read_bytes())
             if d.pop("type") != "p2pdist/work" or d.pop("v") != 1:
                 raise ValueError("not a work record")
             return Work(**d)
