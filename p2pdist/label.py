@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from p2pdist._files import read_bounded
 from p2pdist.errors import InputError, MalformedObject, VerificationError
 from p2pdist.identity import Identity, atomic_write, key_from_text
 from p2pdist.library import Library
 from p2pdist.licensing import License, parse_price, verify_info
 from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
+from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE
 from p2pdist.payouts.report import to_csv, to_html, to_json
 from p2pdist.payouts.statement import (
+    MAX_STATEMENT_SIZE,
     Period,
     Pool,
     SignedStatement,
@@ -33,7 +36,6 @@ from p2pdist.swarm import MAX_TORRENT_SIZE, info_section
 __all__ = ["AuditFailed", "PayoutResult", "audit_bundles", "load_works", "payout",
            "verify_statement_file"]
 
-MAX_BUNDLE_SIZE = 1 << 31  # 2 GiB: a node's whole ledger
 FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
 
 
@@ -75,12 +77,7 @@ def load_works(home: Path, refs: Sequence[Path]) -> list[License]:
 
 def _bundles(paths: Sequence[Path]) -> Iterator[bytes]:
     for p in paths:
-        try:
-            if p.stat().st_size > MAX_BUNDLE_SIZE:
-                raise InputError(f"{p} is too large to be a bundle")
-            yield p.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read {p}: {e.strerror}") from None
+        yield read_bounded(p, MAX_BUNDLE_SIZE, what="a ledger bundle")
 
 
 class _Sized:
@@ -191,10 +188,7 @@ def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
             raise InputError(f"--label {label[:80]!r} is not a key",
                              remedy="give the 52-character key the label's `whoami` "
                              "prints") from None
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
-    signed = SignedStatement.from_bytes(data)
+    signed = SignedStatement.from_bytes(
+        read_bounded(path, MAX_STATEMENT_SIZE, what="a signed statement"))
     verify_statement(signed, label=expected)
     return signed.statement

@@ -31,6 +31,7 @@ from p2pdist._credit import (
     LedgerLog,
     open_ledger,
 )
+from p2pdist._files import read_bounded
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     ContentMismatch,
@@ -73,7 +74,7 @@ from p2pdist.licensing._encryption import (
 )
 from p2pdist.licensing._grant import seal_key
 from p2pdist.licensing._manifest import ENCRYPTION_SCHEME
-from p2pdist.payouts.ledger import Ledger, VerifyReport
+from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE, Ledger, VerifyReport
 from p2pdist.payouts.receipts import SignedReceipt, verify_receipt
 from p2pdist.swarm import (
     PeerSnapshot,
@@ -788,10 +789,7 @@ def import_receipts(home: Path, files: Sequence[Path]) -> list[dict[str, object]
     try:
         out = []
         for f in files:
-            try:
-                data = f.read_bytes()
-            except OSError as e:
-                raise InputError(f"cannot read {f}: {e.strerror}") from None
+            data = read_bounded(f, MAX_BUNDLE_SIZE, what="a ledger bundle")
             report = led.import_bundle(
                 data, on_payload=lambda e: _check_payload(e.kind, e.payload))
             out.append({"file": str(f), **report.to_dict()})
