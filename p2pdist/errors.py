@@ -159,12 +159,16 @@ class VerificationError(P2PDistError):
 
 
 class InvalidSignature(VerificationError):
+    # One remedy for every bad signature: it must not hint at what failed either.
+    default_remedy = "do not trust it: get it again from its source, or ask its signer"
+
     def __init__(self, message: str = "signature verification failed", **kw: str) -> None:
         super().__init__(message, **kw)
 
 
 class MalformedObject(VerificationError):
-    pass
+    default_remedy = ("it is damaged, truncated or not what it claims to be: get a fresh "
+                      "copy from its source")
 
 
 class ContentMismatch(VerificationError):
