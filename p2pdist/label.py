@@ -56,12 +56,7 @@ def load_works(home: Path, refs: Sequence[Path]) -> list[License]:
         if ref.is_dir() and not paths:
             raise InputError(f"no .torrent file in {ref}")
         for p in paths:
-            try:
-                if p.stat().st_size > MAX_TORRENT_SIZE:
-                    raise InputError(f"{p} is too large to be a torrent")
-                torrents.append((str(p), p.read_bytes()))
-            except OSError as e:
-                raise InputError(f"cannot read {p}: {e.strerror}") from None
+            torrents.append((str(p), read_bounded(p, MAX_TORRENT_SIZE, what="a torrent")))
     out: dict[str, License] = {}
     for name, data in torrents:
         try:

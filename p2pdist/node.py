@@ -317,12 +317,7 @@ def check_certificates(certs: Sequence[SignedCertificate], sheet: Sequence[Split
 
 
 def load_certificate(path: Path) -> SignedCertificate:
-    try:
-        if path.stat().st_size > 64 * 1024:
-            raise InputError(f"{path} is too large to be a certificate")
-        return SignedCertificate.from_bytes(path.read_bytes())
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    return SignedCertificate.from_bytes(read_bounded(path, 64 * 1024, what="a certificate"))
 
 
 def certify(identity: Identity, artist: bytes, name: str, *, expires: datetime | None,
@@ -469,12 +464,7 @@ def read_draft(path: Path) -> tuple[SignedManifest, str]:
     from p2pdist.identity import verify_signature
     from p2pdist.licensing import DOMAIN, Signature
 
-    try:
-        if path.stat().st_size > MAX_DRAFT_SIZE:
-            raise InputError(f"{path} is too large to be a license draft")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    raw = read_bounded(path, MAX_DRAFT_SIZE, what="a license draft")
     d = as_dict(_canonical.decode(raw, max_size=MAX_DRAFT_SIZE, what="license draft"),
                 "license draft", frozenset({"type", "v", "format", "manifest", "signatures"}))
     check_version(d, DRAFT_TYPE, "license draft")
@@ -603,9 +593,10 @@ def _resolve_source(text: str, library: Library) -> _Source:
     if p.is_file():
         from p2pdist.swarm import MAX_TORRENT_SIZE
 
-        if p.stat().st_size > MAX_TORRENT_SIZE:
-            raise SourceError(f"{p} is too large to be a torrent file")
-        data = p.read_bytes()
+        try:
+            data = read_bounded(p, MAX_TORRENT_SIZE, what="a torrent file")
+        except InputError as e:
+            raise SourceError(e.message, remedy=e.remedy) from None
         info = info_section(data)
         ids = (hashlib.sha1(info).hexdigest(), hashlib.sha256(info).hexdigest())  # noqa: S324
         return _Source(torrent=data, hashes=ids)

@@ -90,6 +90,11 @@ CASES = {
     "audit-over-cap": ("audit {big.bundle} --works {good.torrent}", 1, True),
     "statement-verify-deep": ("statement verify {deep}", 3, False),
     "statement-verify-over-cap": ("statement verify {big.p2ps}", 1, True),
+    # a device that never ends: refused after the cap + 1 bytes, never read on
+    "license-cosign-dev-zero": ("license cosign /dev/zero", 1, True),
+    "publish-certificate-dev-zero": (
+        "publish {good.torrent} --title T --license CC0-1.0 --certificate /dev/zero", 1, True),
+    "audit-works-dev-zero": ("audit {garbage} --works /dev/zero", 1, True),
 }
 
 
