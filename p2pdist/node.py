@@ -32,6 +32,7 @@ from p2pdist._credit import (
     open_ledger,
 )
 from p2pdist._files import read_bounded
+from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     ContentMismatch,
@@ -618,25 +619,29 @@ def resolve_work(library: Library, ref: str) -> str | None:
 
 
 def _check_paths(info_bytes: bytes, dest: Path) -> None:
-    """Refuse file names that could land outside *dest* or hide what they are."""
+    """Refuse a torrent whose files could land outside *dest* or hide what they are.
+
+    The names must pass p2pdist._paths' rule (a licensed work passed it already in
+    verify_manifest; this also covers --allow-unlicensed), and each file must resolve
+    inside *dest* through any symlink already there. A file list we cannot read is
+    refused, never left to libtorrent's sanitiser.
+    """
     info = _canonical.decode(info_bytes, max_size=1 << 26, strict=False, what="info dict")
-    try:
-        content = content_of_info(info)
-    except MalformedObject:
-        return  # libtorrent sanitises what we cannot read; licensed works never get here
+    if not isinstance(info, dict):
+        raise MalformedObject("the torrent's info is not a dict")
+    content = content_of_info(info)
+    problem = paths_problem([f.path for f in content.files])
+    if problem is not None:
+        raise MalformedObject(f"the torrent has an unsafe file list: {problem}",
+                              remedy=UNSAFE_PATHS_REMEDY)
     root = dest.resolve()
     for f in content.files:
-        for part in f.path:
-            bad = (
-                part in (".", "..") or "/" in part or "\\" in part or "\0" in part
-                or len(part.encode()) > 255
-                or any(unicodedata.category(c) in ("Cc", "Cf") for c in part)
-            )
-            if bad:
-                raise MalformedObject(f"the torrent has an unsafe file name {part[:80]!r}")
         target = (root / Path(*f.path)).resolve()
         if not target.is_relative_to(root):
-            raise MalformedObject(f"the torrent's file {'/'.join(f.path)!r} escapes --dest")
+            raise MalformedObject(f"the torrent's file {'/'.join(f.path)!r} escapes --dest "
+                                  "through a link already in it",
+                                  remedy="fetch into a folder without links that lead "
+                                  "elsewhere")
 
 
 def check_source_license(
@@ -986,7 +991,8 @@ class Node:
             self.swarm.add_torrent(key, self.library.torrent(known.work), dest,
                                    peers=self.peers, hold=True)
         elif src.torrent is not None:
-            self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True)
+            self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True,
+                                   off_disk=True)
         else:
             self.swarm.add_magnet(key, src.magnet or "", dest, peers=self.peers)
         here = known is not None and Path(known.save_path) == dest

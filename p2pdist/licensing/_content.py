@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from p2pdist._paths import name_problem
 from p2pdist.errors import MalformedObject
 
 __all__ = ["Content", "ContentFile", "content_of_info"]
@@ -80,9 +81,16 @@ def _text(b: Any) -> str:
 def content_of_info(info: dict[str, Any]) -> Content:
     """Compute the content binding from a decoded info dict (v1, v2 or hybrid).
 
-    Pad files (BEP 47) are left out; files are sorted by path.
+    Pad files (BEP 47) are left out; files are sorted by path. Refused (MalformedObject),
+    because libtorrent would write something other than what this returns: a symbolic
+    link (BEP 47 ``attr`` l), a ``name.utf-8`` or ``path.utf-8`` that differs from
+    ``name`` or ``path`` (libtorrent prefers those), and a pad file with an unsafe name.
+    Whether the names are safe to write is p2pdist._paths' question, asked by the
+    callers.
     """
     try:
+        _same_utf8(info, "name")
+        _no_symlink(info)
         name = _text(info["name"])
         piece_length = info["piece length"]
         if not isinstance(piece_length, int):
@@ -105,7 +113,12 @@ def content_of_info(info: dict[str, Any]) -> Content:
             v1 = hashlib.sha256(pieces).digest()
             if "files" in info:
                 for f in info["files"]:
+                    _same_utf8(f, "path")
+                    _no_symlink(f)
                     if b"p" in f.get("attr", b""):
+                        if any(p != ".pad" and name_problem(p) for p in map(_text, f["path"])):
+                            raise MalformedObject("the torrent has a pad file with an unsafe "
+                                                  "name")
                         continue
                     path = (name, *(_text(p) for p in f["path"]))
                     sizes[path] = f["length"]
@@ -137,6 +150,19 @@ def _walk_tree(
         except UnicodeEncodeError:
             raise MalformedObject("a path component is not UTF-8") from None
         if key == "":
+            _no_symlink(child)
             out[prefix] = (child["length"], child.get("pieces root"))
         else:
             _walk_tree(child, (*prefix, key), out, depth + 1)
+
+
+def _same_utf8(d: dict[str, Any], key: str) -> None:
+    if f"{key}.utf-8" in d and d[f"{key}.utf-8"] != d[key]:
+        raise MalformedObject(f"the torrent gives a file two different names ({key} and "
+                              f"{key}.utf-8)")
+
+
+def _no_symlink(d: dict[str, Any]) -> None:
+    attr = d.get("attr", b"")
+    if "symlink path" in d or (isinstance(attr, bytes) and b"l" in attr):
+        raise MalformedObject("the torrent holds a symbolic link; p2pdist writes only files")

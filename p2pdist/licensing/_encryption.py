@@ -34,7 +34,6 @@ import secrets
 import shutil
 import stat
 import tempfile
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pdist import _canonical
+from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist.errors import (
     InputError,
     MalformedObject,
@@ -69,6 +69,7 @@ __all__ = [
     "key_id",
     "new_content_key",
     "verify_key_id",
+    "work_paths_problem",
 ]
 
 CHUNK = 64 * 1024
@@ -77,14 +78,9 @@ TAG_SIZE = 16
 ENCRYPTED_SUFFIX = ".p2pe"
 FILE_KEY_DOMAIN = b"p2pdist/file-key/v1"
 KEY_ID_DOMAIN = b"p2pdist/key-id/v1"
-# A component must still fit a file system's 255-byte name once ".p2pe" is added.
-MAX_COMPONENT_BYTES = 255 - len(ENCRYPTED_SUFFIX)
-MAX_DEPTH = 64
 _MAX_CHUNK = 1 << 24
 _MAX_SIZE = 1 << 62
 _MODE = 0o644
-# Control, format (bidi overrides, zero-width), surrogate and line/paragraph separators.
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 Progress = Callable[[int], None]
 
@@ -378,19 +374,17 @@ def decrypt_file(content_key: bytes, path: tuple[str, ...], src: Path, dst: Path
 # -- trees --------------------------------------------------------------------------------
 
 
-def _unsafe_component(part: str) -> str | None:
-    """Why *part* may not be a file or folder name we write, or None when it may."""
-    if part in ("", ".", ".."):
-        return "is empty, '.' or '..'"
-    if part.startswith("."):
-        return "is hidden (starts with '.')"
-    if "/" in part or "\\" in part or "\0" in part:
-        return "holds a path separator or NUL"
-    if any(unicodedata.category(c) in _BAD_CATEGORIES for c in part):
-        return "holds a control, format or surrogate character"
-    if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-        return f"is longer than {MAX_COMPONENT_BYTES} bytes"
-    return None
+def work_paths_problem(paths: Sequence[tuple[str, ...]]) -> str | None:
+    """Why a paid work's plaintext file list may not be written, or None.
+
+    p2pdist._paths' rule, on the plaintext paths and on their ciphertext names (so a
+    file name must still fit with ``.p2pe`` added, and a folder ``a.p2pe`` beside a file
+    ``a`` is refused).
+    """
+    problem = paths_problem(paths)
+    if problem is None and all(p and all(isinstance(c, str) and c for c in p) for p in paths):
+        problem = paths_problem([encrypted_path(p) for p in paths])
+    return problem
 
 
 def _list_plain_files(src: Path) -> list[tuple[tuple[str, ...], Path]]:
@@ -442,22 +436,19 @@ def encrypt_tree(content_key: bytes, src: Path, dst_root: Path, *,
         raise InputError(f"the ciphertexts of {src} would land inside it",
                          remedy="write them to a folder outside the work")
     listed = _list_plain_files(src)
-    targets: set[tuple[str, ...]] = set()
-    for path, p in listed:
-        if len(path) > MAX_DEPTH:
-            raise InputError(f"cannot publish {p}: it is nested more than {MAX_DEPTH} deep")
-        for part in path:
-            reason = _unsafe_component(part)
-            if reason is not None:
-                raise InputError(f"cannot publish {'/'.join(path)[:200]!r}: the name "
-                                 f"{part[:80]!r} {reason}", remedy="rename it")
-        targets.add(encrypted_path(path))
+    problem = paths_problem([path for path, _ in listed])
+    if problem is not None:
+        raise InputError(f"cannot publish {src.name[:80]!r}: {problem}", remedy="rename it")
+    targets = {encrypted_path(path) for path, _ in listed}
     for path, p in listed:
         # A file "a" and a folder "a.p2pe" beside it would want the same ciphertext name.
         if any(path[:i] in targets for i in range(1, len(path))):
             raise InputError(f"cannot publish {p}: a folder name ends in "
                              f"{ENCRYPTED_SUFFIX!r} next to a file of the same stem",
                              remedy="rename the folder")
+    problem = work_paths_problem([path for path, _ in listed])
+    if problem is not None:
+        raise InputError(f"cannot publish {src.name[:80]!r}: {problem}", remedy="rename it")
     files: list[PlainFile] = []
     written: list[Path] = []
     created: list[Path] = []
@@ -488,17 +479,14 @@ def _plan(files: Sequence[PlainFile], src_root: Path,
         raise MalformedObject(f"the work lists more than {MAX_FILES} files")
     src = src_root.expanduser().absolute().resolve()
     dst = dst_root.expanduser().absolute().resolve()
+    if not all(isinstance(f, PlainFile) for f in files):
+        raise TypeError("decrypt_tree takes PlainFile values")
+    problem = work_paths_problem([f.path for f in files])
+    if problem is not None:
+        raise MalformedObject(f"the work has an unsafe file list: {problem}",
+                              remedy=UNSAFE_PATHS_REMEDY)
     plan: list[tuple[PlainFile, Path, Path]] = []
     for f in files:
-        if not isinstance(f, PlainFile):
-            raise TypeError("decrypt_tree takes PlainFile values")
-        if len(f.path) > MAX_DEPTH:
-            raise MalformedObject(f"the work nests a file more than {MAX_DEPTH} deep")
-        for part in f.path:
-            reason = _unsafe_component(part)
-            if reason is not None:
-                raise MalformedObject(f"the work has an unsafe file name {part[:80]!r}: "
-                                      f"it {reason}")
         s = src.joinpath(*encrypted_path(f.path)).resolve()
         d = dst.joinpath(*f.path).resolve()
         if not s.is_relative_to(src) or not d.is_relative_to(dst) or d == dst:
@@ -548,10 +536,10 @@ def decrypt_tree(content_key: bytes, files: Sequence[PlainFile], src_root: Path,
 
     *files* is the work's file list (from its manifest: untrusted). Checks, in order:
 
-    1. every path is a safe relative name: no empty, ``.``, ``..`` or hidden
-       component, no separator, NUL, control or format character, and its ciphertext
-       and its target resolve inside *src_root* and *dst_root*; no file is listed twice
-       or is also another file's folder (MalformedObject);
+    1. the file list passes p2pdist._paths' rule (portable plain names, no two files
+       that one disk would confuse, no file that is also a folder), for the plaintext
+       and the ciphertext names, and every ciphertext and target resolves inside
+       *src_root* and *dst_root*, through any symlink already there (MalformedObject);
     2. every ciphertext exists (StorageError) and has exactly ``encrypted_size(size)``
        bytes (TamperedContent), before any chunk is opened;
     3. no target is a folder, and none exists unless *overwrite* (InputError);

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from p2pdist import _canonical
+from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     ContentMismatch,
@@ -510,8 +511,12 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
           like (1)) and certifies a split holder (TermsError; parsing refuses that
           already, so this guards manifests built by hand);
       (3) the content binding equals *content* (paths, sizes, piece hashes);
-      (4) the terms are known and consistent.
-    Returns None or raises InvalidSignature, ContentMismatch or TermsError. An expired
+      (4) every file name, the torrent's and a paid work's plaintext ones, passes
+          p2pdist._paths' rule, so no fan writes outside its folder or a name that hides
+          what it is (MalformedObject);
+      (5) the terms are known and consistent.
+    Returns None or raises InvalidSignature, ContentMismatch, MalformedObject or
+    TermsError. An expired
     certificate still verifies: whether to trust it is p2pdist.trust's question.
     """
     m = signed.manifest
@@ -538,7 +543,16 @@ def verify_manifest(signed: SignedManifest, *, content: Content) -> None:
             "the license does not match this torrent's content (files or piece hashes differ)",
             remedy="the torrent was altered after signing; get it from the publisher",
         )
-    # (4) terms
+    # (4) file names
+    problem = paths_problem([f.path for f in m.content.files])
+    if problem is None and m.encryption is not None:
+        from p2pdist.licensing._encryption import work_paths_problem
+
+        problem = work_paths_problem([path for path, _ in m.encryption.files])
+    if problem is not None:
+        raise MalformedObject(f"the work has an unsafe file list: {problem}",
+                              remedy=UNSAFE_PATHS_REMEDY)
+    # (5) terms
     if isinstance(m.terms, CCTerms) and m.terms.spdx not in CC_LICENSES:
         raise TermsError(f"unknown license terms {m.terms.spdx!r}")
     if m.encryption is not None:

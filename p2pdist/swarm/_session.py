@@ -23,6 +23,12 @@ from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
 __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
 
 
+# Works held off the disk: every file at priority 0 (see Swarm._add). A torrent with more
+# files than this passes no verification (licensing's MAX_FILES, twice for a hybrid).
+_HOLD_FILES = 200_001
+_DEFAULT_PRIORITY = 4
+
+
 class TorrentState(enum.Enum):
     METADATA = "metadata"
     CHECKING = "checking"  # hashing files on disk
@@ -178,6 +184,7 @@ class Swarm:
                          1 << lt.session.global_peer_class_id)
             self._ses.set_peer_class_filter(pcf)
         self._handles: dict[str, lt.torrent_handle] = {}
+        self._off_disk: list[lt.torrent_handle] = []  # held at priority 0 until release()
         # Verified-byte accounting: blocks are attributed to the peer that sent them and
         # credited only when their piece passes the hash check.
         self._verified: dict[str, VerifiedBytes] = {}
@@ -210,7 +217,8 @@ class Swarm:
             atp.trackers = [t for t in atp.trackers if _is_loopback_url(t)]
             atp.url_seeds = [u for u in atp.url_seeds if _is_loopback_url(u)]
 
-    def _add(self, key: str, atp: Any, peers: Sequence[tuple[str, int]], hold: bool) -> None:
+    def _add(self, key: str, atp: Any, peers: Sequence[tuple[str, int]], hold: bool,
+             off_disk: bool = False) -> None:
         if key in self._handles:
             raise ValueError(f"work {key} is already in this session")
         atp.flags &= ~lt.torrent_flags.paused
@@ -220,6 +228,14 @@ class Swarm:
         atp.flags &= ~lt.torrent_flags.super_seeding
         if hold:
             atp.flags |= lt.torrent_flags.upload_mode
+        if off_disk:
+            # Upload mode alone does not keep libtorrent off the disk: once it knows the
+            # file list it makes the folders, the empty files and any symlinks. Priority
+            # 0 keeps it from creating anything until release(), i.e. until the names
+            # were checked. (For a magnet, libtorrent cuts the list to the file count.)
+            # Not for a work already verified: it would skip checking the files there.
+            n = atp.ti.num_files() if atp.ti is not None else _HOLD_FILES
+            atp.file_priorities = [0] * n
         if self.profile is Profile.LOCAL:
             atp.flags |= (
                 lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
@@ -232,6 +248,8 @@ class Swarm:
         except RuntimeError as e:
             raise SourceError(f"libtorrent refused the torrent: {e}") from None
         self._handles[key] = h
+        if off_disk:
+            self._off_disk.append(h)
         self._verified[key] = VerifiedBytes()
         for p in peers:
             h.connect_peer(p)
@@ -245,8 +263,11 @@ class Swarm:
         peers: Sequence[tuple[str, int]] = (),
         seed_mode: bool = False,
         hold: bool = False,
+        off_disk: bool = False,
     ) -> None:
-        """Add a torrent file's bytes. *hold* keeps it from downloading until release()."""
+        """Add a torrent file's bytes. *hold* keeps it from downloading until release();
+        *off_disk* (with *hold*, for a torrent whose names are not checked yet) also
+        keeps libtorrent from creating any folder, empty file or link in *save_path*."""
         if len(torrent) > MAX_TORRENT_SIZE:
             raise SourceError("the torrent is too large")
         try:
@@ -258,7 +279,7 @@ class Swarm:
         atp.save_path = str(save_path)
         if seed_mode:
             atp.flags |= lt.torrent_flags.seed_mode
-        self._add(key, atp, peers, hold)
+        self._add(key, atp, peers, hold, off_disk and hold)
 
     def add_resume(
         self,
@@ -285,11 +306,12 @@ class Swarm:
         *,
         peers: Sequence[tuple[str, int]] = (),
     ) -> None:
-        """Add a magnet link in upload mode: metadata comes (BEP 9), no payload does."""
+        """Add a magnet link held and off the disk: metadata comes (BEP 9), nothing is
+        written until release()."""
         magnet_info(uri)
         atp = lt.parse_magnet_uri(uri)
         atp.save_path = str(save_path)
-        self._add(key, atp, peers, hold=True)
+        self._add(key, atp, peers, hold=True, off_disk=True)
 
     def super_seed(self, key: str) -> None:
         """Seed *key* as its initial seeder (BEP 16 super seeding): offer each peer one rare
@@ -307,7 +329,12 @@ class Swarm:
 
     def release(self, key: str) -> None:
         """Let a held work start downloading."""
-        self._handles[key].unset_flags(lt.torrent_flags.upload_mode)
+        h = self._handles[key]
+        ti = h.torrent_file()
+        if h in self._off_disk and ti is not None:
+            h.prioritize_files([_DEFAULT_PRIORITY] * ti.num_files())
+            self._off_disk.remove(h)
+        h.unset_flags(lt.torrent_flags.upload_mode)
 
     def rekey(self, old: str, new: str) -> None:
         """Name a work by *new* from now on (its id is known once the metadata is)."""
@@ -328,6 +355,8 @@ class Swarm:
         self._verified.pop(key, None)
         self._disk.pop(key, None)
         if h is not None:
+            if h in self._off_disk:
+                self._off_disk.remove(h)
             self._ses.remove_torrent(h)
 
     # -- reading --------------------------------------------------------------------------

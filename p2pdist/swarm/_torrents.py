@@ -8,6 +8,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from p2pdist import _canonical
+from p2pdist._paths import paths_problem
 from p2pdist.errors import InputError, MalformedObject, SourceError
 
 __all__ = [
@@ -47,6 +48,10 @@ def make_torrent(
     files = lt.list_files(root, lambda p: p == root or not Path(p).name.startswith("."))
     if not files or sum(f.size for f in files) == 0:
         raise InputError(f"{path} holds no data to publish", remedy="publish a non-empty folder")
+    # Every fan refuses a name outside p2pdist._paths' rule: say so now, before hashing.
+    problem = paths_problem([tuple(f.filename.split("/")) for f in files])
+    if problem is not None:
+        raise InputError(f"cannot publish {path.name[:80]!r}: {problem}", remedy="rename it")
     ct = lt.create_torrent(files, piece_length, flags)
     ct.set_creator("p2pdist")
     for i, url in enumerate(trackers):

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2pdist._paths import name_problem
 from p2pdist.errors import (
     InputError,
     MalformedObject,
@@ -46,6 +47,7 @@ from p2pdist.licensing import (
     new_content_key,
     verify_key_id,
 )
+from p2pdist.licensing._encryption import work_paths_problem
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "encryption.json").read_text("utf-8")
@@ -337,14 +339,15 @@ def _open_stream(ct: bytes, size: int, *, path: tuple[str, ...] = PATH, key: byt
 
 @st.composite
 def _trees(draw: st.DrawFn) -> dict[tuple[str, ...], bytes]:
-    """A work: 1..6 files under one top-level name, no file also a folder."""
-    top = draw(_names)
-    rels = draw(st.lists(st.lists(_names, min_size=1, max_size=3).map(tuple),
+    """A work: 1..6 files under one top-level name, a file list p2pdist._paths allows."""
+    names = _names.filter(lambda n: name_problem(n) is None)
+    top = draw(names)
+    rels = draw(st.lists(st.lists(names, min_size=1, max_size=3).map(tuple),
                          min_size=1, max_size=6, unique=True))
     files: dict[tuple[str, ...], bytes] = {}
     for rel in rels:
         path = (top, *rel)
-        if any(p[: len(path)] == path or path[: len(p)] == p for p in files):
+        if work_paths_problem([*files, path]) is not None:
             continue
         files[path] = draw(st.binary(max_size=200))
     return files

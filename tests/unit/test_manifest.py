@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p2pdist import _canonical
+from p2pdist._paths import name_problem, paths_problem
 from p2pdist.errors import (
     ContentMismatch,
     InputError,
@@ -244,8 +245,14 @@ def _splits(draw: st.DrawFn) -> tuple[list[Identity], tuple[Split, ...]]:
 
 @st.composite
 def _contents(draw: st.DrawFn) -> Content:
-    paths = draw(st.lists(st.lists(_text, min_size=1, max_size=3).map(tuple), min_size=1,
-                          max_size=5, unique=True))
+    # File names a fan may write (p2pdist._paths), as every verified manifest has.
+    drawn = draw(st.lists(st.lists(_text.filter(lambda t: name_problem(t) is None),
+                                   min_size=1, max_size=3).map(tuple), min_size=1,
+                          max_size=5))
+    paths: list[tuple[str, ...]] = []
+    for p in drawn:
+        if paths_problem([*paths, p]) is None:
+            paths.append(p)
     v1 = draw(st.none() | st.binary(min_size=32, max_size=32))
     files = []
     for p in sorted(paths):
@@ -732,9 +739,11 @@ def _empty_files_manifest(n: int, name_len: int) -> bytes:
 @pytest.fixture(scope="module")
 def manifest_at_max_size() -> bytes:
     """A valid manifest of exactly MAX_MANIFEST_SIZE bytes: ~30k empty files."""
-    per_file = len(_empty_files_manifest(1, 1000)) - len(_empty_files_manifest(0, 1000))
-    n = (MAX_MANIFEST_SIZE - len(_empty_files_manifest(0, 1000))) // per_file
-    name_len = 1000 + MAX_MANIFEST_SIZE - len(_empty_files_manifest(n, 1000))
+    # The last name takes up the slack: 200 bytes plus less than one file entry, within
+    # the 255 bytes a file name may have.
+    per_file = len(_empty_files_manifest(1, 200)) - len(_empty_files_manifest(0, 200))
+    n = (MAX_MANIFEST_SIZE - len(_empty_files_manifest(0, 200))) // per_file
+    name_len = 200 + MAX_MANIFEST_SIZE - len(_empty_files_manifest(n, 200))
     data = _empty_files_manifest(n, name_len)
     assert len(data) == MAX_MANIFEST_SIZE
     return data
