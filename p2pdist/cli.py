@@ -142,7 +142,8 @@ def _node_identity() -> Any:
     """This node's unlocked identity, or None when `init` was never run here."""
     from p2pdist.identity import KEYFILE_NAME
 
-    return _unlock() if (_home() / KEYFILE_NAME).exists() else None
+    # lexists: a key file that is a broken link is an error, not "no identity here".
+    return _unlock() if os.path.lexists(_home() / KEYFILE_NAME) else None
 
 
 ApiListenOpt = Annotated[

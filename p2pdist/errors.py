@@ -100,7 +100,7 @@ class PassphraseError(IdentityError):
 
 
 class KeyFileError(IdentityError):
-    pass
+    default_remedy = "restore the key file from your backup"
 
 
 class LibraryError(P2PDistError):

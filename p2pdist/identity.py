@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
@@ -54,13 +55,17 @@ __all__ = [
 KEYFILE_NAME = "identity.key"
 KEYFILE_TYPE = "p2pdist/keystore"
 MAX_KEYFILE_SIZE = 16 * 1024
-# Caps applied on load, so an edited key file cannot make us burn minutes or gigabytes.
-MAX_OPSLIMIT = 16
-MAX_MEMLIMIT = 1024 * 1024 * 1024
+# Caps applied on load, before the KDF runs, so an edited key file cannot make us burn
+# minutes or gigabytes: libsodium's "moderate" cost, about 0.5 s and 256 MiB here (age
+# caps scrypt the same way). `init` writes the "interactive" cost, well below.
+MAX_OPSLIMIT = 4
+MAX_MEMLIMIT = 256 * 1024 * 1024
 # Interactive cost: about 0.1 s and 64 MiB per unlock on a 2-core machine.
 DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
 DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
 MAX_NAME_LEN = 200
+_SEALED_LEN = (nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
+               + nacl.bindings.crypto_sign_SEEDBYTES)
 
 
 def key_to_text(pk: bytes) -> str:
@@ -219,13 +224,26 @@ def create_identity(
 
 
 def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
+    """The key file's JSON, after the checks a signing tool makes before it reads a key.
+
+    A symlink is followed, as ssh does, and the file it leads to is checked: it must be
+    a regular file (a folder, a FIFO that would block, a device), private to its owner
+    (ssh's "UNPROTECTED PRIVATE KEY FILE": refused, with the chmod that fixes it, even
+    for root, who could read it anyway) and small.
+    """
     path = home / KEYFILE_NAME
     try:
         st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        if path.is_symlink():
+            raise KeyFileError(f"the key file {path} is a link to nothing",
+                               remedy="restore the key file from your backup") from None
         raise NoIdentity(f"no identity in {home}") from None
     except OSError as e:
         raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"the key file {path} is not a regular file",
+                           remedy="restore the key file from your backup")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"the key file {path} can be read by others (mode {stat.S_IMODE(st.st_mode):o})",
@@ -234,7 +252,8 @@ def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
     if st.st_size > MAX_KEYFILE_SIZE:
         raise KeyFileError(f"the key file {path} is too large to be a key file")
     try:
-        doc = _json.loads(path.read_bytes())
+        with path.open("rb") as f:
+            doc = _json.loads(f.read(MAX_KEYFILE_SIZE + 1))
     except (OSError, ValueError) as e:
         raise KeyFileError(
             f"the key file {path} is damaged or truncated ({e.__class__.__name__})",
@@ -242,7 +261,7 @@ def _read_keyfile(home: Path) -> tuple[Path, dict[str, object]]:
         ) from None
     if not isinstance(doc, dict) or doc.get("type") != KEYFILE_TYPE:
         raise KeyFileError(f"{path} is not a p2pdist key file", remedy="restore it from backup")
-    if doc.get("v") != 1:
+    if type(doc.get("v")) is not int or doc.get("v") != 1:
         raise KeyFileError(
             f"{path} has key file version {doc.get('v')!r}, this p2pdist reads version 1",
             remedy="upgrade p2pdist",
@@ -254,9 +273,22 @@ def load_public_identity(home: Path) -> PublicIdentity:
     """The name and public key, without the passphrase."""
     path, doc = _read_keyfile(home)
     try:
-        return PublicIdentity(str(doc["name"]), key_from_text(str(doc["public_key"])))
-    except (KeyError, MalformedObject):
+        return PublicIdentity(_name(doc), key_from_text(_str(doc["public_key"])))
+    except (KeyError, TypeError, MalformedObject):
         raise KeyFileError(f"the key file {path} is damaged", remedy="restore it") from None
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise TypeError("not a string")
+    return v
+
+
+def _name(doc: dict[str, object]) -> str:
+    name = _str(doc["name"])
+    if not is_printable(name, max_len=MAX_NAME_LEN):
+        raise TypeError("not a printable name")
+    return name
 
 
 def load_identity(home: Path, *, passphrase: str) -> Identity:
@@ -271,10 +303,10 @@ def load_identity(home: Path, *, passphrase: str) -> Identity:
         opslimit, memlimit = kdf["opslimit"], kdf["memlimit"]
         if not all(type(x) is int for x in (opslimit, memlimit)):
             raise TypeError("KDF limits must be integers")
-        salt = base64.b64decode(str(kdf["salt"]), validate=True)
-        sealed = base64.b64decode(str(doc["sealed"]), validate=True)
-        public = key_from_text(str(doc["public_key"]))
-        name = str(doc["name"])
+        salt = base64.b64decode(_str(kdf["salt"]), validate=True)
+        sealed = base64.b64decode(_str(doc["sealed"]), validate=True)
+        public = key_from_text(_str(doc["public_key"]))
+        name = _name(doc)
     except (KeyError, ValueError, TypeError, MalformedObject):
         raise KeyFileError(f"the key file {path} is damaged", remedy="restore it") from None
     if not (
@@ -286,7 +318,8 @@ def load_identity(home: Path, *, passphrase: str) -> Identity:
             f"(opslimit {opslimit} <= {MAX_OPSLIMIT}, memlimit {memlimit} <= {MAX_MEMLIMIT})",
             remedy="restore the key file from your backup",
         )
-    if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
+    if len(salt) != nacl.pwhash.argon2id.SALTBYTES or len(sealed) != _SEALED_LEN:
+        # Said before the KDF runs: a truncated seal is damage, not a wrong passphrase.
         raise KeyFileError(f"the key file {path} is damaged", remedy="restore it")
     try:
         seed = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit)).decrypt(sealed)
