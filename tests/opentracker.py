@@ -82,11 +82,19 @@ class OpenTracker:
             if h not in self._allowed:
                 self._allowed.append(h)
         self.whitelist.write_text("".join(f"{h}\n" for h in self._allowed))
-        self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
+        start = time.monotonic()
+        signalled = 0.0
         while not all(self._authorized(h) for h in self._allowed):
-            if time.monotonic() > deadline:
-                raise RuntimeError("opentracker did not reload its whitelist within 10 s")
+            now = time.monotonic()
+            if now - start > 10:
+                raise RuntimeError(
+                    f"opentracker did not reload its whitelist within 10 s (exit code "
+                    f"{self.proc.poll()}): {self.log.read_text(errors='replace')}")
+            if now - signalled > 1:
+                # Again each second: under load, runs were seen where the first reload
+                # never took effect.
+                self.proc.send_signal(signal.SIGHUP)
+                signalled = now
             time.sleep(0.05)
 
     def allow_torrent(self, torrent: Path) -> None:
