@@ -481,6 +481,11 @@ class Swarm:
                     else:
                         if ep not in self._clients:
                             self.peers(k)  # learn its client string while it is connected
+                        if ep not in self._clients:
+                            # Gone already: a transfer that ends between two polls ends
+                            # with libtorrent closing the seed-to-seed link. Name the peer
+                            # by its peer id (until its handshake's string is seen).
+                            self._clients[ep] = _client_from_peer_id(a.pid.to_bytes())
                         self._verified[k].delivered(piece, block, ep)
             elif isinstance(a, lt.piece_finished_alert):
                 k = self._key_of(a.handle)
@@ -556,6 +561,27 @@ def _disk_problem(a: Any) -> tuple[str, bool]:
         errno.ENOSPC, errno.EDQUOT)
     name = str(a.filename() or "") or "the work's files"
     return f"{name}: {code.message()}", full
+
+
+# Peer-id prefixes (BEP 20 "-XXvvvv-" style, and aria2's own) of the clients people run.
+_PEER_ID_NAMES = {
+    "A2": "aria2", "TR": "Transmission", "qB": "qBittorrent", "LT": "libtorrent",
+    "lt": "rTorrent", "DE": "Deluge", "UT": "µTorrent", "BI": "BiglyBT", "AZ": "Vuze",
+}
+
+
+def _client_from_peer_id(pid: bytes) -> str:
+    """A display name from a peer id, e.g. "aria2 (peer id A2-1-36-0-)". Never a p2pdist
+    claim: those come only from the BEP 10 handshake."""
+    if pid[:1] == b"-" and pid[7:8] == b"-":
+        prefix = pid[:8]  # -TR3000-
+        code = prefix[1:3]
+    else:
+        prefix = pid[:10] if pid[:3] == b"A2-" else pid[:8]
+        code = prefix[:2]
+    text = "".join(chr(c) if 0x21 <= c < 0x7F else "?" for c in prefix)
+    name = _PEER_ID_NAMES.get(code.decode("ascii", "replace"))
+    return f"{name} (peer id {text})" if name else f"peer id {text}"
 
 
 def _client_text(raw: object) -> str:
