@@ -157,6 +157,30 @@ def assert_no_receipts(home: Path) -> None:
     run_cli(home, "ledger", "verify", "--json")
 
 
+def wait_uploaded(home: Path, work: str, size: int, deadline: float,
+                  proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """Ask the running `seed` (p2pdist status) until it counts *size* bytes of *work*
+    uploaded (libtorrent updates its counters once a second); return that work's status."""
+    found: list[dict[str, Any]] = []
+
+    def uploaded() -> bool:
+        cp = run_cli(home, "status", "--json", check=False)
+        if cp.returncode != 0:
+            return False  # not ready yet
+        found[:] = [w for w in json.loads(cp.stdout)["works"] if w["work"] == work]
+        return bool(found) and int(found[0]["uploaded"]) >= size
+
+    wait_for("the seeder counts the work uploaded", uploaded, deadline, proc)
+    return found[0]
+
+
+def assert_seeder_uncredited(status: dict[str, Any]) -> None:
+    """`status --json` of a work only a plain client fetched: no credit, no key proven."""
+    assert status["credit"] == 0, f"a plain BitTorrent client earned credit: {status}"
+    for p in status["peers"]:
+        assert p["pk"] is None, f"a plain BitTorrent client proved a key: {p}"
+
+
 def assert_fetched_uncredited(report: dict[str, Any], size: int, client: str) -> None:
     """`fetch --json`: every verified byte came from *client*, with no proven key and no
     receipt."""

@@ -26,6 +26,7 @@ from tests.integration._clients import (
     assert_fetched_uncredited,
     assert_no_receipts,
     assert_same_files,
+    assert_seeder_uncredited,
     json_objects,
     listening,
     make_work,
@@ -34,6 +35,7 @@ from tests.integration._clients import (
     stop,
     tracker_seeders,
     wait_for,
+    wait_uploaded,
 )
 from tests.opentracker import OpenTracker
 
@@ -72,6 +74,7 @@ def test_aria2c_fetches_v1_work_from_p2pdist_seeder(tmp_path: Path) -> None:
         rc = aria.wait(timeout=max(1.0, deadline - time.monotonic()))
         aria_out = aria.communicate(timeout=10)[0]
         assert rc == 0, f"aria2c exited {rc}:\n{aria_out}"
+        served = wait_uploaded(seeder_home, pub["work"], pub["size"], deadline, seeder)
     finally:
         if aria.poll() is None:
             aria.kill()
@@ -84,8 +87,8 @@ def test_aria2c_fetches_v1_work_from_p2pdist_seeder(tmp_path: Path) -> None:
     assert reports, f"no JSON from the seeder:\n{seed_out}\n{seed_err}"
     assert pub["work"] in reports[0]["works"]  # type: ignore[operator]
     [work] = reports[-1]["works"]  # type: ignore[misc]
-    assert work["uploaded"] >= pub["size"], "the seeder did not upload the work"
     assert work["credit"] == 0, "aria2c earned the seeder credit"
+    assert_seeder_uncredited(served)
     assert_no_receipts(seeder_home)
 
 

@@ -20,6 +20,7 @@ from tests.integration._clients import (
     assert_fetched_uncredited,
     assert_no_receipts,
     assert_same_files,
+    assert_seeder_uncredited,
     json_objects,
     make_work,
     need,
@@ -27,6 +28,7 @@ from tests.integration._clients import (
     qbittorrent,
     stop,
     wait_for,
+    wait_uploaded,
 )
 
 pytestmark = pytest.mark.interop
@@ -63,6 +65,7 @@ def test_qbittorrent_fetches_hybrid_work_from_p2pdist_seeder(tmp_path: Path) -> 
                      .readline().strip()), deadline, seeder)
             qb.add_peers(infohash, f"127.0.0.1:{port}")
             qb.wait_seeding(deadline)
+            served = wait_uploaded(home, pub["work"], pub["size"], deadline, seeder)
         finally:
             seed_out, seed_err = stop(seeder)
 
@@ -71,8 +74,8 @@ def test_qbittorrent_fetches_hybrid_work_from_p2pdist_seeder(tmp_path: Path) -> 
     assert reports and reports[-1].get("stopped"), f"{seed_out}\n{seed_err}"
     [work] = reports[-1]["works"]  # type: ignore[misc]
     assert work["work"] == pub["work"]
-    assert work["uploaded"] >= pub["size"], "the seeder did not upload the work"
     assert work["credit"] == 0, "qbittorrent-nox earned the seeder credit"
+    assert_seeder_uncredited(served)
     assert_no_receipts(home)
 
 
