@@ -113,7 +113,11 @@ __all__ = [
     "verify_ledger",
 ]
 
-RESUME_EVERY = 5.0
+# A download's resume data is saved this often (s) while it makes progress: a crash then
+# costs it about this much. Big works have big resume data (their v2 hash trees), so it
+# is saved at most this many bytes per second.
+RESUME_EVERY = 1.0
+RESUME_WRITE_RATE = 1024 * 1024
 RECONNECT_EVERY = 3.0
 MAX_TITLE = 300
 
@@ -920,7 +924,8 @@ class Node:
             shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
             self.api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
         self._titles: dict[str, str] = {}
-        self._last_resume = time.monotonic()
+        self._next_resume = time.monotonic() + RESUME_EVERY
+        self._resumed_done: dict[str, int] = {}  # work -> total_done when last saved
         self._last_connect = time.monotonic()
         self._completed: set[str] = set()
         self.problems: dict[str, str] = {}  # work -> what a person should look at
@@ -1070,10 +1075,16 @@ class Node:
                 self._on_complete(key)
         with self._lock:
             self._snaps = snaps
-        if now - self._last_resume > RESUME_EVERY:
-            self._save_resume([s.work for s in snaps if s.status.state is
-                               TorrentState.DOWNLOADING])
-            self._last_resume = now
+        if now >= self._next_resume:
+            due = [s for s in snaps if s.status.state is TorrentState.DOWNLOADING
+                   and self._resumed_done.setdefault(s.work, s.status.total_done)
+                   != s.status.total_done]
+            saved = self._save_resume([s.work for s in due])
+            for s in due:
+                if s.work in saved:
+                    self._resumed_done[s.work] = s.status.total_done
+            self._next_resume = now + max(
+                RESUME_EVERY, sum(len(d) for d in saved.values()) / RESUME_WRITE_RATE)
         if self.peers and now - self._last_connect > RECONNECT_EVERY:
             for s in snaps:
                 if s.status.num_peers == 0:
