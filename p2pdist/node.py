@@ -845,6 +845,9 @@ class FetchResult:
             "peers": list(self.peers),
         }
 
+# A peer whose /identity proof fails is asked again after 1, 2 s, then counted as plain.
+PROOF_TRIES = 3
+
 
 class Node:
     """A libtorrent session over this home's library.
@@ -878,6 +881,8 @@ class Node:
         # Peers' claimed keys count only once proven through their /identity challenge.
         self._proven: dict[str, bytes] = {}
         self._proving: set[str] = set()
+        # A proof that failed (peer's API busy, a timeout) is tried again, a few times.
+        self._failed_proofs: dict[str, tuple[int, float]] = {}  # ep -> (tries, retry at)
         self._lock = threading.Lock()
         self.api: NodeApi | None = None
         self.identity = identity
@@ -1139,6 +1144,9 @@ class Node:
             with self._lock:
                 if ep in self._proven or ep in self._proving:
                     continue
+                tries, retry_at = self._failed_proofs.get(ep, (0, 0.0))
+                if tries >= PROOF_TRIES or time.monotonic() < retry_at:
+                    continue
                 self._proving.add(ep)
             host = ep.rpartition(":")[0].strip("[]")
             threading.Thread(target=self._prove, args=(ep, host, claim), daemon=True,
@@ -1148,9 +1156,15 @@ class Node:
         try:
             prove_identity(host, claim.api_port or 0, pk=claim.pk, timeout=5)
         except P2PDistError:
-            return  # unproven: it stays a plain BitTorrent peer
+            # Unproven for now: a plain BitTorrent peer until a later try succeeds.
+            with self._lock:
+                self._proving.discard(ep)
+                tries = self._failed_proofs.get(ep, (0, 0.0))[0] + 1
+                self._failed_proofs[ep] = (tries, time.monotonic() + 0.5 * 2 ** tries)
+            return
         with self._lock:
             self._proven[ep] = claim.pk
+            self._proving.discard(ep)
 
     def proven_key(self, endpoint: str, wait: float = 0.0) -> bytes | None:
         """The key a peer proved, waiting up to *wait* s for a proof under way."""
