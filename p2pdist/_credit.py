@@ -63,6 +63,11 @@ class ReceiptLog(Protocol):
     def payloads(self, kind: str) -> Iterable[bytes]: ...
 
 
+# Statuses that mean "not now" rather than "no": ask again after these pauses (seconds).
+RETRY_STATUSES = frozenset({408, 429, 503, 507})
+SEND_RETRY_DELAYS = (0.5, 1.5)
+
+
 @dataclass(slots=True)
 class _Uploader:
     endpoint_host: str
@@ -202,13 +207,23 @@ class Credit:
 
     def _send(self, host: str, port: int, signed: SignedReceipt, to_uploader: bool) -> None:
         # It is in our ledger already; the next (cumulative) receipt supersedes a lost one.
-        with contextlib.suppress(P2PDistError):
-            status, _ = post(host, port, "/receipts", signed.to_bytes(), timeout=5)
-            if to_uploader and 200 <= status < 300:
-                r = signed.receipt
-                with self._lock:
-                    k = (r.work, r.uploader)
-                    self._acked[k] = max(self._acked.get(k, 0), r.seq)
+        # A busy or briefly unreachable node (503, 429, a full disk's 507, no answer) is
+        # asked again after SEND_RETRY_DELAYS; a refusal (4xx) is final.
+        for delay in (0.0, *SEND_RETRY_DELAYS):
+            time.sleep(delay)
+            try:
+                status, _ = post(host, port, "/receipts", signed.to_bytes(), timeout=5)
+            except P2PDistError:
+                continue
+            if status not in RETRY_STATUSES:
+                break
+        else:
+            return
+        if to_uploader and 200 <= status < 300:
+            r = signed.receipt
+            with self._lock:
+                k = (r.work, r.uploader)
+                self._acked[k] = max(self._acked.get(k, 0), r.seq)
 
     def acknowledged(self, work: bytes) -> dict[bytes, int]:
         """Per uploader of *work*: the highest seq it acknowledged holding (this session)."""

@@ -306,3 +306,43 @@ def test_library_write_on_a_full_disk_keeps_the_old_file_and_no_temp_file(
             atomic_write(target, b"resume data v2, longer")
     assert target.read_bytes() == b"resume data v1"
     assert sorted(p.name for p in target.parent.iterdir()) == ["w.resume"]
+
+
+def test_a_receipt_refused_for_a_full_disk_is_sent_again_and_acknowledged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploader answers 507 (nothing kept, send it again): the downloader asks again
+    after a pause and the uploader, with space once more, keeps and acknowledges it."""
+    uploader = Identity("up", nacl.signing.SigningKey(bytes([1]) * 32))
+    fan = Identity("fan", nacl.signing.SigningKey(bytes([2]) * 32))
+    work = bytes(range(32))
+    (tmp_path / "up").mkdir()
+    (tmp_path / "fan").mkdir()
+    up_log = LedgerLog(tmp_path / "up" / "ledger.sqlite", uploader.public_key)
+    fan_log = LedgerLog(tmp_path / "fan" / "ledger.sqlite", fan.public_key)
+    up_credit = Credit(uploader, up_log, work_size=lambda w: 10 * MiB if w == work else None)
+    fan_credit = Credit(fan, fan_log, work_size=lambda w: 10 * MiB)
+    answers: list[int] = []
+    real_insert = Ledger._insert
+
+    def full_once(self: Ledger, entries: object) -> None:
+        if self.path.parent.name != "up":  # only the uploader's disk fills up
+            real_insert(self, entries)  # type: ignore[arg-type]
+            return
+        if not answers:
+            answers.append(507)
+            raise _disk_full()
+        answers.append(200)
+        real_insert(self, entries)  # type: ignore[arg-type]
+
+    with NodeApi(uploader, "127.0.0.1", 0) as api:
+        api.route("POST", "/receipts", lambda q, body: (200, up_credit.accept(body)))
+        monkeypatch.setattr(Ledger, "_insert", full_once)
+        issued = fan_credit.observe(work, 10 * MiB,
+                                    {uploader.public_key: (10 * MiB, "127.0.0.1", api.port)},
+                                    final=True)
+    assert [r.seq for r in issued] == [1]
+    assert answers == [507, 200]
+    assert fan_credit.acknowledged(work) == {uploader.public_key: 1}
+    up_log.close()
+    fan_log.close()
+    assert _held(tmp_path / "up", uploader.public_key, fan.public_key) == [1]
