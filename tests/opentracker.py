@@ -114,7 +114,7 @@ class OpenTracker:
                 "info_hash": bytes.fromhex(hex_hash), "peer_id": b"-PROBE-0000000000000",
                 "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": event,
                 "numwant": 0, "compact": 1,
-            })
+            }, quote_via=urllib.parse.quote)  # a 0x20 byte is %20: opentracker reads + as +
             with urllib.request.urlopen(f"{self.announce}?{q}", timeout=5) as r:  # noqa: S310
                 if b"failure reason" in r.read():
                     return False

@@ -412,8 +412,9 @@ def tracker_seeders(announce: str, infohash: str) -> int:
     import libtorrent as lt
 
     raw = bytes.fromhex(infohash[:40])
+    # quote, not quote_plus: opentracker takes a "+" for itself, not for a 0x20 byte.
     url = announce.replace("/announce", "/scrape") + "?" + urllib.parse.urlencode(
-        {"info_hash": raw})
+        {"info_hash": raw}, quote_via=urllib.parse.quote)
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
         reply = lt.bdecode(r.read()) or {}
     stats = reply.get(b"files", {}).get(raw, {})

@@ -69,3 +69,11 @@ def test_fan_finds_p2pdist_seeder_through_opentracker_alone(
         [row] = receipts(home)
         assert (row["uploader"], row["downloader"], row["bytes"], row["direction"]) == (
             artist_pk, fan_pk, pub["size"], direction)
+
+
+def test_tracker_fixture_lists_a_hash_holding_a_space_byte(tracker: OpenTracker) -> None:
+    # One infohash in 13 holds a 0x20 byte; a probe that sent it as "+" (urlencode's
+    # default) was refused by opentracker, and allow() timed out on those works.
+    spaced = "6d7e50d03020a8bfdeec64ed9f165f3abb456be1"
+    tracker.allow(spaced)
+    assert tracker_seeders(tracker.announce, spaced) == 0
