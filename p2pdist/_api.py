@@ -435,7 +435,8 @@ class NodeApi:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever: only if it runs
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> NodeApi:

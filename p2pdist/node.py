@@ -903,31 +903,39 @@ class Node:
         self.credit: Credit | None = None
         if identity is not None:
             host, port = api_listen or (listen[0], self.swarm.listen_port + 1)
+            # The API answers only once its routes are in place (a receipt sent while the
+            # node starts waits in the listen queue, it does not get a 404), and a ledger
+            # that cannot be opened closes everything this node started.
             try:
                 try:
-                    self.api = NodeApi(identity, host, port).start()
+                    self.api = NodeApi(identity, host, port)
                 except P2PDistError:
                     if api_listen:
                         raise
                     # The default port is taken: any port will do, the handshake names it.
-                    self.api = NodeApi(identity, host, 0).start()
+                    self.api = NodeApi(identity, host, 0)
+                self.ledger = open_ledger(home, identity.public_key)
+                self.credit = Credit(identity, self.ledger, work_size=self._work_size,
+                                     collector_of=self._collector_of,
+                                     may_send_to=self._may_send_to)
+                self.credit.load()
             except P2PDistError:
+                if self.ledger is not None:
+                    self.ledger.close()
+                if self.api is not None:
+                    self.api.close()
                 self.swarm.close()
                 if self.control is not None:
                     self.control.close()
                 raise
             self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
-            self.ledger = open_ledger(home, identity.public_key)
-            self.credit = Credit(identity, self.ledger, work_size=self._work_size,
-                                 collector_of=self._collector_of,
-                                 may_send_to=self._may_send_to)
-            self.credit.load()
             credit = self.credit
             self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
             from p2pdist.paid import VOUCHERS_NAME, Shop
 
             shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
             self.api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
+            self.api.start()
         self._titles: dict[str, str] = {}
         self._next_resume = time.monotonic() + RESUME_EVERY
         self._resumed_done: dict[str, int] = {}  # work -> total_done when last saved

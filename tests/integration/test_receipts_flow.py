@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from p2pdist.identity import load_public_identity
 from tests.conftest import free_port, run_cli
 from tests.integration._story import Seeder, digests, make_album, publish
@@ -227,3 +229,39 @@ def test_publish_refuses_a_malformed_collector_before_hashing(tmp_path: Path) ->
         assert cp.returncode == 1, bad
         assert "--collector" in cp.stderr and "Traceback" not in cp.stderr
         assert not (tmp_path / "t.torrent").exists()
+
+
+def test_a_node_whose_ledger_cannot_open_stops_everything_it_started(tmp_path: Path) -> None:
+    """A damaged ledger refuses the node, and neither its API port nor its home lock is
+    left behind: a second try (after the ledger is repaired) starts on the same ports."""
+    import socket
+
+    from p2pdist.errors import P2PDistError
+    from p2pdist.identity import load_identity
+    from p2pdist.node import Node
+    from p2pdist.swarm import Profile
+    from tests.conftest import PASSPHRASE
+
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist = tmp_path / "ada"
+    publish(artist, album)
+    ident = load_identity(artist, passphrase=PASSPHRASE)
+    ledger = artist / "ledger.sqlite"
+    good = ledger.read_bytes() if ledger.exists() else None
+    ledger.write_bytes(b"this is not a SQLite database" * 100)
+    bt, api = free_port(), free_port()
+    with pytest.raises(P2PDistError):
+        Node(artist, profile=Profile.LOCAL, listen=("127.0.0.1", bt), identity=ident,
+             api_listen=("127.0.0.1", api), control=True)
+    with socket.socket() as s:  # the API's port is free again
+        s.bind(("127.0.0.1", api))
+    if good is None:
+        ledger.unlink()
+    else:
+        ledger.write_bytes(good)
+    node = Node(artist, profile=Profile.LOCAL, listen=("127.0.0.1", bt), identity=ident,
+                api_listen=("127.0.0.1", api), control=True)
+    try:
+        assert node.api is not None and node.api.port == api
+    finally:
+        node.close()
