@@ -107,6 +107,27 @@ class _Proc:
         return self.proc.returncode
 
 
+def _settled(home: Path, work: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The node's status of *work* once its upload counter has settled.
+
+    libtorrent adds payload to its counters on a 1 s stats tick, while a receipt counts
+    a piece as soon as it passed its hash check: a status read just after the last piece
+    shows a credit above the upload (67,469,312 over 67,387,392 in one CI run). Read until
+    two reads 1.5 s apart show the same upload, with no transfer left in flight."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    while True:
+        status = json.loads(run_cli(home, "status", "--json").stdout)
+        [now] = [w for w in status["works"] if w["work"] == work]
+        if last is not None and now["uploaded"] == last["uploaded"] \
+                and now["credit"] == last["credit"]:
+            return dict(now)
+        if time.monotonic() > deadline:
+            return dict(now)
+        last = now
+        time.sleep(1.5)
+
+
 def _each(fn: Callable[[Path], T], homes: Iterable[Path]) -> list[T]:
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(fn, homes))
@@ -149,8 +170,7 @@ def test_sixteen_fans_spread_a_work_via_opentracker_and_every_byte_is_receipted(
             assert r["size"] == size, (name, r)
         # The artist's own node: payload bytes it uploaded (libtorrent's count) and the
         # bytes the fans acknowledged to it in receipts.
-        status = json.loads(run_cli(artist, "status", "--json").stdout)
-        [launched] = [w for w in status["works"] if w["work"] == work]
+        launched = _settled(artist, work)
     finally:
         for p in procs[::-1]:
             p.interrupt()
