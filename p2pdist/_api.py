@@ -326,6 +326,21 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.close_connection = True
 
+    def _check_local_client(self) -> None:
+        """The control API answers local programs only, never a web page: the Host must
+        name the loopback address and port it serves (a DNS-rebound name such as
+        evil.example is refused), and a request carrying a browser's Origin is refused
+        (a page in a browser may not drive the node, token or not)."""
+        hosts = self.headers.get_all("Host", [])
+        port = self.server.api.port
+        if len(hosts) != 1 or hosts[0].strip().lower() not in (
+                f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+            raise ApiError(403, "bad-host", f"the control API answers Host 127.0.0.1:{port}, "
+                           f"localhost:{port} or [::1]:{port} only")
+        if "Origin" in self.headers:
+            raise ApiError(403, "origin-refused", "the control API does not answer requests "
+                           "from web pages (an Origin header)")
+
     def _body(self, expected: bytes | None) -> bytes:
         """The request's body, at most MAX_BODY, read before the deadline."""
         if expected is not None and not hmac.compare_digest(
@@ -362,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise ApiError(400, "bad-url", "the URL does not parse (or has over 16 query "
                            "fields)") from None
+        if api._expected is not None:
+            self._check_local_client()
         body = self._body(api._expected)
         route = api._routes.get((method, url.path))
         if route is None:
@@ -408,7 +425,9 @@ class NodeApi:
                  *, token: str | None = None, max_connections: int = MAX_CONNECTIONS,
                  max_per_address: int = MAX_PER_ADDRESS) -> None:
         """With an *identity* it answers GET /identity. With a *token*, every request must
-        carry ``Authorization: Bearer TOKEN`` (the control API); others get 401."""
+        carry ``Authorization: Bearer TOKEN`` (the control API); others get 401. The
+        control API also refuses (403) a Host other than its loopback address and port,
+        and any request with an Origin header (DNS rebinding, a web page)."""
         self.identity = identity
         self._routes: dict[tuple[str, str], Route] = {}
         if identity is not None:

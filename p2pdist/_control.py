@@ -4,8 +4,10 @@ A running `seed` serves GET /status on 127.0.0.1 (never another address, whateve
 network profile) at a random port. It writes HOME/control.json, mode 0600:
 ``{"pid", "port", "token", "started", "version"}``; a request without
 ``Authorization: Bearer TOKEN`` gets 401, so only someone who can read the node home
-can ask. The file is removed when the node stops; one left by a crash is stale and is
-recognised as such (its port no longer answers with that token).
+can ask; a Host other than 127.0.0.1:PORT, localhost:PORT or [::1]:PORT, or any Origin
+header, gets 403 (a web page, DNS-rebound or not, cannot drive it). The file is
+removed when the node stops; one left by a crash is stale and is recognised as such
+(its port no longer answers with that token).
 
 One `seed` per home: a second one is refused (HomeInUse) while the first holds the
 home's lock, because two sessions would write the same resume data and ledger chain.

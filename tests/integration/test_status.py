@@ -120,6 +120,41 @@ def test_control_api_needs_the_token_and_listens_on_loopback_only(tmp_path: Path
             assert s.connect_ex(("127.0.0.2", doc["port"])) != 0
 
 
+def test_dns_rebinding_and_web_pages_cannot_drive_the_control_api(tmp_path: Path) -> None:
+    """A page on evil.example that rebinds its name to 127.0.0.1 (or posts from the
+    browser) reaches the control port with a foreign Host or an Origin: refused, even
+    with the right token. The same request without them is answered."""
+    from tests.integration._rawhttp import exchange
+
+    home = tmp_path / "ada"
+    run_cli(home, "init", "--name", "Ada")
+    with Seeder(home, free_port()):
+        doc = json.loads((home / "control.json").read_text())
+        port, auth = doc["port"], f"Authorization: Bearer {doc['token']}\r\n"
+
+        def ask(*headers: str) -> Any:
+            return exchange(port, ("GET /status HTTP/1.1\r\n" + auth + "".join(headers)
+                                   + "Connection: close\r\n\r\n").encode())
+
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1", "127.0.0.1:1",
+                     f"127.0.0.2:{port}", f"localhost.evil.example:{port}"):
+            a = ask(f"Host: {host}\r\n")
+            assert (a.status, a.doc["reason"]) == (403, "bad-host"), (host, a.raw)
+            assert "running" not in a.doc
+        a = ask()  # no Host at all (HTTP/1.1 requires one)
+        assert (a.status, a.doc["reason"]) == (403, "bad-host")
+        a = ask(f"Host: 127.0.0.1:{port}\r\n", "Host: evil.example\r\n")
+        assert (a.status, a.doc["reason"]) == (403, "bad-host")
+        for origin in ("http://evil.example", "null", f"http://127.0.0.1:{port}"):
+            a = ask(f"Host: 127.0.0.1:{port}\r\n", f"Origin: {origin}\r\n")
+            assert (a.status, a.doc["reason"]) == (403, "origin-refused"), origin
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                     f"[::1]:{port}"):
+            a = ask(f"Host: {host}\r\n")
+            assert a.status == 200 and a.doc["running"] is True, (host, a.raw)
+        assert _status(home)["running"] is True  # `p2pdist status` still gets in
+
+
 def test_one_node_per_home_and_a_crash_leaves_no_false_status(tmp_path: Path) -> None:
     home = tmp_path / "ada"
     run_cli(home, "init", "--name", "Ada")
