@@ -6,10 +6,15 @@ Public part (any peer may call it):
   POST /purchase                 a buyer's signed purchase request, on a seller (paid.Shop)
 
 Bounded by design, for whatever arrives: the request line, the header lines and the body
-are capped before they are read (414, 431, 413); a connection may be silent at most
-READ_TIMEOUT and must send its whole request within REQUEST_DEADLINE (408, so a
-slow-loris client trickling a byte at a time is cut off too); at most MAX_CONNECTIONS
-are served at once and MAX_PER_ADDRESS from one address (503 and 429 beyond). Every
+are capped before they are read (414, 431, 413); a connection must send its request
+line within LINE_DEADLINE (about a second: an idle socket holds no slot for long), may be
+silent at most READ_TIMEOUT and must send its whole request within REQUEST_DEADLINE (408,
+so a slow-loris client trickling a byte at a time is cut off too); at most
+MAX_CONNECTIONS are served at once and MAX_PER_NETWORK from one /24 (IPv4) or /64 (IPv6)
+network, so that many addresses of one network count as one (503 and 429 beyond). When
+every slot is taken, a new connection takes the slot of the one that has waited longest
+without sending its whole request, so that requests which arrive whole are served
+whatever idle sockets are held. Every
 refusal is JSON ``{"ok": false, "reason", "error"}``, a 4xx for anything a client can
 send, never the standard library's HTML page or a traceback on stderr. Built on the
 standard library's ThreadingHTTPServer: one thread per connection, which the caps keep
@@ -22,9 +27,11 @@ import contextlib
 import hmac
 import http
 import http.client
+import ipaddress
 import json
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -54,10 +61,11 @@ IDENTITY_DOMAIN = b"p2pdist/identity/v1"
 MAX_BODY = 64 * 1024
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # every header line together
+LINE_DEADLINE = 1.0  # to send the request line, from the connection's accept
 READ_TIMEOUT = 5.0  # of silence, between two reads
 REQUEST_DEADLINE = 8.0  # to send the whole request, however steadily it trickles
 MAX_CONNECTIONS = 128
-MAX_PER_ADDRESS = 32
+MAX_PER_NETWORK = 32  # from one /24 (IPv4) or /64 (IPv6)
 CHALLENGE_LEN = 32
 
 _CLIENT_RE = re.compile(r"^p2pdist/(?P<ver>\S+) pk=(?P<pk>[a-z2-7]{52})(?: api=(?P<api>\d{1,5}))?$")
@@ -134,36 +142,75 @@ class _CappedLines:
         return line
 
 
+def _line_pending(request: Any) -> bool:
+    """Whether a whole request line waits, unread, in the connection's socket buffer."""
+    # Polled first: a socket with a timeout waits for data in recv() whatever its flags.
+    try:
+        poll = select.poll()
+        poll.register(request, select.POLLIN)
+        if not poll.poll(0):
+            return False
+        data: bytes = request.recv(MAX_REQUEST_LINE, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (OSError, ValueError):
+        return False
+    return b"\n" in data
+
+
+def network_of(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) that *address* is counted in; an IPv4-mapped IPv6
+    address counts as its IPv4 one."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
 @dataclass(slots=True)
 class _Conn:
-    """One accepted connection: whence, and until when it may take to send its request."""
+    """One accepted connection: whence, and until when it may take to send its request
+    line and its whole request (None: read whole)."""
 
-    address: str
+    network: str
+    accepted: float
+    line_deadline: float | None
     deadline: float | None
     expired: bool = False
+    evicted: bool = False  # its slot was given to a newer connection
 
 
 class _Server(ThreadingHTTPServer):
     """One thread per connection, bounded: at most *max_connections* at once and
-    *max_per_address* from one address (a 503 or 429 beyond, written at once), and each
-    must send its whole request within REQUEST_DEADLINE (a reaper in the accept loop
-    cuts off the slow ones, however steadily they trickle)."""
+    *max_per_network* from one /24 or /64 (a 503 or 429 beyond, written at once), and
+    each must send its request line within LINE_DEADLINE and its whole request within
+    REQUEST_DEADLINE (a reaper in the accept loop cuts off the slow ones, however
+    steadily they trickle). When all slots are held, the connection that has waited
+    longest without a whole request gives its slot to the new one."""
 
     daemon_threads = True
     request_queue_size = 128  # a flood waits here to be refused, rather than be dropped
 
     def __init__(self, address: tuple[str, int], api: NodeApi, *, max_connections: int,
-                 max_per_address: int) -> None:
+                 max_per_network: int) -> None:
         self.api = api
-        self.max_connections, self.max_per_address = max_connections, max_per_address
-        self._conns: dict[Any, _Conn] = {}
-        self._per_address: dict[str, int] = {}
+        self.max_connections, self.max_per_network = max_connections, max_per_network
+        self._conns: dict[Any, _Conn] = {}  # every handler thread's, evicted ones too
+        self._live = 0  # connections holding a slot (not evicted)
+        self._per_network: dict[str, int] = {}
         self._conns_lock = threading.Lock()
         self._next_reap = 0.0
         super().__init__(address, _Handler)
 
     def conn(self, request: Any) -> _Conn:
         return self._conns[request]
+
+    def line_read(self, request: Any) -> None:
+        """The request line arrived: no line deadline any more."""
+        with self._conns_lock:
+            self._conns[request].line_deadline = None
 
     def reading_done(self, request: Any) -> bool:
         """The request is read: no deadline any more. False if the reaper came first."""
@@ -172,17 +219,48 @@ class _Server(ThreadingHTTPServer):
             c.deadline = None
             return not c.expired
 
+    def _evict_one(self) -> bool:
+        """Cut the connection that has waited longest without sending its whole request
+        and free its slot; False if every connection holds a whole request. Lock held."""
+        # No request line yet first, then the oldest: an idle socket goes before a
+        # request whose headers are on their way.
+        waiting = sorted(((c.line_deadline is None, c.accepted, id(r)), r, c)
+                         for r, c in self._conns.items()
+                         if not c.evicted and c.deadline is not None)
+        for _, request, c in waiting:
+            if c.line_deadline is None or not _line_pending(request):
+                break
+        else:
+            return False
+        c.evicted = c.expired = True
+        self._release(c)
+        with contextlib.suppress(OSError):
+            request.shutdown(socket.SHUT_RD)  # its handler reads an end of file: 408
+        return True
+
+    def _release(self, c: _Conn) -> None:
+        self._live -= 1
+        left = self._per_network[c.network] - 1
+        if left:
+            self._per_network[c.network] = left
+        else:
+            del self._per_network[c.network]
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        address = str(client_address[0])
+        network = network_of(str(client_address[0]))
         with self._conns_lock:
-            if len(self._conns) >= self.max_connections:
-                refused: tuple[int, str] | None = (503, "the node is busy; try again shortly")
-            elif self._per_address.get(address, 0) >= self.max_per_address:
-                refused = (429, f"over {self.max_per_address} connections from {address}")
+            if self._per_network.get(network, 0) >= self.max_per_network:
+                refused: tuple[int, str] | None = (
+                    429, f"over {self.max_per_network} connections from {network}")
+            elif self._live >= self.max_connections and not self._evict_one():
+                refused = (503, "the node is busy; try again shortly")
             else:
                 refused = None
-                self._conns[request] = _Conn(address, time.monotonic() + REQUEST_DEADLINE)
-                self._per_address[address] = self._per_address.get(address, 0) + 1
+                now = time.monotonic()
+                self._conns[request] = _Conn(network, now, now + LINE_DEADLINE,
+                                             now + REQUEST_DEADLINE)
+                self._live += 1
+                self._per_network[network] = self._per_network.get(network, 0) + 1
         if refused is not None:
             # Written from the accept loop without blocking it: a fresh socket's send
             # buffer is empty, and a peer that cannot take 200 bytes gets nothing.
@@ -212,15 +290,12 @@ class _Server(ThreadingHTTPServer):
     def _forget(self, request: Any) -> None:
         with self._conns_lock:
             c = self._conns.pop(request, None)
-            if c is not None:
-                left = self._per_address[c.address] - 1
-                if left:
-                    self._per_address[c.address] = left
-                else:
-                    del self._per_address[c.address]
+            if c is not None and not c.evicted:
+                self._release(c)
 
     def service_actions(self) -> None:
-        """Called by serve_forever between accepts: cut off requests past their deadline.
+        """Called by serve_forever between accepts: cut off requests past their deadline
+        (the request line's, or the whole request's).
 
         SHUT_RD wakes the handler's blocked read with an end of file; it can still write
         its 408 answer."""
@@ -230,7 +305,12 @@ class _Server(ThreadingHTTPServer):
         self._next_reap = now + 0.1
         with self._conns_lock:
             for request, c in self._conns.items():
-                if c.deadline is not None and now > c.deadline and not c.expired:
+                # A request line already in the socket's buffer is not late: its handler
+                # thread has not run yet (a loaded machine), the client was on time.
+                late = (c.line_deadline is not None and now > c.line_deadline
+                        and not _line_pending(request)) or \
+                    (c.deadline is not None and now > c.deadline)
+                if late and not c.expired:
                     c.expired = True
                     with contextlib.suppress(OSError):
                         request.shutdown(socket.SHUT_RD)
@@ -287,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 line = raw.readline(MAX_REQUEST_LINE + 1)
+                if line.endswith(b"\n"):
+                    self.server.line_read(self.request)
                 if len(line) > MAX_REQUEST_LINE:
                     raise ApiError(414, "uri-too-long",
                                    f"the request line is over {MAX_REQUEST_LINE} bytes")
@@ -309,9 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(431, "headers-too-large",
                                f"the header lines are over {MAX_HEADER_BYTES} bytes") from None
             except TimeoutError:
-                raise ApiError(408, "timeout", "the request came too slowly "
-                               f"(at most {READ_TIMEOUT:g} s of silence, "
-                               f"{REQUEST_DEADLINE:g} s in all)") from None
+                raise ApiError(408, "timeout", "the request came too slowly (its first "
+                               f"line within {LINE_DEADLINE:g} s, at most {READ_TIMEOUT:g} s "
+                               f"of silence, {REQUEST_DEADLINE:g} s in all)") from None
             if self.request_version == "HTTP/0.9":
                 raise ApiError(400, "bad-version", "HTTP/1.0 or HTTP/1.1 only")
             if self.command not in ("GET", "POST"):
@@ -423,7 +505,7 @@ class NodeApi:
 
     def __init__(self, identity: Identity | None, host: str = "127.0.0.1", port: int = 0,
                  *, token: str | None = None, max_connections: int = MAX_CONNECTIONS,
-                 max_per_address: int = MAX_PER_ADDRESS) -> None:
+                 max_per_network: int = MAX_PER_NETWORK) -> None:
         """With an *identity* it answers GET /identity. With a *token*, every request must
         carry ``Authorization: Bearer TOKEN`` (the control API); others get 401. The
         control API also refuses (403) a Host other than its loopback address and port,
@@ -435,7 +517,7 @@ class NodeApi:
         self._expected = f"Bearer {token}".encode() if token is not None else None
         try:
             self._server = _Server((host, port), self, max_connections=max_connections,
-                                   max_per_address=max_per_address)
+                                   max_per_network=max_per_network)
         except OSError as e:
             raise NetworkError(f"cannot serve the node API on {host}:{port}: {e.strerror}",
                                remedy="pick a free port with --api-listen HOST:PORT") from None

@@ -140,7 +140,7 @@ class ControlServer:
         self.started = datetime.now(UTC).replace(microsecond=0).isoformat()
         # Only `p2pdist status` calls it, one request at a time: a few connections suffice.
         self._api = NodeApi(None, "127.0.0.1", 0, token=self.token, max_connections=16,
-                            max_per_address=16)
+                            max_per_network=16)
         self._api.route("GET", "/status", lambda q, body: (200, status()))
         self._api.start()
         atomic_write(self.path, json.dumps({

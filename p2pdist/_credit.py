@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from p2pdist._api import ApiError, post
-from p2pdist.errors import MalformedObject, P2PDistError, VerificationError
+from p2pdist.errors import MalformedObject, P2PDistError, StorageError, VerificationError
 from p2pdist.identity import Identity
 from p2pdist.licensing import Collector
-from p2pdist.payouts.ledger import Ledger
+from p2pdist.payouts.ledger import Entry, Ledger
 from p2pdist.payouts.receipts import (
     MAX_RECEIPT_SIZE,
     ReceiptRejected,
@@ -243,39 +243,48 @@ class Credit:
 class LedgerLog:
     """This node's ledger as the credit flow uses it, safe to share between threads.
 
-    A Ledger is one SQLite connection, usable from the thread that opened it; the API
-    serves receipts from its own threads, so each thread gets its own connection and a
-    lock keeps appends in one order.
+    One SQLite connection for the node's whole life, closed by close(): the API serves
+    each request on a thread of its own, and a connection per thread (two descriptors,
+    the file and its WAL) was never closed, so every request leaked two. A lock keeps
+    every call, reads included, in one order on that connection.
     """
 
     def __init__(self, path: Path, node: bytes) -> None:
         self.path, self.node = path, node
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._opened: list[Ledger] = []
-        self._ledger()  # open (and create) it now: a broken file fails at start-up
+        # Opened (and created) now: a broken file fails at start-up.
+        self._led: Ledger | None = Ledger(path, node=node, shared=True)
 
     def _ledger(self) -> Ledger:
-        led: Ledger | None = getattr(self._local, "ledger", None)
-        if led is None:
-            led = Ledger(self.path, node=self.node)
-            self._local.ledger = led
-            with self._lock:
-                self._opened.append(led)
-        return led
+        if self._led is None:
+            raise StorageError(f"the ledger {self.path.name} is closed: the node is stopping")
+        return self._led
 
-    def append(self, kind: str, payload: bytes) -> object:
-        led = self._ledger()  # before the lock: opening takes it too
+    def append(self, kind: str, payload: bytes) -> Entry:
         with self._lock:
-            return led.append(kind, payload)
+            return self._ledger().append(kind, payload)
 
     def payloads(self, kind: str) -> list[bytes]:
-        return [e.payload for e in self._ledger().entries(node=self.node, kind=kind)]
+        return [payload for _, payload in self.numbered(kind)]
+
+    def numbered(self, kind: str) -> list[tuple[int, bytes]]:
+        """(seq, payload) of every entry of *kind* in this node's chain, in order."""
+        with self._lock:
+            return [(e.seq, e.payload)
+                    for e in self._ledger().entries(node=self.node, kind=kind)]
+
+    def payload_at(self, seq: int) -> bytes | None:
+        """The payload of entry *seq* of this node's chain: one lookup, not a scan."""
+        with self._lock:
+            e = self._ledger().entry(seq)
+        return None if e is None else e.payload
 
     def close(self) -> None:
-        for led in self._opened:
-            with contextlib.suppress(Exception):
-                led.close()
+        with self._lock:
+            led, self._led = self._led, None
+            if led is not None:
+                with contextlib.suppress(Exception):
+                    led.close()
 
 
 def open_ledger(home: Path, node: bytes) -> LedgerLog:

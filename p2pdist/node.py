@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pdist import __version__, _canonical
 from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
@@ -89,6 +89,9 @@ from p2pdist.swarm import (
     make_torrent,
     torrent_name,
 )
+
+if TYPE_CHECKING:
+    from p2pdist.paid import Shop
 
 __all__ = [
     "FetchResult",
@@ -901,6 +904,7 @@ class Node:
             raise
         self.ledger: LedgerLog | None = None
         self.credit: Credit | None = None
+        self.shop: Shop | None = None
         if identity is not None:
             host, port = api_listen or (listen[0], self.swarm.listen_port + 1)
             # The API answers only once its routes are in place (a receipt sent while the
@@ -933,7 +937,7 @@ class Node:
             self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
             from p2pdist.paid import VOUCHERS_NAME, Shop
 
-            shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
+            shop = self.shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
             self.api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
             self.api.start()
         self._titles: dict[str, str] = {}
@@ -1311,6 +1315,8 @@ class Node:
             self.swarm.close()
             if self.api is not None:
                 self.api.close()
+            if self.shop is not None:
+                self.shop.close()
             if self.ledger is not None:
                 self.ledger.close()
             if self.control is not None:

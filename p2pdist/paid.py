@@ -23,7 +23,8 @@ import nacl.exceptions
 import nacl.public
 
 from p2pdist._api import ApiError, identify, post
-from p2pdist._credit import ISSUED, ReceiptLog
+from p2pdist._bounded import BoundedMap
+from p2pdist._credit import ISSUED, LedgerLog, ReceiptLog
 from p2pdist.errors import (
     InputError,
     InvalidSignature,
@@ -133,14 +134,21 @@ def plain_files(lic: License) -> list[PlainFile]:
 # -- the seller ----------------------------------------------------------------------------
 
 
+# Purchase nonces remembered, at most (and each for 2 x REQUEST_MAX_AGE, after which its
+# request is stale anyway). A replay of a forgotten nonce reaches the payment, where a
+# redeemed code is answered as the repeat it is: never charged twice.
+MAX_NONCES = 100_000
+
+
 @dataclass
 class Shop:
     """POST /purchase for the works this node sells. Thread-safe: the API calls handle()
-    from its own threads."""
+    from its own threads. Holds the voucher book open (once a purchase needs it) until
+    close()."""
 
     identity: Identity
     library: Library
-    log: ReceiptLog
+    log: LedgerLog
     vouchers: Path
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -149,17 +157,38 @@ class Shop:
         # From the payment to its receipt in the ledger: a second request for the same
         # redeemed voucher must find that receipt, not sign another (a double spend).
         self._paying = threading.Lock()
-        self._nonces: set[bytes] = set()
-        for payload in self.log.payloads(PAYMENT_ISSUED):
-            self._nonces.add(SignedPayment.from_bytes(payload).payment.nonce)
+        self._book: VoucherBook | None = None
+        self._closed = False
+        self._nonces: BoundedMap[bytes, None] = BoundedMap(
+            MAX_NONCES, 2 * REQUEST_MAX_AGE.total_seconds())
+        # payment ref -> the seq of its payment receipt in the ledger: a spent code's
+        # receipt is found by one lookup, never by reading every payment.
+        self._paid: dict[str, int] = {}
+        for seq, payload in self.log.numbered(PAYMENT_ISSUED):
+            p = SignedPayment.from_bytes(payload).payment
+            self._nonces.set(p.nonce, None)
+            self._paid.setdefault(p.payment_ref, seq)
+
+    def close(self) -> None:
+        with self._lock:
+            book, self._book, self._closed = self._book, None, True
+        if book is not None:
+            book.close()
+
+    def _voucher_book(self) -> VoucherBook:
+        with self._lock:
+            if self._closed:
+                raise ApiError(503, "busy", "the node is stopping; try again shortly")
+            if self._book is None:
+                self._book = VoucherBook(self.vouchers)
+            return self._book
 
     @contextlib.contextmanager
     def _method(self, name: str) -> Iterator[PaymentMethod]:
-        """The payment method a request names, opened for one purchase."""
+        """The payment method a request names, for one purchase."""
         if name != VoucherMethod.name:
             raise ApiError(422, "unknown-method", f"this seller takes no {name!r}")
-        with VoucherBook(self.vouchers) as book:
-            yield VoucherMethod(book)
+        yield VoucherMethod(self._voucher_book())
 
     def handle(self, body: bytes) -> dict[str, Any]:
         """Verify, take the payment, sign the receipt and the grant; 4xx ApiError else."""
@@ -197,7 +226,14 @@ class Shop:
         with self._lock:  # one nonce, one purchase; the payment itself is atomic anyway
             if req.nonce in self._nonces:
                 raise ApiError(409, "replayed", "this purchase request was already used")
-            self._nonces.add(req.nonce)
+            self._nonces.set(req.nonce, None)
+        if req.method == VoucherMethod.name:
+            # A spent code is answered from lookups by its hash, outside the lock that
+            # every purchase takes.
+            again = self._spent(req, terms, served, now)
+            if again is not None:
+                return {"ok": True, "payment": again.to_bytes().hex(),
+                        "grant": grant.to_bytes().hex(), "repeated": True}
         with self._paying:
             try:
                 with self._method(req.method) as method:
@@ -217,34 +253,64 @@ class Shop:
                 currency=terms.currency, method=req.method, payment_ref=ref,
                 nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)),
                 self.identity)
-            self.log.append(PAYMENT_ISSUED, payment.to_bytes())
+            self._paid[ref] = self.log.append(PAYMENT_ISSUED, payment.to_bytes()).seq
         return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
+
+    def _spent(self, req: PurchaseRequest, terms: PaidTerms, served: tuple[Served, ...],
+               now: datetime) -> SignedPayment | None:
+        """For a voucher of this work that was redeemed already: its refusal (another
+        buyer) or its payment receipt again (this buyer); None for any other code, which
+        goes on to the payment. Index lookups only, no lock held while reading."""
+        book = self._voucher_book()
+        try:
+            row = book.find(req.payment)
+        except VoucherRefused as e:
+            raise ApiError(422, e.reason, e.message) from None
+        if row is None or row.work != req.work or row.redeemed is None:
+            return None
+        if row.buyer != req.buyer:
+            try:
+                book.check(req.work, req.payment)
+            except VoucherRefused as e:
+                raise ApiError(402, e.reason, e.message) from None
+            return None  # cannot happen (a redemption never changes); the payment decides
+        seq = self._paid.get(row.payment_ref or "")
+        raw = self.log.payload_at(seq) if seq is not None else None
+        if raw is not None:
+            signed = SignedPayment.from_bytes(raw)
+            if (signed.payment.buyer, signed.payment.work) == (req.buyer, req.work):
+                return signed
+        # Being recorded right now, or the seller stopped before it was: under the lock.
+        with self._paying:
+            return self._paid_before(req, terms, served, now)
 
     def _paid_before(self, req: PurchaseRequest, terms: PaidTerms,
                      served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
         """The payment receipt for a voucher this same buyer already redeemed: the one in
-        the ledger, or (the seller stopped between redeeming and recording) a new one."""
+        the ledger, or (the seller stopped between redeeming and recording) a new one.
+        Called with self._paying held; two lookups by key."""
         from p2pdist.payouts.vouchers import code_hash, payment_ref
 
         try:
             ref = payment_ref(code_hash(req.payment))
         except P2PDistError:
             return None
-        for raw in self.log.payloads(PAYMENT_ISSUED):
-            signed = SignedPayment.from_bytes(raw)
-            p = signed.payment
-            if (p.payment_ref, p.buyer, p.work) == (ref, req.buyer, req.work):
+        seq = self._paid.get(ref)
+        if seq is not None:
+            raw = self.log.payload_at(seq)
+            signed = SignedPayment.from_bytes(raw) if raw is not None else None
+            if signed is not None and \
+                    (signed.payment.buyer, signed.payment.work) == (req.buyer, req.work):
                 return signed
-        with VoucherBook(self.vouchers) as book:
-            mine = any(r.payment_ref == ref and r.buyer == req.buyer
-                       for r in book.rows(req.work))
-        if not mine:
+            return None
+        row = self._voucher_book().find(req.payment)
+        if row is None or (row.payment_ref, row.buyer, row.work) != (ref, req.buyer, req.work):
             return None
         payment = SignedPayment.sign(PaymentReceipt(
             work=req.work, buyer=req.buyer, seller=self.identity.public_key,
             amount=terms.price, currency=terms.currency, method=req.method, payment_ref=ref,
             nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)), self.identity)
-        self.log.append(PAYMENT_ISSUED, payment.to_bytes())
+        self._paid[ref] = self.log.append(PAYMENT_ISSUED, payment.to_bytes()).seq
         return payment
 
     def _grant(self, w: Work, lic: License, buyer: bytes, now: datetime) -> SignedGrant:

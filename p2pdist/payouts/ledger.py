@@ -596,16 +596,18 @@ class Ledger:
 
     ``node`` is this node's public key: ``append``, ``checkpoint`` and ``export_bundle``
     work on its chain. A ledger opened without one (a label's) can import and verify.
-    Not thread-safe: use one Ledger per thread or process; SQLite serialises writers.
+    Not thread-safe by itself: use one Ledger per thread or process (SQLite serialises
+    writers), or open it with ``shared=True`` and serialise every call yourself.
     """
 
-    def __init__(self, path: Path | str, *, node: bytes | None = None) -> None:
+    def __init__(self, path: Path | str, *, node: bytes | None = None,
+                 shared: bool = False) -> None:
         if node is not None and (not isinstance(node, bytes) or len(node) != 32):
             raise ValueError("node is a 32-byte public key")
         self.path = Path(path)
         self.node = node
         self._db = open_durable(self.path, schema=_SCHEMA, version=SCHEMA_VERSION,
-                                what="ledger")
+                                what="ledger", check_same_thread=not shared)
 
     # -- plumbing
 
@@ -666,6 +668,19 @@ class Ledger:
             yield Entry._trusted(bytes(r[0]), int(r[1]),
                                  bytes(r[2]).decode("ascii", "replace"), bytes(r[3]),
                                  bytes(r[4]), bytes(r[5]))
+
+    def entry(self, seq: int, node: bytes | None = None) -> Entry | None:
+        """Entry *seq* of *node*'s chain (default: this node's), or None: one lookup."""
+        n = node if node is not None else self._require_node()
+        try:
+            r = self._db.execute("SELECT node, seq, kind, payload, prev, hash FROM entries "
+                                 "WHERE node = ? AND seq = ?", (n, seq)).fetchone()
+        except sqlite3.Error as e:
+            raise _storage_error(self.path, e) from e
+        if r is None:
+            return None
+        return Entry._trusted(bytes(r[0]), int(r[1]), bytes(r[2]).decode("ascii", "replace"),
+                              bytes(r[3]), bytes(r[4]), bytes(r[5]))
 
     def checkpoints(self, node: bytes | None = None) -> list[SignedCheckpoint]:
         """Stored checkpoints (parsed, not verified), by node then size."""

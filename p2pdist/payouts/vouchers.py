@@ -431,6 +431,26 @@ class VoucherBook:
 
         return self._read(select)
 
+    def find(self, code: str) -> VoucherRow | None:
+        """The voucher with *code*, or None: one lookup by its hash (the primary key),
+        however many codes the book holds. VoucherRefused("malformed") for a bad code."""
+        h = code_hash(code)
+
+        def select() -> VoucherRow | None:
+            row = self._db.execute(
+                "SELECT work, issued, redeemed, buyer, payment_ref FROM vouchers "
+                "WHERE hash = ?", (h,)).fetchone()
+            if row is None:
+                return None
+            w, issued, redeemed, buyer, ref = row
+            return VoucherRow(
+                id=h[:ID_BYTES].hex(), work=bytes(w), issued=_time(issued),
+                redeemed=None if redeemed is None else _time(redeemed),
+                buyer=None if buyer is None else bytes(buyer),
+                payment_ref=None if ref is None else bytes(ref).decode("utf-8", "replace"))
+
+        return self._read(select)
+
     def _refusal(self, work: bytes, h: bytes) -> VoucherRefused | None:
         """Why the voucher with hash *h* does not redeem *work*, or None if it does."""
         row = self._db.execute(

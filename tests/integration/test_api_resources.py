@@ -1,0 +1,274 @@
+"""What a request costs a node, and that the cost is given back: descriptors, memory,
+time under the purchase lock, and what an answer may say about the node's disk.
+
+Against real `seed` processes (or a real in-process API) on 127.0.0.1, by raw HTTP and
+by our own classes signing with throwaway keys, the way a modified client would."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import pytest
+
+from p2pdist._api import post
+from p2pdist.identity import Identity, load_public_identity
+from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
+from p2pdist.payouts.receipts import SignedReceipt, next_receipt
+from tests.conftest import free_port, run_cli
+from tests.integration._rawhttp import proc_status
+from tests.integration._story import Seeder, digests
+
+MiB = 1024 * 1024
+N = 1000
+
+
+def fds(pid: int) -> int:
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+def stranger(i: int) -> Identity:
+    return Identity(f"stranger{i}", nacl.signing.SigningKey.generate())
+
+
+def made_up_receipt(work: bytes, uploader: bytes, size: int, i: int) -> bytes:
+    """A fresh key claims it received the whole work from *uploader*."""
+    who = stranger(i)
+    r = next_receipt(None, work=work, uploader=uploader, downloader=who.public_key,
+                     total_bytes=size, now=datetime.now(UTC))
+    return SignedReceipt.sign(r, who).to_bytes()
+
+
+def purchase(work: bytes, seller: bytes, code: str, i: int) -> bytes:
+    """A fresh buyer key's signed purchase request paying with *code*."""
+    who = stranger(i)
+    req = PurchaseRequest(work=work, buyer=who.public_key, seller=seller, method="voucher",
+                          payment=code, nonce=os.urandom(16),
+                          ts=datetime.now(UTC).replace(microsecond=0), receipts=())
+    return SignedPurchase.sign(req, who).to_bytes()
+
+
+@dataclass
+class PaidSeed:
+    root: Path
+    artist: Path
+    album: Path
+    pub: dict[str, Any]
+    port: int
+    api: int
+    seeder: Seeder
+
+    @property
+    def pid(self) -> int:
+        assert self.seeder.proc is not None
+        return self.seeder.proc.pid
+
+    @property
+    def work(self) -> bytes:
+        return bytes.fromhex(self.pub["work"])
+
+    @property
+    def pk(self) -> bytes:
+        return load_public_identity(self.artist).public_key
+
+    def codes(self, n: int) -> list[str]:
+        doc = json.loads(run_cli(self.artist, "vouchers", "issue", self.pub["work"],
+                                 "--count", str(n), "--json").stdout)
+        codes: list[str] = doc["codes"]
+        return codes
+
+    def fetch(self, name: str) -> None:
+        fan = self.root / name
+        run_cli(fan, "init", "--name", name)
+        run_cli(fan, "fetch", self.pub["torrent"], "--dest", str(self.root / f"{name}-music"),
+                "--local", "--json", "--peer", f"127.0.0.1:{self.port}",
+                "--stall-timeout", "60")
+        assert digests(self.root / f"{name}-music") != {}
+
+
+@pytest.fixture(scope="module")
+def paid_seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaidSeed]:
+    root = tmp_path_factory.mktemp("resources")
+    album = root / "studio" / "Long Night"
+    album.mkdir(parents=True)
+    # Over 8 MiB, so that a fetch sends several receipts (one per 4 MiB).
+    (album / "01 Long.flac").write_bytes(os.urandom(9 * MiB))
+    (album / "02 Short.flac").write_bytes(os.urandom(100_000))
+    artist = root / "ada"
+    run_cli(artist, "init", "--name", "Ada")
+    pub = json.loads(run_cli(artist, "publish", str(album), "--title", "Long Night",
+                             "--price", "5.00", "--currency", "EUR",
+                             "--out", str(root / "night.torrent"), "--json").stdout)
+    port, api = free_port(), free_port()
+    with Seeder(artist, port, "--api-listen", f"127.0.0.1:{api}") as seeder:
+        yield PaidSeed(root, artist, album, pub, port, api, seeder)
+        err = seeder.stop()
+        assert "Traceback" not in err and "Too many open files" not in err, err
+
+
+def _send_all(api: int, path: str, bodies: list[bytes]) -> list[int]:
+    def one(body: bytes) -> int:
+        return post("127.0.0.1", api, path, body, timeout=30)[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, bodies))
+
+
+def _settled(measure: Callable[[], int], want: int, seconds: float = 5.0) -> int:
+    """*measure* once it is at most *want*, or its last value after *seconds*: the API's
+    handler threads close their sockets a moment after the answer was read."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = measure()
+        if got <= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_an_honest_fetch_leaves_no_descriptor_open_on_the_seeder(paid_seed: PaidSeed) -> None:
+    # The first fetch opens what the seeder keeps for serving (libtorrent's file pool,
+    # its disk threads' handles); a second whole fetch, with its receipts, adds nothing.
+    paid_seed.fetch("warmup")
+    time.sleep(1.0)
+    before = fds(paid_seed.pid)
+    paid_seed.fetch("honest")
+    after = _settled(lambda: fds(paid_seed.pid), before)
+    assert after <= before, (before, after)
+
+
+def test_a_thousand_made_up_receipts_and_purchases_leave_descriptors_and_memory_flat(
+        paid_seed: PaidSeed) -> None:
+    # 504 made-up receipts used to exhaust the seeder's 1,024 descriptors (two a request,
+    # a SQLite connection per API thread, never closed) and kill its BitTorrent listener.
+    work, pk, size = paid_seed.work, paid_seed.pk, paid_seed.pub["size"]
+    codes = paid_seed.codes(N + 10)
+    receipts = [made_up_receipt(work, pk, size, i) for i in range(N + 10)]
+    purchases = [purchase(work, pk, code, i) for i, code in enumerate(codes)]
+    # Warm up: the first receipt and purchase open the ledger's and voucher book's pages.
+    _send_all(paid_seed.api, "/receipts", receipts[:10])
+    assert set(_send_all(paid_seed.api, "/purchase", purchases[:10])) == {200}
+    time.sleep(0.5)
+    fd0, rss0 = fds(paid_seed.pid), proc_status(paid_seed.pid)["VmRSS"]
+
+    statuses = _send_all(paid_seed.api, "/receipts", receipts[10:])
+    # Kept or refused (a node may keep receipts only from peers it uploaded to): either
+    # way every one was answered, none with a 5xx.
+    assert all(s == 200 or 400 <= s < 500 for s in statuses), sorted(set(statuses))
+    paid = _send_all(paid_seed.api, "/purchase", purchases[10:])
+    assert paid == [200] * N, sorted(set(paid))
+
+    fd1 = _settled(lambda: fds(paid_seed.pid), fd0)
+    rss1 = proc_status(paid_seed.pid)["VmRSS"]
+    figures = (f"descriptors {fd0} -> {fd1}; RSS {rss0 // 1024} -> {rss1 // 1024} MiB after "
+               f"{N} receipts ({statuses.count(200)} kept) and {N} purchases")
+    print(figures)
+    assert fd1 <= fd0, figures
+    # What is kept per request (the latest receipt per key, a nonce and a payment ref
+    # per sale) is well under 1 KiB; SQLite's page cache is bounded (2 MiB a connection).
+    assert rss1 - rss0 < 16 * 1024, figures
+    # Still serving: the node answers and a fan fetches the work.
+    paid_seed.fetch("after")
+
+
+# -- starving the API with idle sockets ------------------------------------------------
+
+
+class Holders:
+    """Idle sockets from *networks* (each a list of source addresses), *per_network* of
+    each: reopened at once whenever the node cuts one, until stopped. What the node
+    answered them is counted by status (0: closed without an answer)."""
+
+    def __init__(self, port: int, networks: list[list[str]], per_network: int) -> None:
+        self.port = port
+        self.slots = [(addrs[i % len(addrs)]) for addrs in networks
+                      for i in range(per_network)]
+        self.socks: list[socket.socket | None] = [None] * len(self.slots)
+        self.answers: dict[int, int] = {}
+        self.opened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open(self, i: int) -> None:
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2,
+                                         source_address=(self.slots[i], 0))
+        except OSError:
+            return
+        s.setblocking(False)
+        self.socks[i] = s
+        self.opened += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for i, s in enumerate(self.socks):
+                if s is None:
+                    self._open(i)
+            live = [s for s in self.socks if s is not None]
+            ready, _, _ = select.select(live, [], [], 0.05)
+            for s in ready:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+                self.answers[status] = self.answers.get(status, 0) + 1
+                s.close()
+                self.socks[self.socks.index(s)] = None
+
+    def __enter__(self) -> Holders:
+        for i in range(len(self.slots)):
+            self._open(i)
+        self._thread.start()
+        time.sleep(0.3)  # every slot the node gives is taken
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for s in self.socks:
+            if s is not None:
+                s.close()
+
+
+def test_idle_sockets_from_many_networks_do_not_starve_an_honest_receipt_or_purchase(
+        paid_seed: PaidSeed) -> None:
+    # Four /24 networks hold 32 idle sockets each (all 128 slots, as four source
+    # addresses did before), a fifth network opens 64 from 16 addresses (counted as one
+    # network: 32 at most), and every socket the node cuts is opened again at once.
+    # Meanwhile an honest client, from its own network, posts receipts and buys.
+    work, pk, size = paid_seed.work, paid_seed.pk, paid_seed.pub["size"]
+    codes = paid_seed.codes(3)
+    networks = [[f"127.0.{n}.{h}" for h in range(1, 9)] for n in range(1, 5)]
+    crowd = [f"127.0.9.{h}" for h in range(1, 17)]
+    took: list[tuple[str, int, float]] = []
+    with Holders(paid_seed.api, networks, 32), Holders(paid_seed.api, [crowd], 64) as one:
+        for i in range(6):
+            body = made_up_receipt(work, pk, size, 10_000 + i)
+            t = time.monotonic()
+            status, _ = post("127.0.0.1", paid_seed.api, "/receipts", body, timeout=10)
+            took.append(("receipt", status, time.monotonic() - t))
+        for i, code in enumerate(codes):
+            body = purchase(work, pk, code, 20_000 + i)
+            t = time.monotonic()
+            status, _ = post("127.0.0.1", paid_seed.api, "/purchase", body, timeout=10)
+            took.append(("purchase", status, time.monotonic() - t))
+            time.sleep(0.5)
+    print(took, one.answers)
+    for what, status, seconds in took:
+        assert status == 200 or (what == "receipt" and 400 <= status < 500 and status
+                                 not in (408, 429, 503)), took
+        assert seconds < 2.0, took
+    assert all(s == 200 for w, s, _ in took if w == "purchase"), took
+    # The one crowded network was held to its share: the rest got a 429 at once.
+    assert one.answers.get(429, 0) > 0, one.answers
