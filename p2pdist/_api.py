@@ -55,6 +55,7 @@ __all__ = [
     "parse_client_string",
     "post",
     "prove_identity",
+    "request_address",
 ]
 
 IDENTITY_DOMAIN = b"p2pdist/identity/v1"
@@ -117,6 +118,15 @@ Route = Callable[[dict[str, list[str]], bytes], tuple[int, dict[str, Any]]]
 _REASONS = {400: "bad-request", 405: "bad-method", 408: "timeout", 411: "length-required",
             413: "oversized", 414: "uri-too-long", 429: "too-many-connections",
             431: "headers-too-large", 503: "busy"}
+
+
+_current = threading.local()
+
+
+def request_address() -> str | None:
+    """The client address of the request this API thread is handling (for a route)."""
+    address: str | None = getattr(_current, "address", None)
+    return address
 
 
 class _HeadersTooLarge(Exception):
@@ -465,6 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = api._routes.get((method, url.path))
         if route is None:
             raise ApiError(404, "not-found", f"no {method} {url.path[:200]}")
+        _current.address = str(self.client_address[0])
         try:
             status, obj = route(query, body)
         except ApiError:

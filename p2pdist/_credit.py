@@ -7,19 +7,34 @@ receipt for each (work, uploader), appends it to its own ledger, and sends it to
 uploader's API. Totals survive restarts: the latest issued receipt is the base.
 
 Uploader: POST /receipts bodies are verified (signature, addressed to us, a work we
-serve, not over its size, monotonic) before they are appended; refusals are 4xx.
+serve, not over its size, monotonic) before they are appended; refusals are 4xx. Then
+the receipt must be backed: this node keeps it only from a key that proved itself on a
+connection this node sent payload bytes of that work to, for at most the bytes sent to
+that key (over every connection where it proved itself) plus RECEIPT_SLACK. The node
+feeds those figures in every tick (observe_uploads) and writes them to its own ledger
+(``upload.served``) before the receipts they back, so they survive restarts and the
+audit can compare. A receipt that the figures do not back yet, from a key still
+connected, waits up to BACKING_WAIT for the next tick and is then answered 503 ("send it
+again": the downloader's outbox does); from any other key it is refused (403
+"unserved" or "unbacked").
+
+New keys: one source network (/24 for IPv4, /64 for IPv6) brings at most
+NEW_KEYS_PER_NET downloader keys per work per NEW_KEYS_WINDOW seconds (429 beyond).
 
 Collector: a work's manifest may name a collector (key and API endpoint). Downloaders
 send it a copy of every receipt they issue for that work; a node whose key is the
-work's collector accepts receipts naming any uploader, with the same checks otherwise,
-and keeps them as ``receipt.collected``.
+work's collector accepts receipts naming any uploader, with the same checks otherwise
+(but none of backing: it served nothing), and keeps them as ``receipt.collected``:
+copies that prove only what their downloader signed, never credit of the collector.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,11 +52,13 @@ from p2pdist.payouts.receipts import (
     SignedReceipt,
     TransferReceipt,
     next_receipt,
+    parse_served,
     rejection_reason,
+    served_record,
     verify_receipt,
 )
 
-__all__ = ["COLLECTED", "ISSUED", "LEDGER_NAME", "RECEIVED", "Credit", "LedgerLog",
+__all__ = ["COLLECTED", "ISSUED", "LEDGER_NAME", "RECEIVED", "SERVED", "Credit", "LedgerLog",
            "ReceiptLog", "open_ledger"]
 
 LEDGER_NAME = "ledger.sqlite"
@@ -49,6 +66,22 @@ LEDGER_NAME = "ledger.sqlite"
 ISSUED = "receipt.issued"
 RECEIVED = "receipt.received"
 COLLECTED = "receipt.collected"
+SERVED = "upload.served"
+# A kept receipt acknowledges at most the bytes sent to its key plus this: what the
+# uploader's per-connection counts may lag behind what the downloader verified.
+RECEIPT_SLACK = 128 * 1024
+# How long a receipt that is not backed yet, from a key still connected, waits for the
+# node's next tick (which polls the counts, and finishes a proof under way) before the
+# 503 that has the downloader send it again (after 0.5 s and 1.5 s).
+BACKING_WAIT = 2.0
+# Served counts go to the ledger at most this often per (work, key), and before each
+# receipt they back.
+SERVED_SAVE_EVERY = 1.0
+# At most this many new downloader keys per work from one /24 (IPv4) or /64 (IPv6) in
+# this window (seconds); the networks tracked are capped, oldest forgotten first.
+NEW_KEYS_PER_NET = 32
+NEW_KEYS_WINDOW = 3600.0
+MAX_TRACKED_NETS = 10_000
 RECEIPT_EVERY_BYTES = 4 * 1024 * 1024
 RECEIPT_EVERY_SECONDS = 5.0
 
@@ -95,6 +128,21 @@ class Credit:
     _acked: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _senders: list[threading.Thread] = field(default_factory=list)
+    # Uploader side: (work, downloader) -> bytes sent, as saved in the ledger before this
+    # session, and as counted in this session; when last saved (bytes, monotonic time).
+    _served_base: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
+    _served_now: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
+    _saved: dict[tuple[bytes, bytes], tuple[int, float]] = field(default_factory=dict)
+    # (work, downloader) of peers connected now that claim that key (proven or not yet).
+    _connected: set[tuple[bytes, bytes]] = field(default_factory=set)
+    # (work, downloader) with a kept receipt; (work, network) -> when each new key came.
+    _known: set[tuple[bytes, bytes]] = field(default_factory=set)
+    _new_keys: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
+    _ticks: dict[bytes, int] = field(default_factory=dict)  # observe_uploads calls per work
+    _ticked: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._ticked = threading.Condition(self._lock)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (bounded) until the receipts on their way have been delivered or failed."""
@@ -111,11 +159,19 @@ class Credit:
                 r = SignedReceipt.from_bytes(payload).receipt
                 if r.key not in index or r.seq > index[r.key].seq:
                     index[r.key] = r
+                if kind != ISSUED:
+                    self._known.add((r.work, r.downloader))
+        for payload in self.log.payloads(SERVED):
+            work, down, n = parse_served(payload)
+            k = (work, down)
+            self._served_base[k] = max(self._served_base.get(k, 0), n)
+            self._saved[k] = (self._served_base[k], 0.0)
 
     # -- uploader side --------------------------------------------------------------------
 
-    def accept(self, body: bytes) -> dict[str, Any]:
-        """Verify and store a receipt a downloader sent us (the POST /receipts handler)."""
+    def accept(self, body: bytes, source: str | None = None) -> dict[str, Any]:
+        """Verify and store a receipt a downloader sent us (the POST /receipts handler);
+        *source* is the address it came from (None: not from the network)."""
         if len(body) > MAX_RECEIPT_SIZE:
             raise ApiError(413, "oversized", f"a receipt is at most {MAX_RECEIPT_SIZE} bytes")
         try:
@@ -130,22 +186,129 @@ class Credit:
         # the downloader: a collector does not acknowledge itself).
         collecting = collector is not None and collector.pk == me and r.downloader != me
         kind, index = (COLLECTED, self._collected) if collecting else (RECEIVED, self._received)
+        try:
+            verify_receipt(
+                signed, uploader=r.uploader if collecting else me,
+                known_works=() if size is None else (r.work,),
+                work_size=size, previous=index.get(r.key),
+            )
+        except ReceiptRejected as e:
+            raise ApiError(409 if e.reason in ("replayed", "rollback") else 422,
+                           e.reason, e.message) from None
+        except VerificationError as e:
+            raise ApiError(422, rejection_reason(e), e.message) from None
+        if not collecting:
+            self._check_backed(r)  # may wait (outside the lock) for the next tick
         with self._lock:
-            try:
-                verify_receipt(
-                    signed, uploader=r.uploader if collecting else me,
-                    known_works=() if size is None else (r.work,),
-                    work_size=size, previous=index.get(r.key),
-                )
-            except ReceiptRejected as e:
-                raise ApiError(409 if e.reason in ("replayed", "rollback") else 422,
-                               e.reason, e.message) from None
-            except VerificationError as e:
-                raise ApiError(422, rejection_reason(e), e.message) from None
+            prev = index.get(r.key)  # another thread may have kept one meanwhile
+            if prev is not None and (r == prev or r.seq <= prev.seq or r.bytes < prev.bytes):
+                raise ApiError(409, "replayed" if r == prev else "rollback",
+                               f"receipt seq {r.seq} is not after the kept seq {prev.seq}")
+            if (r.work, r.downloader) not in self._known:
+                self._admit_new_key(r.work, source)
+            if not collecting:
+                self._save_served(r.work, r.downloader, time.monotonic())
             self.log.append(kind, signed.to_bytes())
             index[r.key] = r
+            self._known.add((r.work, r.downloader))
         return {"ok": True, "seq": r.seq, "bytes": r.bytes,
                 "kept_as": "collected" if collecting else "received"}
+
+    def served(self, work: bytes, downloader: bytes) -> int:
+        """Payload bytes of *work* this node has sent *downloader* (a proven key), in all."""
+        k = (work, downloader)
+        with self._lock:
+            return self._served_base.get(k, 0) + self._served_now.get(k, 0)
+
+    def observe_uploads(self, work: bytes, sent: dict[bytes, int],
+                        connected: Iterable[bytes] = ()) -> None:
+        """This session's payload bytes sent per proven downloader key of *work* (summed
+        over every connection where the key proved itself), and the keys that connected
+        peers claim now. Called by the node at each tick; saves what is due."""
+        now = time.monotonic()
+        with self._lock:
+            for pk, n in sent.items():
+                k = (work, pk)
+                if n > self._served_now.get(k, 0):
+                    self._served_now[k] = n
+                    last = self._saved.get(k)
+                    if last is None or now - last[1] >= SERVED_SAVE_EVERY:
+                        self._save_served(work, pk, now)
+            self._connected = {k for k in self._connected if k[0] != work}
+            self._connected.update((work, pk) for pk in connected)
+            self._ticks[work] = self._ticks.get(work, 0) + 1
+            self._ticked.notify_all()
+
+    def save_served(self) -> None:
+        """Write every served count that grew since it was last saved (at close)."""
+        now = time.monotonic()
+        with self._lock:
+            for work, pk in list(self._served_now):
+                self._save_served(work, pk, now)
+
+    def _save_served(self, work: bytes, pk: bytes, now: float) -> None:
+        # Under self._lock.
+        k = (work, pk)
+        n = self._served_base.get(k, 0) + self._served_now.get(k, 0)
+        last = self._saved.get(k)
+        if n and (last is None or n > last[0]):
+            self.log.append(SERVED, served_record(work, pk, n))
+            self._saved[k] = (n, now)
+
+    def _check_backed(self, r: TransferReceipt) -> None:
+        """Return if what this node sent r.downloader of r.work backs r; else ApiError.
+
+        A receipt may come before the tick that counts the bytes it acknowledges (and
+        that sees its sender's key proven): it waits up to BACKING_WAIT, and is answered
+        503 (send it again) unless two ticks saw no connection of the work claiming its
+        key: then 403."""
+        k = (r.work, r.downloader)
+        deadline = time.monotonic() + BACKING_WAIT
+        with self._ticked:
+            start = self._ticks.get(r.work, 0)
+            while True:
+                sent = self._served_base.get(k, 0) + self._served_now.get(k, 0)
+                if sent and r.bytes <= sent + RECEIPT_SLACK:
+                    return
+                connected = k in self._connected
+                # Two ticks came and went without the key on a connection: it is not
+                # one this node is serving now.
+                gone = not connected and self._ticks.get(r.work, 0) >= start + 2
+                left = deadline - time.monotonic()
+                if left <= 0 or gone:
+                    break
+                self._ticked.wait(min(left, 0.1))
+        if not gone:
+            raise ApiError(503, "not-yet-backed",
+                           f"this node has counted {sent} bytes sent to you, not yet the "
+                           f"{r.bytes} this receipt acknowledges: send it again shortly")
+        if not sent:
+            raise ApiError(403, "unserved",
+                           "this node sent this key nothing of this work: it keeps "
+                           "receipts only from peers it served")
+        raise ApiError(403, "unbacked",
+                       f"this node sent this key {sent} bytes of this work, not "
+                       f"{r.bytes}: it keeps receipts for at most what it sent")
+
+    def _admit_new_key(self, work: bytes, source: str | None) -> None:
+        """Count a new downloader key of *work* against its source network (429 if over)."""
+        if source is None:
+            return  # not from the network (a test or an import)
+        net = _network(source)
+        now = time.monotonic()
+        k = (work, net)
+        times = self._new_keys.get(k)
+        if times is None:
+            if len(self._new_keys) >= MAX_TRACKED_NETS:
+                del self._new_keys[next(iter(self._new_keys))]
+            times = self._new_keys[k] = deque()
+        while times and now - times[0] > NEW_KEYS_WINDOW:
+            times.popleft()
+        if len(times) >= NEW_KEYS_PER_NET:
+            raise ApiError(429, "too-many-keys",
+                           f"{NEW_KEYS_PER_NET} new downloader keys of this work came from "
+                           f"{net} in the last hour already; try again later")
+        times.append(now)
 
     def received_totals(self) -> dict[bytes, int]:
         """Per work: bytes acknowledged to this node by all downloaders (latest receipts)."""
@@ -238,6 +401,18 @@ class Credit:
     def issued(self, work: bytes) -> dict[bytes, TransferReceipt]:
         """Latest issued receipt per uploader for *work*."""
         return {k[1]: r for k, r in self._issued.items() if k[0] == work}
+
+
+def _network(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) that *address* is in, as text."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 class LedgerLog:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from p2pdist import __version__, _canonical
-from p2pdist._api import NodeApi, PeerClaim, client_string, parse_client_string, prove_identity
+from p2pdist._api import (
+    NodeApi,
+    PeerClaim,
+    client_string,
+    parse_client_string,
+    prove_identity,
+    request_address,
+)
 from p2pdist._control import ControlServer
 from p2pdist._credit import (
     COLLECTED,
@@ -934,7 +941,8 @@ class Node:
                 raise
             self.swarm.set_client_version(client_string(identity.public_key, self.api.port))
             credit = self.credit
-            self.api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
+            self.api.route("POST", "/receipts",
+                           lambda q, body: (200, credit.accept(body, request_address())))
             from p2pdist.paid import VOUCHERS_NAME, Shop
 
             shop = self.shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
@@ -1085,7 +1093,10 @@ class Node:
             st = self.swarm.status(key)
             peers = tuple(self.swarm.peers(key))
             snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
-            self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key)))
+            uploaded = self.swarm.uploaded_bytes(key)
+            self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key))
+                              + list(uploaded))
+            self._note_uploads(key, peers, uploaded)
             if st.state is TorrentState.DOWNLOADING:
                 self._issue_receipts(key, final=False)
             if st.complete and key not in self._completed:
@@ -1246,6 +1257,24 @@ class Node:
             per_key[pk] = (total + n, ep.rpartition(":")[0].strip("[]"), claim.api_port)
         self.credit.observe(bytes.fromhex(key), size, per_key, final=final)
 
+    def _note_uploads(self, key: str, peers: Sequence[PeerSnapshot],
+                      uploaded: dict[str, int]) -> None:
+        """Tell the credit what this session sent each proven key of *key*: the bytes
+        that back the receipts it will keep (summed over the key's proven endpoints)."""
+        if self.credit is None or key == "pending":
+            return
+        per_key: dict[bytes, int] = {}
+        for ep, n in uploaded.items():
+            pk = self.proven_key(ep)
+            if pk is not None and n:
+                per_key[pk] = per_key.get(pk, 0) + n
+        connected = []
+        for p in peers:
+            claim = parse_client_string(p.client or self.swarm.peer_client(p.endpoint))
+            if claim is not None:
+                connected.append(claim.pk)
+        self.credit.observe_uploads(bytes.fromhex(key), per_key, connected)
+
     def credit_of(self, key: str) -> int:
         """Bytes of *key* that downloaders acknowledged to this node."""
         if self.credit is None or len(key) != 64:
@@ -1309,6 +1338,10 @@ class Node:
                         if k != "pending" and k not in self._completed:
                             self._issue_receipts(k, final=True)
                     self.credit.flush()
+                    for k in self.swarm.works():  # what it sent, for after a restart
+                        if k != "pending":
+                            self._note_uploads(k, (), self.swarm.uploaded_bytes(k))
+                    self.credit.save_served()
             finally:
                 self._save_resume([k for k in self.swarm.works() if k != "pending"])
         finally:

@@ -38,12 +38,15 @@ __all__ = [
     "MAX_RECEIPT_SIZE",
     "REASONS",
     "RECEIPT_TYPE",
+    "SERVED_TYPE",
     "ReceiptRejected",
     "ReceiptTooLarge",
     "SignedReceipt",
     "TransferReceipt",
     "next_receipt",
+    "parse_served",
     "rejection_reason",
+    "served_record",
     "verify_receipt",
 ]
 
@@ -59,6 +62,12 @@ MAX_TS: Final = 253_402_300_799
 # a longer type string in a later version while staying tiny, so the node API can refuse a
 # larger POST body before reading it. tests/unit/test_receipts.py pins both ends.
 MAX_RECEIPT_SIZE: Final = 512
+
+# What an uploader records in its own ledger (kind "upload.served") of the payload bytes it
+# sent a proven downloader key in a work, cumulative: the evidence behind the receipts it
+# keeps. Unsigned: the node's hash chain and signed checkpoint vouch for it.
+SERVED_TYPE: Final = "p2pdist/served"
+_SERVED_KEYS = frozenset({"type", "v", "work", "downloader", "bytes"})
 
 REASONS: Final = ("wrong-uploader", "unknown-work", "over-size", "replayed", "rollback")
 
@@ -365,3 +374,21 @@ def next_receipt(
         bytes=max(total_bytes, floor),
         ts=now.astimezone(UTC).replace(microsecond=0),
     )
+
+
+def served_record(work: bytes, downloader: bytes, n: int) -> bytes:
+    """The ledger payload saying this node has sent *downloader* *n* bytes of *work*."""
+    if len(work) != 32 or len(downloader) != 32 or not 0 <= n <= MAX_COUNT:
+        raise ValueError("a served record is a 32-byte work, a 32-byte key and a count")
+    return _canonical.encode({"bytes": n, "downloader": downloader, "type": SERVED_TYPE,
+                              "v": 1, "work": work})
+
+
+def parse_served(payload: bytes) -> tuple[bytes, bytes, int]:
+    """(work, downloader, bytes) of a served record; MalformedObject for anything else."""
+    d = _dict(_canonical.decode(payload, max_size=256, what="served record"),
+              "served record", _SERVED_KEYS)
+    _check_version(d, SERVED_TYPE, "served record")
+    return (_bytes(d["work"], "served record's work id", 32),
+            _bytes(d["downloader"], "served record's downloader key", 32),
+            _int(d["bytes"], "served bytes", 0, MAX_COUNT))

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import libtorrent as lt
 
 from p2pdist.errors import InputError, NetworkError, SourceError, StorageError
-from p2pdist.swarm._accounting import VerifiedBytes
+from p2pdist.swarm._accounting import BLOCK, VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
 from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
 
@@ -155,7 +155,7 @@ class Swarm:
         settings["alert_mask"] = (
             cat.error_notification | cat.status_notification | cat.storage_notification
             | cat.block_progress_notification | cat.piece_progress_notification
-            | cat.performance_warning
+            | cat.performance_warning | cat.upload_notification
         )
         settings["alert_queue_size"] = 200_000
         # A port the user named is that port or an error, never the next free one.
@@ -188,6 +188,8 @@ class Swarm:
         # Verified-byte accounting: blocks are attributed to the peer that sent them and
         # credited only when their piece passes the hash check.
         self._verified: dict[str, VerifiedBytes] = {}
+        # Upload accounting: payload bytes sent per peer endpoint, kept after it leaves.
+        self._uploaded: dict[str, dict[str, _Sent]] = {}
         self._clients: dict[str, str] = {}
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
@@ -251,6 +253,7 @@ class Swarm:
         if off_disk:
             self._off_disk.append(h)
         self._verified[key] = VerifiedBytes()
+        self._uploaded[key] = {}
         for p in peers:
             h.connect_peer(p)
 
@@ -342,6 +345,7 @@ class Swarm:
             raise ValueError(f"work {new} is already in this session")
         self._handles[new] = self._handles.pop(old)
         self._verified[new] = self._verified.pop(old)
+        self._uploaded[new] = self._uploaded.pop(old, {})
         if old in self._disk:
             self._disk[new] = self._disk.pop(old)
 
@@ -353,6 +357,7 @@ class Swarm:
     def remove(self, key: str) -> None:
         h = self._handles.pop(key, None)
         self._verified.pop(key, None)
+        self._uploaded.pop(key, None)
         self._disk.pop(key, None)
         if h is not None:
             if h in self._off_disk:
@@ -424,17 +429,29 @@ class Swarm:
             v.settle()
         return v.totals()
 
+    def uploaded_bytes(self, key: str) -> dict[str, int]:
+        """Payload bytes this session sent per peer endpoint in *key*, kept after the peer
+        left (see _Sent: exact while it is connected, then estimated for the last moments)."""
+        return {ep: s.total() for ep, s in self._uploaded.get(key, {}).items()}
+
     def peer_client(self, endpoint: str) -> str:
         """The client string a peer at *endpoint* sent in its handshake, if seen."""
         return self._clients.get(endpoint, "")
 
     def peers(self, key: str) -> list[PeerSnapshot]:
         out = []
+        sent = self._uploaded.setdefault(key, {})
+        now = time.monotonic()
         for p in self._handles[key].get_peer_info():
             ip, port = p.ip
             client = _client_text(p.client)
             if client:
                 self._clients[f"{ip}:{port}"] = client
+            if p.total_upload:
+                s = sent.get(f"{ip}:{port}")
+                if s is None:
+                    s = sent[f"{ip}:{port}"] = _Sent()
+                s.polled(int(p.total_upload), int(p.payload_up_speed), now)
             out.append(
                 PeerSnapshot(
                     endpoint=f"{ip}:{port}",
@@ -487,6 +504,16 @@ class Swarm:
                             # by its peer id (until its handshake's string is seen).
                             self._clients[ep] = _client_from_peer_id(a.pid.to_bytes())
                         self._verified[k].delivered(piece, block, ep)
+            elif isinstance(a, lt.block_uploaded_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
+                    s = self._uploaded.setdefault(k, {}).get(ep)
+                    if s is None:
+                        s = self._uploaded[k][ep] = _Sent()
+                        if ep not in self._clients:
+                            self.peers(k)  # learn its client string while it is connected
+                    s.block_sent(time.monotonic())
             elif isinstance(a, lt.piece_finished_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
@@ -552,6 +579,35 @@ class Swarm:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Sent:
+    """Payload bytes sent to one peer endpoint.
+
+    libtorrent counts a connection's payload bytes exactly, as they are written
+    (peer_info.total_upload), but only while the peer is connected; its per-torrent total
+    follows a second later. So the last exact figure is kept, and each block placed in the
+    send buffer since (block_uploaded_alert) adds one block (16 KiB) on top, for a peer
+    that leaves between two polls. A peer asking for a byte at a time would make the
+    blocks overcount, so they add at most what the rate seen at the last poll could carry
+    by then, plus two blocks."""
+
+    __slots__ = ("_at", "_exact", "_rate", "_tail")
+
+    def __init__(self) -> None:
+        self._exact = self._rate = self._tail = 0
+        self._at = time.monotonic()
+
+    def polled(self, total: int, rate: int, now: float) -> None:
+        self._exact = max(self._exact, total)
+        self._rate, self._at, self._tail = rate, now, 0
+
+    def block_sent(self, now: float) -> None:
+        cap = 2 * BLOCK + int(self._rate * (now - self._at + 1.0))
+        self._tail = min(self._tail + BLOCK, cap)
+
+    def total(self) -> int:
+        return self._exact + self._tail
 
 
 def _disk_problem(a: Any) -> tuple[str, bool]:

@@ -28,10 +28,10 @@ import pytest
 from p2pdist._api import NodeApi, post
 from p2pdist._credit import ISSUED, RECEIVED, Credit, LedgerLog
 from p2pdist.errors import StorageError
-from p2pdist.identity import Identity, atomic_write, load_public_identity
+from p2pdist.identity import Identity, atomic_write, load_identity, load_public_identity
 from p2pdist.payouts.ledger import Ledger
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
-from tests.conftest import free_port, run_cli
+from tests.conftest import PASSPHRASE, free_port, run_cli
 from tests.integration._story import Seeder, digests, make_album, publish
 
 MiB = 1024 * 1024
@@ -93,9 +93,10 @@ def _assert_clean_disk_full(code: int, doc: dict[str, Any], stderr: str) -> None
     assert "Traceback" not in stderr, stderr
 
 
-def _receipt(fan: Identity, work: bytes, uploader: bytes, seq: int) -> bytes:
+def _receipt(fan: Identity, work: bytes, uploader: bytes, seq: int,
+             n: int | None = None) -> bytes:
     r = TransferReceipt(work=work, uploader=uploader, downloader=fan.public_key, seq=seq,
-                        bytes=seq * 1000, ts=NOW)
+                        bytes=seq * 1000 if n is None else n, ts=NOW)
     return SignedReceipt.sign(r, fan).to_bytes()
 
 
@@ -159,21 +160,32 @@ def test_seeder_whose_ledger_disk_is_full_refuses_receipts_and_keeps_every_ackno
         tmp_path: Path) -> None:
     album = make_album(tmp_path / "studio" / "Album", [1 * MiB])
     port, api = free_port(), free_port()
+    fan_home = tmp_path / "fan"
+    run_cli(fan_home, "init", "--name", "fan")
+    fan = load_identity(fan_home, passphrase=PASSPHRASE)
     with tmpfs(tmp_path / "ada", "2M") as artist:
         pub = publish(artist, album)
         me = load_public_identity(artist).public_key
         work = bytes.fromhex(pub["work"])
-        fan = Identity("fan", nacl.signing.SigningKey(bytes(range(32))))
         with Seeder(artist, port, "--api-listen", f"127.0.0.1:{api}") as seeder:
-            acked = []
-            for seq in range(1, 6):
-                status, doc = post("127.0.0.1", api, "/receipts", _receipt(fan, work, me, seq))
+            # A fan the artist really served (it keeps receipts from no one else) ...
+            _, got, _ = _fetch(fan_home, pub["magnet"], tmp_path / "dest", port)
+            [first] = [p["receipt"] for p in got["peers"] if p["pk"]]
+            assert first["acknowledged"] == first["seq"], first
+            acked = list(range(1, first["seq"] + 1))
+            size = pub["size"]
+            # ... sends it the same acknowledgement again and again, each with a new seq.
+            for seq in range(first["seq"] + 1, first["seq"] + 6):
+                status, doc = post("127.0.0.1", api, "/receipts",
+                                   _receipt(fan, work, me, seq, size))
                 assert status == 200, doc
                 acked.append(seq)
             filler = fill(artist)
             refused = 0
-            for seq in range(6, 40):  # the WAL has some room left: go on until it is full
-                status, doc = post("127.0.0.1", api, "/receipts", _receipt(fan, work, me, seq))
+            for seq in range(acked[-1] + 1, acked[-1] + 40):
+                # The WAL has some room left: go on until it is full.
+                status, doc = post("127.0.0.1", api, "/receipts",
+                                   _receipt(fan, work, me, seq, size))
                 if status == 200:
                     acked.append(seq)
                     continue
@@ -186,7 +198,8 @@ def test_seeder_whose_ledger_disk_is_full_refuses_receipts_and_keeps_every_ackno
             assert seeder.proc is not None and seeder.proc.poll() is None, "the node died"
             filler.unlink()
             # The same receipt, once there is space: taken, after all the others.
-            status, doc = post("127.0.0.1", api, "/receipts", _receipt(fan, work, me, refused))
+            status, doc = post("127.0.0.1", api, "/receipts",
+                               _receipt(fan, work, me, refused, size))
             assert status == 200, doc
             acked.append(refused)
             seeder.stop()
@@ -256,6 +269,7 @@ def test_uploader_acknowledges_no_receipt_its_full_disk_could_not_keep(
     work = bytes(range(32))
     log = LedgerLog(tmp_path / "ledger.sqlite", uploader.public_key)
     credit = Credit(uploader, log, work_size=lambda w: 10 * MiB if w == work else None)
+    credit.observe_uploads(work, {fan.public_key: 10 * MiB})  # what it sent the fan
     with NodeApi(uploader, "127.0.0.1", 0) as api:
         api.route("POST", "/receipts", lambda q, body: (200, credit.accept(body)))
         assert post("127.0.0.1", api.port, "/receipts",
@@ -321,6 +335,7 @@ def test_a_receipt_refused_for_a_full_disk_is_sent_again_and_acknowledged(
     fan_log = LedgerLog(tmp_path / "fan" / "ledger.sqlite", fan.public_key)
     up_credit = Credit(uploader, up_log, work_size=lambda w: 10 * MiB if w == work else None)
     fan_credit = Credit(fan, fan_log, work_size=lambda w: 10 * MiB)
+    up_credit.observe_uploads(work, {fan.public_key: 10 * MiB})  # what it sent the fan
     answers: list[int] = []
     real_insert = Ledger._insert
 

@@ -64,38 +64,29 @@ def _ledger_rows(home: Path) -> int:
         return int(db.execute("select count(*) from entries").fetchone()[0])
 
 
-def _attack_setup(tmp_path: Path) -> tuple[Any, Any, dict[str, Any], Path]:
-    import nacl.signing
-
-    from p2pdist.identity import Identity, load_identity
-    from p2pdist.node import Node
-    from p2pdist.swarm import Profile
-    from tests.conftest import PASSPHRASE
-
-    album = make_album(tmp_path / "studio" / "First Light", [MiB])
-    artist = tmp_path / "ada"
-    pub = publish(artist, album)
-    node = Node(artist, profile=Profile.LOCAL,
-                identity=load_identity(artist, passphrase=PASSPHRASE))
-    fan = Identity("fan", nacl.signing.SigningKey.generate())
-    return node, fan, pub, artist
-
-
 def test_receipt_attacks_are_refused_and_the_ledger_is_unchanged(tmp_path: Path) -> None:
+    """A fan the artist really served sends hand-made receipts: each bad one is refused
+    for its own reason, and the artist's ledger is unchanged."""
     from datetime import UTC, datetime
 
     import nacl.signing
 
     from p2pdist._api import MAX_BODY, post
-    from p2pdist.identity import Identity
+    from p2pdist.identity import Identity, load_identity
     from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+    from tests.conftest import PASSPHRASE
 
-    node, fan, pub, artist = _attack_setup(tmp_path)
-    try:
-        assert node.api is not None and node.identity is not None
-        port, me = node.api.port, node.identity.public_key
-        work = bytes.fromhex(pub["work"])
-        now = datetime(2026, 11, 23, tzinfo=UTC)
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist, fan_home = tmp_path / "ada", tmp_path / "fan"
+    pub = publish(artist, album)
+    run_cli(fan_home, "init", "--name", "fan")
+    fan = load_identity(fan_home, passphrase=PASSPHRASE)
+    me = load_public_identity(artist).public_key
+    work = bytes.fromhex(pub["work"])
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    bt, port = free_port(), free_port()
+    with Seeder(artist, bt, "--api-listen", f"127.0.0.1:{port}"):
+        _fetch(fan_home, pub["magnet"], tmp_path / "m", bt)  # seq 1: the whole work
 
         def receipt(seq: int, n: int, *, w: bytes = work, up: bytes = me,
                     signer: Identity = fan) -> bytes:
@@ -107,13 +98,13 @@ def test_receipt_attacks_are_refused_and_the_ledger_is_unchanged(tmp_path: Path)
                 domain=b"p2pdist/receipt/v1", message=r.signed_bytes()))
             return forged.to_bytes()
 
-        status, doc = post("127.0.0.1", port, "/receipts", receipt(2, 1000))
+        status, doc = post("127.0.0.1", port, "/receipts", receipt(2, pub["size"]))
         assert status == 200, doc
         rows = _ledger_rows(artist)
         other = Identity("x", nacl.signing.SigningKey.generate())
         attacks = {
-            "replayed": receipt(2, 1000),
-            "rollback": receipt(1, 2000),
+            "replayed": receipt(2, pub["size"]),
+            "rollback": receipt(1, pub["size"]),
             "over-size": receipt(3, pub["size"] + 1),
             "unknown-work": receipt(3, 10, w=bytes(32)),
             "bad-signature": receipt(3, 2000, signer=other),
@@ -128,8 +119,6 @@ def test_receipt_attacks_are_refused_and_the_ledger_is_unchanged(tmp_path: Path)
         status, doc = post("127.0.0.1", port, "/receipts", b"x" * (MAX_BODY + 1))
         assert status == 413
         assert _ledger_rows(artist) == rows
-    finally:
-        node.close()
 
 
 def test_bundles_export_import_and_verify_offline(tmp_path: Path) -> None:
@@ -144,12 +133,13 @@ def test_bundles_export_import_and_verify_offline(tmp_path: Path) -> None:
         run_cli(who, "receipts", "export", "--out", str(tmp_path / f"{who.name}.p2pb"))
     imported = json.loads(run_cli(label, "receipts", "import", str(tmp_path / "ada.p2pb"),
                                   str(tmp_path / "fan.p2pb"), "--json").stdout)
-    assert [r["added"] for r in imported] == [1, 1]
+    # The artist's bundle: what it sent the fan (upload.served), then the fan's receipt.
+    assert [r["added"] for r in imported] == [2, 1]
     again = json.loads(run_cli(label, "receipts", "import", str(tmp_path / "ada.p2pb"),
                                "--json").stdout)
-    assert again[0]["added"] == 0 and again[0]["present"] == 1
+    assert again[0]["added"] == 0 and again[0]["present"] == 2
     ok = json.loads(run_cli(label, "ledger", "verify", "--json").stdout)
-    assert ok["ok"] is True and ok["entries"] == 2 and ok["nodes"] == 2
+    assert ok["ok"] is True and ok["entries"] == 3 and ok["nodes"] == 2
 
     bad = tmp_path / "bad.p2pb"
     data = bytearray((tmp_path / "fan.p2pb").read_bytes())
