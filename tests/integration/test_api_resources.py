@@ -22,7 +22,7 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from p2pdist._api import post
+from p2pdist._api import NodeApi, post
 from p2pdist.identity import Identity, load_public_identity
 from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
 from p2pdist.payouts.receipts import SignedReceipt, next_receipt
@@ -272,3 +272,75 @@ def test_idle_sockets_from_many_networks_do_not_starve_an_honest_receipt_or_purc
     assert all(s == 200 for w, s, _ in took if w == "purchase"), took
     # The one crowded network was held to its share: the rest got a 429 at once.
     assert one.answers.get(429, 0) > 0, one.answers
+
+
+# -- a spent code must not hold up every purchase --------------------------------------
+
+
+def test_requests_with_a_spent_code_neither_scan_the_book_nor_hold_up_other_purchases(
+        tmp_path: Path) -> None:
+    # With 100,000 codes in the book, one request carrying a redeemed code made the seller
+    # read every voucher and payment (0.81 s) under the lock every purchase needs: a
+    # stream of them starved honest buyers. Now it is answered from lookups by the
+    # code's hash, and honest purchases go on meanwhile.
+    from p2pdist._credit import open_ledger
+    from p2pdist.library import Library
+    from p2pdist.licensing import PaidTerms
+    from p2pdist.node import publish
+    from p2pdist.paid import PAYMENT_ISSUED, VOUCHERS_NAME, Shop
+    from p2pdist.payouts.vouchers import VoucherBook
+
+    seller = stranger(0)
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(os.urandom(100_000))
+    home = tmp_path / "ada"
+    res = publish(home, seller, album, title="Album", out=tmp_path / "album.torrent",
+                  paid=PaidTerms(500, "EUR", 1500, (seller.public_key,)))
+    work = bytes.fromhex(res.work)
+    with VoucherBook(home / VOUCHERS_NAME) as book:
+        codes = book.issue(work, 100_000, now=datetime.now(UTC))
+    log = open_ledger(home, seller.public_key)
+    shop = Shop(seller, Library(home), log, home / VOUCHERS_NAME)
+    api = NodeApi(seller, "127.0.0.1", 0)
+    api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
+    try:
+        api.start()
+        victim = stranger(1)
+        first = SignedPurchase.sign(PurchaseRequest(
+            work=work, buyer=victim.public_key, seller=seller.public_key, method="voucher",
+            payment=codes[0], nonce=os.urandom(16),
+            ts=datetime.now(UTC).replace(microsecond=0), receipts=()), victim).to_bytes()
+        assert post("127.0.0.1", api.port, "/purchase", first)[0] == 200
+        with VoucherBook(home / VOUCHERS_NAME) as book:
+            before = [r for r in book.rows(work) if r.redeemed is not None]
+        payments = log.payloads(PAYMENT_ISSUED)
+        spent = [purchase(work, seller.public_key, codes[0], 100 + i) for i in range(40)]
+        honest = [purchase(work, seller.public_key, codes[1 + i], 200 + i) for i in range(3)]
+
+        def timed(body: bytes) -> tuple[int, str, float]:
+            t = time.monotonic()
+            status, doc = post("127.0.0.1", api.port, "/purchase", body, timeout=30)
+            return status, str(doc.get("reason", "")), time.monotonic() - t
+
+        with ThreadPoolExecutor(4) as pool:
+            flood = [pool.submit(timed, b) for b in spent]
+            time.sleep(0.05)
+            paid = [timed(b) for b in honest]
+            refused = [f.result() for f in flood]
+        print("spent:", max(s for *_, s in refused), "honest:", [s for *_, s in paid])
+        assert {(st, why) for st, why, _ in refused} == {(402, "redeemed")}, refused
+        assert max(s for *_, s in refused) < 0.5, refused
+        assert [st for st, *_ in paid] == [200] * 3 and max(s for *_, s in paid) < 1.0, paid
+        # Nothing was taken or recorded for the spent code: the victim's redemption and
+        # payment receipt are as they were, and only the honest sales were added.
+        with VoucherBook(home / VOUCHERS_NAME) as book:
+            after = [r for r in book.rows(work) if r.redeemed is not None]
+        assert set(before) <= set(after)
+        assert len(after) == len(before) + 3
+        assert log.payloads(PAYMENT_ISSUED)[: len(payments)] == payments
+        assert len(log.payloads(PAYMENT_ISSUED)) == len(payments) + 3
+    finally:
+        api.close()
+        shop.close()
+        log.close()
