@@ -152,6 +152,16 @@ class _CappedLines:
         return line
 
 
+# An absolute local path (POSIX or Windows) and what follows it up to a quote or a space.
+_LOCAL_PATH = re.compile(r"""(?:(?<![\w.:/])/|\b[A-Za-z]:\\)(?:[^\s'"/\\]+[/\\])+[^\s'",)]*""")
+
+
+def without_paths(text: str) -> str:
+    """*text* with every absolute local path replaced by ``<local file>``: nothing a
+    remote client is told names the node's files (its home, its user name)."""
+    return _LOCAL_PATH.sub("<local file>", text)
+
+
 def _line_pending(request: Any) -> bool:
     """Whether a whole request line waits, unread, in the connection's socket buffer."""
     # Polled first: a socket with a timeout waits for data in recv() whatever its flags.
@@ -343,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
         return  # the node's own status shows what matters; no stderr noise
 
     def _answer(self, status: int, obj: dict[str, Any]) -> None:
+        if isinstance(obj.get("error"), str):
+            obj = {**obj, "error": without_paths(obj["error"])}
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # so that the answer has a status line
         body = json.dumps(obj).encode()
@@ -480,11 +492,15 @@ class _Handler(BaseHTTPRequestHandler):
             status, obj = route(query, body)
         except ApiError:
             raise
-        except P2PDistError as e:
+        except StorageError as e:
             # A disk that failed us is our problem, not the request's: 507 says "nothing
-            # was kept, send it again later".
-            status = (507 if isinstance(e, StorageError) else
-                      422 if e.exit_code == 3 else 400)
+            # was kept, send it again later". Its message names our files: not sent.
+            full = "disk is full" in e.message
+            status, obj = 507, {"ok": False, "reason": type(e).__name__, "error": (
+                "the node's disk is full" if full else "the node could not store it")
+                + ": nothing was kept; send it again later"}
+        except P2PDistError as e:
+            status = 422 if e.exit_code == 3 else 400
             obj = {"ok": False, "reason": type(e).__name__, "error": e.message}
         except Exception as e:  # a bug in a handler must not take the node down
             status, obj = 500, {"ok": False, "reason": "internal", "error": type(e).__name__}

@@ -344,3 +344,51 @@ def test_requests_with_a_spent_code_neither_scan_the_book_nor_hold_up_other_purc
         api.close()
         shop.close()
         log.close()
+
+
+# -- what an answer may say ------------------------------------------------------------
+
+
+def test_a_failing_voucher_book_answers_507_without_naming_any_local_path(
+        tmp_path: Path) -> None:
+    # A StorageError names the file that failed (HOME/vouchers.sqlite, so the home and
+    # the user's name): the answer to a remote buyer said it word for word.
+    from p2pdist._credit import open_ledger
+    from p2pdist.library import Library
+    from p2pdist.licensing import PaidTerms
+    from p2pdist.node import publish
+    from p2pdist.paid import VOUCHERS_NAME, Shop
+
+    seller = stranger(0)
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(os.urandom(10_000))
+    home = tmp_path / "seller-home-of-alice"
+    res = publish(home, seller, album, title="Album", out=tmp_path / "album.torrent",
+                  paid=PaidTerms(500, "EUR", 1500, (seller.public_key,)))
+    # A real failing store: SQLite cannot open a folder as the voucher book (whoever
+    # runs the test, root included).
+    (home / VOUCHERS_NAME).mkdir()
+    log = open_ledger(home, seller.public_key)
+    shop = Shop(seller, Library(home), log, home / VOUCHERS_NAME)
+    api = NodeApi(seller, "127.0.0.1", 0)
+    api.route("POST", "/purchase", lambda q, body: (200, shop.handle(body)))
+    try:
+        api.start()
+        code = "7K3Q-M9XR-2HTP-VW4C-V"
+        body = purchase(bytes.fromhex(res.work), seller.public_key, code, 1)
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as s:
+            s.sendall(b"POST /purchase HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(body), body))
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+    finally:
+        api.close()
+        shop.close()
+        log.close()
+    assert raw.startswith(b"HTTP/1.0 507 "), raw[:300]
+    doc = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert doc["ok"] is False and "send it again" in doc["error"], doc
+    for leak in (str(tmp_path), "seller-home-of-alice", VOUCHERS_NAME, "/tmp", "/root"):
+        assert leak.encode() not in raw, (leak, raw)
