@@ -1,0 +1,261 @@
+"""Receipts for transfers that never happened (issue 20, finding 4), attacked as a
+modified client would: fresh keys made with our own Identity class, receipts signed with
+our own classes, posted with raw HTTP to a real seeding node on 127.0.0.1.
+
+The world: an artist seeds a CC work from a real Node in this process (so that the test
+decides when it ticks), with its upload limited so that a transfer takes a few seconds.
+Two real fans fetch it with the real CLI. Fan 1's final receipt reaches the artist while
+the artist's counts of what it sent are stale (its ticks are held): the artist must wait
+or ask for it again (503), never lose it. Then the attacker posts "I received the whole
+work from you" from three fresh keys: on the old code that raised the artist's credit
+by three copies, made its two real fans a suspected Sybil ring, and took the artist's
+pool money from 100.00 to 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import pytest
+
+from p2pdist.identity import Identity, load_identity, load_public_identity
+from p2pdist.node import Node
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+from p2pdist.swarm import Profile
+from tests.conftest import PASSPHRASE, free_port, run_cli, start_cli
+from tests.integration._rawhttp import Answer, exchange
+from tests.integration._story import make_album, publish
+
+MiB = 1024 * 1024
+SIZE = 2 * MiB + 5
+UPLOAD_LIMIT = 1 * MiB  # bytes/s: a fetch takes about two seconds
+TICK = 0.5  # as `p2pdist seed` ticks
+
+
+class Ticker(threading.Thread):
+    """Ticks a node as `p2pdist seed` does, except while held."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(daemon=True, name="ticker")
+        self.node = node
+        self.running = threading.Event()
+        self.running.set()
+        self.idle = threading.Event()  # set while held and not inside a tick
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            if not self.running.is_set():
+                self.idle.set()
+                self.running.wait(0.05)
+                continue
+            self.idle.clear()
+            self.node.tick()
+            time.sleep(TICK)
+
+    def hold(self) -> None:
+        self.running.clear()
+        assert self.idle.wait(10), "the node did not stop ticking"
+
+    def go(self) -> None:
+        self.running.set()
+
+
+@dataclass
+class World:
+    root: Path
+    artist: Path
+    fans: tuple[Path, Path]
+    pub: dict[str, Any]
+    node: Node
+    ticker: Ticker
+    api: int
+    bt: int
+    fetched: list[dict[str, Any]]
+    closed: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.ticker.halt.set()
+            self.ticker.go()
+            self.ticker.join(10)
+            self.node.close()
+
+    @property
+    def work(self) -> bytes:
+        return bytes.fromhex(self.pub["work"])
+
+    @property
+    def artist_pk(self) -> bytes:
+        return load_public_identity(self.artist).public_key
+
+
+def _fetch_args(w: World, fan: Path) -> list[str]:
+    return ["fetch", w.pub["magnet"], "--dest", str(w.root / f"{fan.name}-copy"), "--local",
+            "--json", "--stall-timeout", "60", "--peer", f"127.0.0.1:{w.bt}"]
+
+
+def _fetch_while_the_artists_counts_are_stale(w: World, fan: Path) -> dict[str, Any]:
+    """Fan's fetch, with the artist's ticks held from the moment it proved the fan's key
+    until well after the last byte left: its final receipt arrives before the artist
+    counted the bytes it acknowledges."""
+    proc = start_cli(fan, *_fetch_args(w, fan))
+    fan_pk = load_public_identity(fan).key_text
+    key = w.pub["work"]
+    deadline = time.monotonic() + 60
+    while not any(p["pk"] == fan_pk for s in w.node.status_report()["works"]
+                  for p in s["peers"]):  # (the last tick's snapshot: safe from here)
+        assert time.monotonic() < deadline and proc.poll() is None, "the fan was never proven"
+        time.sleep(0.05)
+    w.ticker.hold()
+    # Held: only this thread touches the session now. Wait until every byte left.
+    while sum(p.uploaded for p in w.node.swarm.peers(key)) < SIZE:
+        assert time.monotonic() < deadline and proc.poll() is None, "the transfer stalled"
+        time.sleep(0.05)
+    time.sleep(3.0)  # the fan's final receipt is at the artist's API by now, unbacked yet
+    w.ticker.go()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("phantom")
+    album = make_album(root / "studio" / "First Light", [SIZE])
+    artist, fan1, fan2 = root / "ada", root / "fan1", root / "fan2"
+    pub = publish(artist, album)
+    for fan in (fan1, fan2):
+        run_cli(fan, "init", "--name", fan.name)
+    bt, api = free_port(), free_port()
+    node = Node(artist, profile=Profile.LOCAL, listen=("127.0.0.1", bt),
+                identity=load_identity(artist, passphrase=PASSPHRASE),
+                api_listen=("127.0.0.1", api), control=True, upload_limit=UPLOAD_LIMIT)
+    ticker = Ticker(node)
+    w: World | None = None
+    try:
+        node.seed_library()
+        ticker.start()
+        w = World(root, artist, (fan1, fan2), pub, node, ticker, api, bt, [])
+        w.fetched.append(_fetch_while_the_artists_counts_are_stale(w, fan1))
+        w.fetched.append(json.loads(run_cli(fan2, *_fetch_args(w, fan2)).stdout))
+        yield w
+    finally:
+        if w is None:
+            ticker.halt.set()
+            ticker.go()
+            if ticker.is_alive():
+                ticker.join(10)
+            node.close()
+        else:
+            w.close()
+
+
+# -- the attacker ------------------------------------------------------------------------
+
+
+def _phantom(work: bytes, uploader: bytes, size: int) -> tuple[Identity, bytes]:
+    """A fresh key's receipt: 'I received the whole work from you'."""
+    me = Identity("phantom", nacl.signing.SigningKey.generate())
+    r = TransferReceipt(work=work, uploader=uploader, downloader=me.public_key, seq=1,
+                        bytes=size, ts=datetime.now(UTC).replace(microsecond=0))
+    return me, SignedReceipt.sign(r, me).to_bytes()
+
+
+def _post(port: int, body: bytes) -> Answer:
+    return exchange(port, b"POST /receipts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/octet-stream\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def _held(home: Path) -> dict[bytes, list[tuple[int, int]]]:
+    """(seq, bytes) of every receipt in the ledger of *home*, per downloader."""
+    out: dict[bytes, list[tuple[int, int]]] = {}
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        for (payload,) in db.execute("SELECT payload FROM entries WHERE kind LIKE "
+                                     "'receipt.%' ORDER BY seq"):
+            r = SignedReceipt.from_bytes(payload).receipt
+            out.setdefault(r.downloader, []).append((r.seq, r.bytes))
+    return out
+
+
+def _status_credit(home: Path, work: str) -> int:
+    st = json.loads(run_cli(home, "status", "--json").stdout)
+    [w] = [w for w in st["works"] if w["work"] == work]
+    return int(w["credit"])
+
+
+def _attack(w: World, *, check: bool = True) -> list[Identity]:
+    """Three fresh keys each say 'I received the whole work from you' to the artist."""
+    phantoms = []
+    for _ in range(3):
+        me, body = _phantom(w.work, w.artist_pk, w.pub["size"])
+        a = _post(w.api, body)
+        if check:
+            assert a.status == 403 and a.doc["reason"] == "unserved", a.raw[:300]
+        phantoms.append(me)
+    return phantoms
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def test_fresh_keys_cannot_post_receipts_for_transfers_that_never_happened(
+        world: World) -> None:
+    w = world
+    fan_pks = [load_public_identity(f).public_key for f in w.fans]
+    # Both real fans' receipts are kept in full, fan 1's although it came before the
+    # artist had counted what it sent.
+    for fan, pk, got in zip(w.fans, fan_pks, w.fetched, strict=True):
+        [mine] = [p["receipt"] for p in got["peers"] if p["pk"]]
+        assert mine["bytes"] == w.pub["size"] and mine["acknowledged"] == mine["seq"], fan
+        assert _held(w.artist)[pk][-1] == (mine["seq"], w.pub["size"]), fan
+    credit = w.node.credit_of(w.pub["work"])
+    assert credit == 2 * w.pub["size"]
+    assert _status_credit(w.artist, w.pub["work"]) == credit
+
+    phantoms = _attack(w)
+
+    held = _held(w.artist)
+    assert not [p for p in phantoms if p.public_key in held]
+    assert w.node.credit_of(w.pub["work"]) == credit
+    assert _status_credit(w.artist, w.pub["work"]) == credit
+    for pk, got in zip(fan_pks, w.fetched, strict=True):  # nothing of the fans' was lost
+        [mine] = [p["receipt"] for p in got["peers"] if p["pk"]]
+        assert held[pk][-1] == (mine["seq"], w.pub["size"])
+
+
+def test_phantom_receipts_cannot_make_real_fans_a_sybil_ring_and_take_the_pool(
+        world: World) -> None:
+    w = world
+    _attack(w, check=False)  # three more fresh keys, on top of the first test's (if it ran)
+    label = w.root / "label"
+    run_cli(label, "init", "--name", "label")
+    w.close()
+    bundles = []
+    for h in (w.artist, *w.fans):
+        b = w.root / f"{h.name}.p2pb"
+        run_cli(h, "receipts", "export", "--out", str(b))
+        bundles.append(str(b))
+    works = ["--works", w.pub["torrent"]]
+    report = json.loads(run_cli(label, "audit", *bundles, *works, "--json").stdout)
+    assert report["ok"], report["findings"]
+    assert not [f for f in report["findings"] if f["kind"] == "suspected-sybil"]
+    res = json.loads(run_cli(label, "payouts", *bundles, *works, "--pool", "100.00", "EUR",
+                             "--out", str(w.root / "statement.csv"), "--json").stdout)
+    payees = {p["payee"]: p["total"] for p in res["statement"]["payees"]}
+    # As without the attack: the holder, and the only uploader of both fans, takes the
+    # whole pool of the two verified downloaders.
+    assert payees == {load_public_identity(w.artist).key_text: 10_000}
+    assert res["statement"]["pool"]["downloaders"] == 2
