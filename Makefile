@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/encryption.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/purchase.py
+	P2PDIST_NETWORK=local $(BIN)/python bench/api_receipts.py
 	P2PDIST_NETWORK=local $(BIN)/python bench/swarm.py
 
 clean:
