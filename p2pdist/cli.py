@@ -10,14 +10,20 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.errors import ConsoleError, StyleError
+from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
 from p2pdist import __version__
+from p2pdist._text import hidden, replace_hidden, shown
 from p2pdist.errors import P2PDistError, PassphraseError
 
 if TYPE_CHECKING:
@@ -49,9 +55,44 @@ app.add_typer(trust_app, name="trust")
 statement_app = typer.Typer(help="Payout statements signed by a label.", no_args_is_help=True)
 app.add_typer(statement_app, name="statement")
 
-out = Console(highlight=False, soft_wrap=True)
+
+class _PlainConsole(Console):
+    """A console for text that may hold what a peer, a seller or a signer wrote.
+
+    Strings are never read as markup or emoji codes (styles come from Text parts), and no
+    control or format character reaches the terminal: outside text is escaped and capped
+    where it is shown (``_s``), and ``render`` replaces whatever hidden character is
+    left, in any renderable (tables, progress bars), one for one.
+    """
+
+    def render(self, renderable: RenderableType,
+               options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for seg in super().render(renderable, options):
+            # A control segment is rich's own (cursor moves of a live display), and so
+            # are the line breaks of its layout; outside text never brings one (_s).
+            if seg.control is None and any(hidden(c) and c != "\n" for c in seg.text):
+                yield Segment(replace_hidden(seg.text, keep="\n"), seg.style)
+            else:
+                yield seg
+
+
 # soft_wrap: a path in a message or a remedy must stay copy-pasteable on one line
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = _PlainConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = _PlainConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+# What a rendering bug raises: main turns it into one line, never a traceback.
+RENDER_ERRORS = (ConsoleError, StyleError)
+
+
+def _s(value: object, cap: int = 200) -> str:
+    """Text from outside (a title, a name, a peer's client string, a seller's words) as
+    it may be shown: hidden characters escaped visibly, at most *cap* characters."""
+    return shown(value, cap=cap)
+
+
+def _line(*parts: str | tuple[str, str]) -> Text:
+    """One line of output from plain strings and (text, style) pairs: styled, never
+    parsed as markup."""
+    return Text.assemble(*parts)
 
 
 class _State:
@@ -173,8 +214,29 @@ def _endpoints(peers: list[str] | None) -> list[tuple[str, int]]:
 
 def _emit(obj: object) -> None:
     # One object per line, so a long-running command's output is JSON Lines.
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.write(_json_text(obj) + "\n")
     sys.stdout.flush()
+
+
+def _json_text(obj: object) -> str:
+    """*obj* as one line of JSON that is safe on a terminal.
+
+    json.dumps escapes C0 controls only: DEL, C1 controls (U+009B is a CSI), bidi
+    overrides, zero-width characters and lone surrogates would go out as they are. They
+    are written as \\u escapes instead, which JSON reads back as the same string.
+    """
+    text = json.dumps(obj, ensure_ascii=False)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(_json_escape(c) if hidden(c) else c for c in text)
+
+
+def _json_escape(c: str) -> str:
+    n = ord(c)
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000  # a UTF-16 surrogate pair, as JSON spells characters past the BMP
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 def _size(n: float) -> str:
@@ -205,7 +267,7 @@ def init(
     if json_out:
         _emit({**ident.public.to_dict(), "home": str(home)})
         return
-    out.print(f"Created identity [bold]{ident.name}[/] in {home}")
+    out.print(_line("Created identity ", (_s(ident.name), "bold"), f" in {_s(home, 4096)}"))
     out.print(f"  key          {ident.public.key_text}")
     out.print(f"  fingerprint  {ident.public.fingerprint}")
 
@@ -220,10 +282,10 @@ def whoami(json_out: JsonOpt = False) -> None:
     if json_out:
         _emit({**ident.to_dict(), "home": str(home)})
         return
-    out.print(f"[bold]{ident.name}[/]")
+    out.print(_line((_s(ident.name), "bold")))
     out.print(f"  key          {ident.key_text}")
     out.print(f"  fingerprint  {ident.fingerprint}")
-    out.print(f"  home         {home}")
+    out.print(f"  home         {_s(home, 4096)}")
 
 
 # -- publish -------------------------------------------------------------------------------
@@ -366,18 +428,20 @@ def _published(res: Any, paid: Any, json_out: bool) -> None:
         return
     if isinstance(res, DraftResult):
         d = res.to_dict()
-        out.print(f"Wrote the draft of [bold]{res.title}[/] to {res.draft}")
+        out.print(_line("Wrote the draft of ", (_s(res.title), "bold"),
+                        f" to {_s(res.draft, 4096)}"))
         out.print(f"  signed by {len(res.signed)} of {len(res.holders)} rights holders")
         for pk in d["missing"]:  # type: ignore[attr-defined]
             out.print(f"  waiting for {pk}")
-        out.print(f"Each of them runs: p2pdist license cosign {res.draft}; then: "
-                  f"p2pdist publish --manifest {res.draft} PATH")
+        draft = _s(res.draft, 4096)
+        out.print(f"Each of them runs: p2pdist license cosign {draft}; then: "
+                  f"p2pdist publish --manifest {draft} PATH")
         return
-    out.print(f"Published [bold]{res.title}[/] ({_size(res.size)}, {len(res.files)} files) "
-              f"under {res.license}")
+    out.print(_line("Published ", (_s(res.title), "bold"),
+                    f" ({_size(res.size)}, {len(res.files)} files) under {_s(res.license)}"))
     out.print(f"  work     {res.work}")
-    out.print(f"  torrent  {res.torrent}")
-    out.print(f"  magnet   {res.magnet}")
+    out.print(f"  torrent  {_s(res.torrent, 4096)}")
+    out.print(f"  magnet   {_s(res.magnet, 8192)}")
     if paid is not None:
         out.print(f"  price    {paid.label.removeprefix('for sale, ')}; files encrypted, "
                   "the key kept sealed in your node home")
@@ -447,7 +511,7 @@ def _table(node: Node, snaps: list[WorkSnapshot], title: str) -> Table:
     for s in snaps:
         st = s.status
         t.add_row(
-            s.title[:40], f"error: {st.error}"[:40] if st.error else st.state.value,
+            _s(s.title, 40), _s(f"error: {st.error}", 40) if st.error else st.state.value,
             f"{st.progress * 100:.0f}%", str(st.num_peers),
             f"{_size(st.down_rate)}/s", f"{_size(st.up_rate)}/s",
             _size(st.uploaded), _size(node.credit_of(s.work)),
@@ -527,9 +591,10 @@ def seed(
         err.print(f"Seeding {len(works)} work(s) on port {node.listen_port} "
                   f"({profile.value} network). Ctrl-C to stop.")
         if not works:
-            err.print("[yellow]Your library is empty:[/] publish or fetch a work first.")
+            err.print(_line(("Your library is empty:", "yellow"),
+                            " publish or fetch a work first."))
     for work, problem in node.problems.items():
-        err.print(f"[yellow]warning:[/] {work[:12]}: {problem}")
+        err.print(_line(("warning:", "yellow"), f" {work[:12]}: {_s(problem, 1000)}"))
     _run_table(node, f"p2pdist seeding on port {node.listen_port}", json_out)
 
 
@@ -545,23 +610,47 @@ def _verdict(lic: Any) -> dict[str, Any]:
     return trust_verdict(lic.manifest, TrustStore(_home()), now=datetime.now(UTC)).to_dict()
 
 
-def _print_license(lic: Any) -> None:
+def _creators(m: Any) -> str:
+    return _s(", ".join(m.creators), 1000)
+
+
+def _print_license(lic: Any) -> dict[str, Any]:
+    """Print a verified license and the fan's trust verdict on it; return the verdict."""
     from p2pdist.identity import fingerprint, key_to_text
 
     m = lic.manifest
-    out.print(f"License: [bold]{lic.plain_words()}[/]")
+    verdict = _verdict(lic)
+    trusted_as = {h["pk"]: h["trusted_as"] for h in verdict["holders"]}
+    out.print(_line("License: ", (_s(lic.plain_words(), 1000), "bold")))
     if m.terms.url:
-        out.print(f"  {m.terms.url}")
+        out.print(f"  {_s(m.terms.url, 300)}")
     for s in lic.signed.signatures:
-        out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})")
-    for c in _verdict(lic)["certificates"]:
-        state = ("[yellow]expired[/]" if c["status"] == "expired" else
-                 "[green]trusted label[/]" if c["label_trusted"] else "label not in your trust")
-        out.print(f"  certified by {c['label_name']} ({c['label_fingerprint']}) as "
-                  f"{c['name']}: {state}")
+        name = trusted_as.get(key_to_text(s.pk))
+        out.print(f"  signed by {fingerprint(s.pk)}  ({key_to_text(s.pk)})"
+                  + (f", whom you trust as {_s(name)}" if name else ""))
+    for c in verdict["certificates"]:
+        out.print(_certificate_line(c))
     if m.collector is not None:
-        out.print(f"  receipts also go to {m.collector.endpoint}, collector "
+        out.print(f"  receipts also go to {_s(m.collector.endpoint, 300)}, collector "
                   f"{fingerprint(m.collector.pk)}  ({key_to_text(m.collector.pk)})")
+    return verdict
+
+
+def _certificate_line(c: dict[str, Any]) -> Text:
+    """One embedded certificate, as a trust verdict's dict has it. Its names are what its
+    signer claims: only a label in the trust store vouches for the artist's name, and that
+    label goes by the name the fan gave it; every other name reads "claims to be"."""
+    label, artist, name = c["label_fingerprint"], c["artist_fingerprint"], _s(c["name"])
+    if c["label_trusted"] and c["status"] != "expired":
+        return _line(f"  certified by {_s(c['label_trusted_as'])} ({label}) as \"{name}\": ",
+                     ("trusted label", "green"))
+    by = (f"{_s(c['label_trusted_as'])} ({label})" if c["label_trusted"] else
+          f"{label}, who claims to be \"{_s(c['label_name'])}\"")
+    claim = f"  certificate by {by}: {artist} claims to be \"{name}\" "
+    if c["status"] == "expired":
+        return _line(claim, ("(expired", "yellow"),
+                     ")" if c["label_trusted"] else ", label not in your trust store)")
+    return _line(claim, "(label not in your trust store)")
 
 
 @app.command()
@@ -622,17 +711,21 @@ def fetch(
     try:
         work, lic = node.fetch(
             source, dest, allow_unlicensed=allow_unlicensed, metadata_timeout=metadata_timeout,
-            on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"), overwrite=overwrite,
+            on_warning=lambda m: err.print(_line(("warning:", "yellow"), f" {_s(m, 1000)}")),
+            overwrite=overwrite,
             require_trusted=require_trusted,
         )
         if not json_out:
-            out.print(f"Verified license of [bold]{work.title}[/]; fetching into {dest}")
+            out.print(_line("Verified license of ", (_s(work.title), "bold"),
+                            f"; fetching into {_s(dest, 4096)}"))
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
             TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[peers]} peers"),
             console=err, transient=True, disable=not err.is_terminal,
         ) as bar:
-            task = bar.add_task(work.title[:30], total=work.size or None, peers=0)
+            # The column reads its description as markup: a title is escaped for it.
+            task = bar.add_task(escape(_s(work.title, 30)), total=work.size or None,
+                                peers=0)
 
             def progress(s: WorkSnapshot) -> None:
                 bar.update(task, completed=s.status.total_done,
@@ -652,19 +745,24 @@ def fetch(
     if json_out:
         _emit({**res.to_dict(), "unlocked": unlocked})
     else:
-        out.print(f"[green]✓[/] Fetched [bold]{res.title}[/] ({_size(res.size)}) into "
-                  f"{res.dest} in {res.seconds:.1f} s")
+        out.print(_line(("✓", "green"), " Fetched ", (_s(res.title), "bold"),
+                        f" ({_size(res.size)}) into {_s(res.dest, 4096)} in "
+                        f"{res.seconds:.1f} s"))
         if unlocked is not None:
-            out.print(f"[green]✓[/] Unlocked {len(unlocked)} file(s) with your license grant")
+            out.print(_line(("✓", "green"),
+                            f" Unlocked {len(unlocked)} file(s) with your license grant"))
         elif lic is not None and lic.manifest.encryption is not None:
             out.print("This work is for sale: the files are encrypted. Buy it with "
                       f"p2pdist buy {work.work[:16]} --voucher CODE, then p2pdist unlock.")
         if lic is not None:
             _print_license(lic)
         else:
-            out.print("[yellow]No p2pdist license: you have no signed terms for this work.[/]")
+            out.print(_line(("No p2pdist license: you have no signed terms for this work.",
+                             "yellow")))
         for p in res.peers:
-            out.print(f"  from {p['peer']} ({p['client'] or 'unknown client'}): "
+            # The client string is what the peer says of itself.
+            client = _s(p["client"], 100) if p["client"] else "unknown client"
+            out.print(f"  from {_s(p['peer'], 100)} ({client}): "
                       f"{_size(int(p['bytes']))}")  # type: ignore[call-overload]
     if seed_after:
         err.print(f"Seeding on port {node.listen_port}. Ctrl-C to stop.")
@@ -718,8 +816,8 @@ def vouchers_issue(
         _emit({"work": key, "codes": codes, "csv": str(out_path) if out_path else None})
         return
     if out_path is not None:
-        out.print(f"Wrote {len(codes)} code(s) to {out_path}. Each works once; the node "
-                  "keeps only their hashes.")
+        out.print(f"Wrote {len(codes)} code(s) to {_s(out_path, 4096)}. Each works once; "
+                  "the node keeps only their hashes.")
     else:
         for c in codes:
             out.print(c)
@@ -745,7 +843,7 @@ def vouchers_list(
     t.columns[3].min_width = 52  # a key is never cut short
     for r in rows:
         t.add_row(str(r["id"]), str(r["issued"]), str(r["redeemed"] or "-"),
-                  str(r["buyer"] or "-"), str(r["payment_ref"] or "-"))
+                  _s(r["buyer"] or "-"), _s(r["payment_ref"] or "-"))
     out.print(t)
     used = sum(1 for r in rows if r["redeemed"])
     out.print(f"{used} of {len(rows)} redeemed")
@@ -770,11 +868,11 @@ def buy(
     if json_out:
         _emit(res.to_dict())
         return
-    out.print(f"[green]✓[/] Bought [bold]{res.title}[/] for {res.price} "
-              f"(payment {res.payment_ref})")
-    out.print(f"  seller   {res.seller}")
+    out.print(_line(("✓", "green"), " Bought ", (_s(res.title), "bold"),
+                    f" for {_s(res.price)} (payment {_s(res.payment_ref)})"))
+    out.print(f"  seller   {_s(res.seller)}")
     for pk, n in res.served_by:
-        out.print(f"  carried to you by {pk}: {n:,} bytes — they share "
+        out.print(f"  carried to you by {_s(pk)}: {n:,} bytes — they share "
                   f"{res.redistributor_bps / 100:g}% of this sale")
     out.print(f"Unlock it with: p2pdist unlock {res.work[:16]} --dest DIR")
 
@@ -803,7 +901,7 @@ def unlock(
     if json_out:
         _emit({"work": key, "dest": str(dest), "files": [str(p) for p in files]})
         return
-    out.print(f"[green]✓[/] Unlocked {len(files)} file(s) into {dest}")
+    out.print(_line(("✓", "green"), f" Unlocked {len(files)} file(s) into {_s(dest, 4096)}"))
 
 
 # -- labels: certificates and trust ---------------------------------------------------------
@@ -859,11 +957,12 @@ def certify(
                "label": key_to_text(c.label), "label_name": c.label_name,
                "expires": c.expires.isoformat() if c.expires else None})
         return
-    out.print(f"[green]✓[/] {c.label_name} ({fingerprint(c.label)}) certifies "
-              f"{key_to_text(c.artist)} as {c.name}"
-              + (f", until {c.expires:%Y-%m-%d %H:%M} UTC" if c.expires else ""))
-    out.print(f"  written to {out_path}; the artist embeds it with: p2pdist publish ... "
-              f"--certificate {out_path}")
+    # The label is this node: its own name is no claim here.
+    out.print(_line(("✓", "green"), f" {_s(c.label_name)} ({fingerprint(c.label)}) certifies "
+                    f"{key_to_text(c.artist)} as {_s(c.name)}"
+                    + (f", until {c.expires:%Y-%m-%d %H:%M} UTC" if c.expires else "")))
+    out.print(f"  written to {_s(out_path, 4096)}; the artist embeds it with: p2pdist "
+              f"publish ... --certificate {_s(out_path, 4096)}")
 
 
 @trust_app.command("add")
@@ -881,7 +980,7 @@ def trust_add(
     if json_out:
         _emit(e.to_dict())
         return
-    out.print(f"[green]✓[/] trusting {key.strip()} as {e.name}")
+    out.print(_line(("✓", "green"), f" trusting {_s(key.strip())} as {_s(e.name)}"))
 
 
 @trust_app.command("remove")
@@ -896,7 +995,7 @@ def trust_remove(
     if json_out:
         _emit(e.to_dict())
         return
-    out.print(f"no longer trusting {e.name}")
+    out.print(f"no longer trusting {_s(e.name)}")
 
 
 @trust_app.command("list")
@@ -916,7 +1015,7 @@ def trust_list(json_out: JsonOpt = False) -> None:
     t.columns[1].overflow = "fold"
     t.columns[1].min_width = 52
     for e in entries:
-        t.add_row(e.name, e.to_dict()["pk"], fingerprint(e.pk), e.to_dict()["added"])
+        t.add_row(_s(e.name), e.to_dict()["pk"], fingerprint(e.pk), e.to_dict()["added"])
     out.print(t)
 
 
@@ -939,14 +1038,16 @@ def _audit_progress() -> Any:
 
 def _print_findings(findings: list[dict[str, Any]]) -> None:
     if not findings:
-        out.print("[green]✓ no findings[/]: every bundle verified and the receipts add up")
+        out.print(_line(("✓ no findings", "green"),
+                        ": every bundle verified and the receipts add up"))
         return
     t = Table("Finding", "What", "Evidence", title=f"{len(findings)} finding(s)",
               title_justify="left")
     t.columns[2].overflow = "fold"
     for f in findings:
         ev = json.dumps(f["evidence"], sort_keys=True)
-        t.add_row(f["kind"], f["message"], ev if len(ev) <= 400 else ev[:400] + "…")
+        # A finding quotes what a bundle holds: a node's words, not ours.
+        t.add_row(_s(f["kind"], 80), _s(f["message"], 1000), _s(ev, 400))
     out.print(t)
 
 
@@ -1027,10 +1128,10 @@ def payouts(
     out.print(t)
     for cur, amount in st.totals_in:
         paid = st.totals_out().get(cur, 0)
-        mark = "[green]✓ sums exactly[/]" if paid == amount else "[red]does not sum[/]"
-        out.print(f"  money in {format_price(amount, cur)}, paid out {format_price(paid, cur)}"
-                  f" {mark}")
-    out.print(f"Wrote {res.out} and the signed statement {res.signed} "
+        mark = ("✓ sums exactly", "green") if paid == amount else ("does not sum", "red")
+        out.print(_line(f"  money in {format_price(amount, cur)}, paid out "
+                        f"{format_price(paid, cur)} ", mark))
+    out.print(f"Wrote {_s(res.out, 4096)} and the signed statement {_s(res.signed, 4096)} "
               "(artists check it with: p2pdist statement verify FILE)")
 
 
@@ -1050,8 +1151,15 @@ def statement_verify(
     if json_out:
         _emit({"verified": True, **statement_json(st)})
         return
-    out.print(f"[green]✓ verified[/]: signed by {key_to_text(st.label)} "
-              f"({fingerprint(st.label)}); {len(st.lines)} lines sum exactly to the money in")
+    from p2pdist.trust import TrustStore
+
+    # A statement names no label: the name is the fan's own, from the trust store.
+    entry = TrustStore(_home()).get(st.label)
+    by = (f"{_s(entry.name)}, a label you trust" if entry is not None
+          else "a key not in your trust store")
+    out.print(_line(("✓ verified", "green"),
+                    f": signed by {key_to_text(st.label)} ({fingerprint(st.label)}), {by}; "
+                    f"{len(st.lines)} lines sum exactly to the money in"))
 
 
 # -- license and works --------------------------------------------------------------------
@@ -1085,8 +1193,8 @@ def license_cosign(
     signed, _ = read_draft(draft)
     m = signed.manifest
     if not json_out:
-        out.print(f"Draft: [bold]{m.title}[/] by {', '.join(m.creators)}")
-        out.print(f"  terms   {m.terms.plain_words(m.creators)}")
+        out.print(_line("Draft: ", (_s(m.title), "bold"), f" by {_creators(m)}"))
+        out.print(f"  terms   {_s(m.terms.plain_words(m.creators), 1000)}")
         for s in m.splits:
             out.print(f"  holder  {key_to_text(s.pk)} ({fingerprint(s.pk)})  "
                       f"{s.bps / 100:g}%")
@@ -1094,7 +1202,8 @@ def license_cosign(
     if json_out:
         _emit(res.to_dict())
         return
-    out.print(f"[green]✓[/] Signed: {len(res.signed)} of {len(res.holders)} rights holders")
+    out.print(_line(("✓", "green"),
+                    f" Signed: {len(res.signed)} of {len(res.holders)} rights holders"))
 
 
 @license_app.command("show")
@@ -1111,12 +1220,19 @@ def license_show(
         _emit({"verified": True, **lic.to_dict(), "trust": _verdict(lic)})
         return
     m = lic.manifest
-    out.print(f"[bold]{m.title}[/] by {', '.join(m.creators)}  "
-              f"(created {m.created:%Y-%m-%d})")
-    _print_license(lic)
-    t = Table("Rights holder", "Fingerprint", "Share", title="Split sheet", title_justify="left")
+    out.print(_line((_s(m.title), "bold"), f" by {_creators(m)}  "
+                    f"(created {m.created:%Y-%m-%d})"))
+    verdict = _print_license(lic)
+    holders = {h["pk"]: h for h in verdict["holders"]}
+    labels = {c["label"]: c["label_trusted_as"] for c in verdict["certificates"]}
+    t = Table("Rights holder", "Fingerprint", "Share", "Trust", title="Split sheet",
+              title_justify="left")
     for s in lic.to_dict()["splits"]:
-        t.add_row(s["pk"], s["fingerprint"], f"{s['bps'] / 100:.2f}%")
+        h = holders.get(s["pk"], {})
+        trust = (f"you trust as {_s(h['trusted_as'])}" if h.get("trusted_as") else
+                 "certified by " + ", ".join(_s(labels.get(k) or k) for k in h["certified_by"])
+                 if h.get("certified_by") else "not in your trust store")
+        t.add_row(s["pk"], s["fingerprint"], f"{s['bps'] / 100:.2f}%", trust)
     out.print(t)
     out.print(f"work {lic.work} · {_size(m.content.total_size)} in "
               f"{len(m.content.files)} files")
@@ -1136,7 +1252,8 @@ def license_verify(
         _emit({"verified": True, "work": lic.work, "title": lic.manifest.title,
                "summary": lic.plain_words()})
         return
-    out.print(f"[green]✓ verified[/]: {lic.manifest.title} — {lic.plain_words()}")
+    out.print(_line(("✓ verified", "green"),
+                    f": {_s(lic.manifest.title)} — {_s(lic.plain_words(), 1000)}"))
 
 
 @receipts_app.command("list")
@@ -1184,7 +1301,7 @@ def receipts_export(
         _emit(res)
         return
     out.print(f"Wrote {res['entries']} entries ({_size(int(str(res['bytes'])))}) to "
-              f"{res['bundle']}")
+              f"{_s(res['bundle'], 4096)}")
 
 
 @receipts_app.command("import")
@@ -1200,7 +1317,7 @@ def receipts_import(
         _emit(reports)
         return
     for r in reports:
-        out.print(f"{r['file']}: node {str(r['node'])[:16]}… {r['added']} new, "
+        out.print(f"{_s(r['file'], 4096)}: node {_s(r['node'], 16)}… {r['added']} new, "
                   f"{r['present']} already held")
 
 
@@ -1213,8 +1330,9 @@ def ledger_verify(json_out: JsonOpt = False) -> None:
     if json_out:
         _emit(report.to_dict())
         return
-    out.print(f"[green]✓ ledger verified[/]: {report.entries} entries from {report.nodes} "
-              f"node(s), {report.checkpoints} checkpoint(s)")
+    out.print(_line(("✓ ledger verified", "green"),
+                    f": {report.entries} entries from {report.nodes} node(s), "
+                    f"{report.checkpoints} checkpoint(s)"))
 
 
 @app.command()
@@ -1229,9 +1347,10 @@ def status(json_out: JsonOpt = False) -> None:
         return
     pk = st.get("pk")
     who = f"{pk} ({fingerprint(key_from_text(pk))})" if isinstance(pk, str) else "no identity"
-    out.print(f"[green]●[/] node running in {st.get('home')}: {st.get('network')} network, "
-              f"BitTorrent port {st.get('listen_port')}, API port {st.get('api_port') or '-'}, "
-              f"up {_duration(float(st.get('uptime') or 0))}")
+    out.print(_line(("●", "green"), f" node running in {_s(st.get('home'), 4096)}: "
+                    f"{_s(st.get('network'), 20)} network, BitTorrent port "
+                    f"{_s(st.get('listen_port'), 8)}, API port {_s(st.get('api_port') or '-', 8)}"
+                    f", up {_duration(float(st.get('uptime') or 0))}"))
     out.print(f"  key     {who}")
     out.print(f"  credit  {_size(int(st.get('credit') or 0))} acknowledged by downloaders")
     works = st.get("works") or []
@@ -1241,14 +1360,15 @@ def status(json_out: JsonOpt = False) -> None:
                   title_justify="left")
     peers.columns[3].overflow = "fold"
     for w in works:
-        t.add_row(w["work"][:12], str(w["title"])[:40],
-                  f"error: {w['error']}"[:40] if w.get("error") else w["state"],
+        t.add_row(_s(w["work"], 12), _s(w["title"], 40),
+                  _s(f"error: {w['error']}", 40) if w.get("error") else _s(w["state"], 20),
                   f"{w['progress'] * 100:.0f}%", str(len(w["peers"])),
                   f"{_size(w['down_rate'])}/s", f"{_size(w['up_rate'])}/s",
                   _size(w["uploaded"]), _size(w["credit"]))
         for p in w["peers"]:
-            peers.add_row(w["work"][:12], p["peer"], str(p["client"])[:40],
-                          p["pk"] or "plain BitTorrent", f"{_size(p['down_rate'])}/s",
+            # A client string is what the peer says of itself; a key, what it proved.
+            peers.add_row(_s(w["work"], 12), _s(p["peer"], 60), _s(p["client"], 40),
+                          _s(p["pk"] or "plain BitTorrent", 60), f"{_size(p['down_rate'])}/s",
                           f"{_size(p['up_rate'])}/s")
     if works:
         out.print(t)
@@ -1278,8 +1398,8 @@ def works(json_out: JsonOpt = False) -> None:
         return
     t = Table("Work", "Title", "License", "Role", "Size", "Complete", "Saved in")
     for w in items:
-        t.add_row(w.work[:12], w.title, w.license, w.role, _size(w.size),
-                  "yes" if w.complete else "no", w.save_path)
+        t.add_row(w.work[:12], _s(w.title), _s(w.license), w.role, _size(w.size),
+                  "yes" if w.complete else "no", _s(w.save_path, 4096))
     out.print(t)
 
 
@@ -1293,7 +1413,8 @@ def demo(
     """Run the whole story on loopback: an artist, three fans and a label."""
     from p2pdist.demo import run_demo
 
-    run_demo(out, workdir=workdir)
+    # The demo's story is written in markup; the guard against hidden characters stays.
+    run_demo(_PlainConsole(highlight=False, soft_wrap=True, emoji=False), workdir=workdir)
 
 
 def _sigterm(signum: int, frame: object) -> NoReturn:
@@ -1315,7 +1436,16 @@ def main() -> None:
             if isinstance(reason, str):  # a refusal's one-word reason, for scripts
                 report["reason"] = reason
             _emit(report)
-        err.print(f"[red]error:[/] {e.message}")
+        # A message may quote a peer, a seller or a file: escaped and capped here, the one
+        # place every error passes.
+        err.print(_line(("error:", "red"), " ", _s(e.message, 2000)))
         if e.remedy:
-            err.print(f"  [dim]→ {e.remedy}[/]")
+            err.print(_line(("  → " + _s(e.remedy, 1000), "dim")))
         sys.exit(e.exit_code)
+    except RENDER_ERRORS as e:
+        # A bug in how we render something (rich's markup or style errors) is one line
+        # and exit 1, never a traceback; the text is written without rich.
+        sys.stderr.write(f"error: p2pdist could not show its output ({type(e).__name__}: "
+                         f"{shown(str(e), cap=300)})\n  → please report it; --json "
+                         "gives the same data as JSON\n")
+        sys.exit(1)

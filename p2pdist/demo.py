@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from p2pdist.errors import P2PDistError
@@ -59,7 +60,8 @@ class _Demo:
     def cli(self, who: str, *args: str, timeout: float = 300) -> Any:
         """Run one command; its --json answer (an object or a list), else {}."""
         cmd = [sys.executable, "-m", "p2pdist", "--home", str(self.root / who), *args]
-        self.console.print(f"[dim]$ p2pdist --home {who} {' '.join(_short(a) for a in args)}[/]")
+        line = escape(f"$ p2pdist --home {who} {' '.join(_short(a) for a in args)}")
+        self.console.print(f"[dim]{line}[/]")
         cp = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout,
                             check=False)
         if cp.returncode != 0:
@@ -73,7 +75,8 @@ class _Demo:
                 f"127.0.0.1:{port + 1}", "--json"]
         for p in peers:
             args += ["--peer", p]
-        self.console.print(f"[dim]$ p2pdist --home {who} {' '.join(args)} &[/]")
+        line = escape(" ".join(["$ p2pdist --home", who, *args, "&"]))
+        self.console.print(f"[dim]{line}[/]")
         proc = subprocess.Popen(
             [sys.executable, "-m", "p2pdist", "--home", str(self.root / who), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,

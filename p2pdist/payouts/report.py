@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from p2pdist._text import shown
 from p2pdist.identity import fingerprint, key_to_text
 from p2pdist.licensing import format_price
 from p2pdist.licensing._terms import currency_exponent
@@ -266,7 +267,9 @@ pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem;
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    # Control, bidi and zero-width characters (a finding may quote a bundle) are shown as
+    # escapes: a right-to-left override must not reorder what a payee reads.
+    return html.escape(shown(text, cap=None, keep="\n"), quote=True)
 
 
 def _key_html(pk: bytes) -> str:

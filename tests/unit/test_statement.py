@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -552,6 +553,18 @@ def test_html_escapes_hostile_titles_and_survives_mathtext_and_missing_glyphs() 
     page = to_html(s)  # warnings are errors under pytest: none may escape
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "夜の歌 🎵" in page
+
+
+def test_html_shows_hidden_characters_a_finding_quotes_as_escapes() -> None:
+    # A finding may quote what a node's bundle holds: a right-to-left override or an
+    # escape sequence in it must not reorder or hide what the payee reads.
+    s = compute_statement(label=LABEL.public_key, works={})
+    page = to_html(s, [{"kind": "bad\u202ekind", "message": "paid \u202e001 EUR\x1b[8m",
+                        "evidence": {"note": "a\u200bb\x9b"}}])
+    assert not [c for c in page if c != "\n" and unicodedata.category(c)
+                in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    assert "paid \\u202e001 EUR\\x1b[8m" in page and "bad\\u202ekind" in page
+    assert "a\\u200bb\\x9b" in page
 
 
 def test_html_of_an_empty_statement_still_has_both_charts() -> None:
