@@ -640,9 +640,13 @@ def _client_from_peer_id(pid: bytes) -> str:
     return f"{name} (peer id {text})" if name else f"peer id {text}"
 
 
+# A p2pdist client string is under 100 characters; a peer's is kept to this many (it is
+# held per peer and shown in status), and shown escaped (p2pdist._text.shown).
+MAX_CLIENT_TEXT = 256
+
+
 def _client_text(raw: object) -> str:
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return str(raw)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return text[:MAX_CLIENT_TEXT]
 
 

@@ -26,3 +26,11 @@ def test_peer_id_cannot_smuggle_a_p2pdist_claim() -> None:
     text = _client_from_peer_id(b"p2pdist/0.1 pk=aaaaa")
     assert text == "peer id p2pdist/"
     assert parse_client_string(text) is None
+
+
+def test_a_megabyte_client_string_is_kept_to_its_cap() -> None:
+    from p2pdist.swarm._session import MAX_CLIENT_TEXT, _client_text
+
+    assert len(_client_text(b"evil/1.0 " + b"\x1b]52;c;" * 200_000)) == MAX_CLIENT_TEXT
+    assert _client_text(b"p2pdist/0.1.0 pk=abc api=7001") == "p2pdist/0.1.0 pk=abc api=7001"
+    assert _client_text(b"bad \xff utf-8") == "bad \ufffd utf-8"
