@@ -48,6 +48,7 @@ from p2pdist.licensing import Collector
 from p2pdist.payouts.ledger import Entry, Ledger
 from p2pdist.payouts.receipts import (
     MAX_RECEIPT_SIZE,
+    RECEIPT_SLACK,
     ReceiptRejected,
     SignedReceipt,
     TransferReceipt,
@@ -67,9 +68,6 @@ ISSUED = "receipt.issued"
 RECEIVED = "receipt.received"
 COLLECTED = "receipt.collected"
 SERVED = "upload.served"
-# A kept receipt acknowledges at most the bytes sent to its key plus this: what the
-# uploader's per-connection counts may lag behind what the downloader verified.
-RECEIPT_SLACK = 128 * 1024
 # How long a receipt that is not backed yet, from a key still connected, waits for the
 # node's next tick (which polls the counts, and finishes a proof under way) before the
 # 503 that has the downloader send it again (after 0.5 s and 1.5 s).

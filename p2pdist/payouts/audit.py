@@ -38,11 +38,26 @@ the first one read is the one counted.
                        not the terms' price
     unknown-work       receipts or payments for a work the audit was  work, receipts,
                        not given                                      payments, first
+    unbacked-receipt   the latest receipt of a (work, uploader,       receipt, at, served
+                       downloader) acknowledges more than the
+                       uploader's own ledger says it sent that key
+                       (upload.served) plus RECEIPT_SLACK; judged
+                       only for an uploader whose bundle is given and
+                       records what it serves
 
 ``at`` is where an entry sits: ``{bundle, node, seq, kind}`` (the bundle's index in the
 input, the node key text, the entry's seq in that node's chain, the ledger kind).
 ``receipt`` is ``{work, uploader, downloader, seq, bytes, ts}``, ``payment`` is the
 payment receipt's fields. Keys are in their one text form, hashes and ids in hex.
+
+An unbacked receipt counts for nothing further: no credit, no over-size or Sybil finding,
+no share of a pool (``transfers()`` leaves it out). It catches receipts that the
+uploader never accepted (a fresh key's receipt kept only by a collector, or in the
+downloader's own bundle) and receipts a node kept without serving them (a modified node,
+an old version that records what it serves elsewhere). It cannot catch an uploader that
+writes false served records in its own ledger (its chain is its word), nor judge an
+uploader whose bundle is missing or that records nothing (a version before records);
+and the bytes a node sent but lost in a crash before saving them look unbacked.
 
 Besides the findings the report carries the verified evidence the payout layer needs:
 the payment receipts that hold (verified, deduplicated, by a named seller at the price,
@@ -80,8 +95,10 @@ from p2pdist.payouts.receipts import (
 from p2pdist.payouts.receipts import (
     MAX_COUNT,
     MAX_TS,
+    RECEIPT_SLACK,
     SignedReceipt,
     TransferReceipt,
+    parse_served,
 )
 
 __all__ = [
@@ -99,11 +116,12 @@ __all__ = [
 RECEIPT_KINDS: Final = frozenset({"receipt.issued", "receipt.received", "receipt.collected"})
 PAYMENT_ISSUED: Final = "payment.issued"
 PAYMENT_KINDS: Final = frozenset({PAYMENT_ISSUED, "payment.received"})
+SERVED_KIND: Final = "upload.served"
 
 FINDING_KINDS: Final = (
     "bad-bundle", "fork", "duplicate-receipt", "receipt-rollback", "duplicate-payment",
     "replayed-payment", "double-spend", "over-size", "self-dealing", "suspected-sybil",
-    "non-seller", "wrong-price", "unknown-work",
+    "non-seller", "wrong-price", "unknown-work", "unbacked-receipt",
 )
 SYBIL_MIN: Final = 5
 # A hostile bundle can make a finding of every entry; past this many of one kind the
@@ -194,6 +212,8 @@ class AuditReport:
     ``omitted``: findings past MAX_FINDINGS_PER_KIND, counted per kind.
     ``suspected_sybils``: every key of every suspected-sybil ring, including those the
     findings' evidence (capped) does not list; a pool shares nothing with them.
+    ``unbacked``: work + uploader + downloader of each unbacked receipt (left out of
+    ``transfers()``).
     """
 
     findings: tuple[Finding, ...]
@@ -207,6 +227,7 @@ class AuditReport:
     omitted: dict[str, int] = field(hash=False)
     _latest: dict[bytes, _Latest] = field(repr=False, hash=False, compare=False)
     suspected_sybils: frozenset[bytes] = frozenset()
+    unbacked: frozenset[bytes] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -220,7 +241,7 @@ class AuditReport:
     def transfers(self, work: bytes | None = None) -> Iterator[SignedReceipt]:
         """The latest verified receipt per (work, uploader, downloader), by that key."""
         for key in sorted(self._latest):
-            if work is None or key[:32] == work:
+            if (work is None or key[:32] == work) and key not in self.unbacked:
                 yield _signed_receipt(key, self._latest[key])
 
     def latest(self, work: bytes, uploader: bytes, downloader: bytes) -> SignedReceipt | None:
@@ -392,6 +413,7 @@ class _Bundle:
     issued: dict[bytes, dict[str, object]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     unknown: dict[bytes, _Unknown] = field(default_factory=dict)
+    served: dict[bytes, tuple[int, dict[str, object]]] = field(default_factory=dict)
     entries: int = 0
     receipts: int = 0
     payment_entries: int = 0
@@ -413,6 +435,9 @@ class _Audit:
         self.entries = self.receipts = self.payment_entries = 0
         self.b = _Bundle(-1)
         self.sybils: set[bytes] = set()
+        # work + node + downloader -> the most the node's ledger says it sent, and where.
+        self.served: dict[bytes, tuple[int, dict[str, object]]] = {}
+        self.recording: set[bytes] = set()  # nodes whose ledgers record what they serve
 
     # -- findings
 
@@ -467,6 +492,11 @@ class _Audit:
         for work, bu in b.unknown.items():
             u = self.unknown.setdefault(work, _Unknown(0, 0, bu.first))
             u.receipts += bu.receipts
+        for key, sv in b.served.items():
+            if key not in self.served or sv[0] > self.served[key][0]:
+                self.served[key] = sv
+        if b.served:
+            self.recording.add(node)
         for digest, pay in b.payments.items():
             if digest not in self.payments and digest not in self.rejected:
                 self._terms(digest, pay)
@@ -509,6 +539,15 @@ class _Audit:
             self._receipt(b, e)
         elif kind in PAYMENT_KINDS:
             self._payment(b, e)
+        elif kind == SERVED_KIND:
+            try:
+                work, down, n = parse_served(e.payload)
+            except MalformedObject:
+                raise _bad(e, "served-malformed", "holds a served record that does not "
+                           "parse") from None
+            key = work + e.node + down
+            if key not in b.served or n > b.served[key][0]:
+                b.served[key] = (n, _at(b.index, e.node, e.seq, e.kind))
 
     def _receipt(self, b: _Bundle, e: Entry) -> None:
         b.receipts += 1
@@ -637,8 +676,9 @@ class _Audit:
 
     def report(self) -> AuditReport:
         out = self.findings
-        self._over_size(out)
-        self._sybils(out)
+        unbacked = self._unbacked(out)
+        self._over_size(out, unbacked)
+        self._sybils(out, unbacked)
         payments = self._replays(out)
         for work, u in self.unknown.items():
             self._find(out, "unknown-work",
@@ -651,19 +691,38 @@ class _Audit:
             bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
             entries=self.entries, receipts=self.receipts,
             payment_entries=self.payment_entries, omitted=dict(self.omitted),
-            _latest=self.latest, suspected_sybils=frozenset(self.sybils))
+            _latest=self.latest, suspected_sybils=frozenset(self.sybils),
+            unbacked=frozenset(unbacked))
 
-    def _over_size(self, out: list[Finding]) -> None:
+    def _unbacked(self, out: list[Finding]) -> set[bytes]:
+        """The latest receipts their uploader's own ledger does not back (see module)."""
+        found: set[bytes] = set()
+        for key, v in self.latest.items():
+            if key[32:64] not in self.recording:
+                continue
+            sent, at = self.served.get(key, (0, None))
+            if v[1] <= sent + RECEIPT_SLACK and (sent or not v[1]):
+                continue
+            found.add(key)
+            self._find(out, "unbacked-receipt",
+                       f"{key_to_text(key[64:])} acknowledges {v[1]} bytes of work "
+                       f"{key[:16].hex()}… from {key_to_text(key[32:64])}, whose own "
+                       f"ledger says it sent that key {sent}",
+                       **_latest_json(key, v), served={"bytes": sent, "at": at})
+        return found
+
+    def _over_size(self, out: list[Finding], unbacked: set[bytes]) -> None:
         credited: dict[bytes, int] = defaultdict(int)  # work + downloader -> bytes
         for key, v in self.latest.items():
-            credited[key[:32] + key[64:]] += v[1]
+            if key not in unbacked:
+                credited[key[:32] + key[64:]] += v[1]
         over = {wd: n for wd, n in credited.items() if n > self.works[wd[:32]].size}
         if not over:
             return
         rows: dict[bytes, list[dict[str, object]]] = defaultdict(list)
         for key, v in self.latest.items():
             wd = key[:32] + key[64:]
-            if wd in over and len(rows[wd]) < MAX_EVIDENCE_ITEMS:
+            if wd in over and key not in unbacked and len(rows[wd]) < MAX_EVIDENCE_ITEMS:
                 rows[wd].append(_latest_json(key, v))
         for wd, n in over.items():
             size = self.works[wd[:32]].size
@@ -673,11 +732,13 @@ class _Audit:
                        work=wd[:32].hex(), downloader=key_to_text(wd[32:]), size=size,
                        credited=n, receipts=rows[wd])
 
-    def _sybils(self, out: list[Finding]) -> None:
+    def _sybils(self, out: list[Finding], unbacked: set[bytes]) -> None:
         # A downloader's one uploader, or b"" once it has two or more.
         only: dict[bytes, bytes] = {}
         uploaders: set[bytes] = set()
         for key in self.latest:
+            if key in unbacked:
+                continue
             up, down = key[32:64], key[64:]
             uploaders.add(up)
             if only.setdefault(down, up) != up:
@@ -695,7 +756,7 @@ class _Audit:
             works: set[bytes] = set()
             total = 0
             for key, v in self.latest.items():
-                if key[32:64] == up and key[64:] in keyset:
+                if key[32:64] == up and key[64:] in keyset and key not in unbacked:
                     works.add(key[:32])
                     total += v[1]
             self._find(out, "suspected-sybil",

@@ -37,6 +37,7 @@ __all__ = [
     "ENVELOPE_TYPE",
     "MAX_RECEIPT_SIZE",
     "REASONS",
+    "RECEIPT_SLACK",
     "RECEIPT_TYPE",
     "SERVED_TYPE",
     "ReceiptRejected",
@@ -67,6 +68,9 @@ MAX_RECEIPT_SIZE: Final = 512
 # sent a proven downloader key in a work, cumulative: the evidence behind the receipts it
 # keeps. Unsigned: the node's hash chain and signed checkpoint vouch for it.
 SERVED_TYPE: Final = "p2pdist/served"
+# What a kept receipt may acknowledge beyond the served record: the uploader's counts of
+# its connections lag what the downloader verified by up to a tick.
+RECEIPT_SLACK: Final = 128 * 1024
 _SERVED_KEYS = frozenset({"type", "v", "work", "downloader", "bytes"})
 
 REASONS: Final = ("wrong-uploader", "unknown-work", "over-size", "replayed", "rollback")

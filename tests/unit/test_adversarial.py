@@ -12,7 +12,7 @@ import nacl.signing
 import pytest
 
 from p2pdist.errors import VerificationError
-from p2pdist.identity import Identity
+from p2pdist.identity import Identity, key_to_text
 from p2pdist.licensing import (
     CCTerms,
     Content,
@@ -24,6 +24,7 @@ from p2pdist.licensing import (
     verify_manifest,
 )
 from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
+from p2pdist.payouts.receipts import served_record
 from p2pdist.payouts.statement import Pool, Statement, StatementWork, compute_statement
 from tests.unit.test_audit import ARTIST, F1, F2, F3, T0, Nodes, ident, payment, receipt
 
@@ -90,6 +91,54 @@ def test_sybil_ring_of_50_fresh_keys_signing_receipts_for_one_uploader(nodes: No
     # goes to its uploader and the holders.
     assert _paid_to(st, [MALLORY, *ring]) == 0
     assert _paid_to(st, [F2]) > 0
+
+
+def _served(work: bytes, down: Identity, n: int) -> tuple[str, bytes]:
+    """What an uploader's node records, in its own ledger, of the bytes it sent a key."""
+    return ("upload.served", served_record(work, down.public_key, n))
+
+
+def test_phantom_receipts_through_a_collector_make_no_sybil_ring_and_take_no_pool(
+        nodes: Nodes) -> None:
+    # The artist served two real fans (and recorded it). Mallory's three fresh keys
+    # post "the whole work, from the artist" to the label's collector, which keeps every
+    # downloader's receipts: on their own they would make the two fans and the three
+    # phantoms a five-key ring of the artist and take its pool.
+    fans, phantoms = [F1, F2], [ident(f"phantom-{i}") for i in range(3)]
+    artist = nodes.bundle(ARTIST, [x for f in fans for x in (
+        _served(CC, f, SIZE), ("receipt.received", receipt(CC, ARTIST, f, 1, SIZE)))])
+    collector = nodes.bundle(LABEL, [("receipt.collected", receipt(CC, ARTIST, p, 1, SIZE))
+                                     for p in [*fans, *phantoms]])
+    report = audit([artist, collector], AUDIT_WORKS)
+    assert _kinds(report) == {"unbacked-receipt"}
+    named = {f.evidence["receipt"]["downloader"] for f in report.findings}  # type: ignore[index]
+    assert named == {key_to_text(p.public_key) for p in phantoms}
+    assert {s.receipt.downloader for s in report.transfers()} == {f.public_key for f in fans}
+    st = _payout(report, Pool(100_00, "EUR"))
+    # As without the attack: two verified downloaders, the pool to the artist's side.
+    assert _paid_to(st, [ARTIST, GRACE]) == 100_00
+    assert _paid_to(st, phantoms) == 0
+
+
+def test_a_node_that_keeps_receipts_beyond_what_it_served_is_an_unbacked_finding(
+        nodes: Nodes) -> None:
+    # F3's modified node recorded sending F1 300 kB but keeps F1's receipt for the whole
+    # work (and F2's, whom it never served): both are findings and earn F3 nothing.
+    f3 = nodes.bundle(F3, [_served(CC, F1, 300_000),
+                           ("receipt.received", receipt(CC, F3, F1, 1, SIZE)),
+                           ("receipt.received", receipt(CC, F3, F2, 1, SIZE))])
+    report = audit([f3], AUDIT_WORKS)
+    found = {f.evidence["receipt"]["downloader"]: f.evidence["served"]  # type: ignore[index]
+             for f in report.findings if f.kind == "unbacked-receipt"}
+    assert set(found) == {key_to_text(F1.public_key), key_to_text(F2.public_key)}
+    assert found[key_to_text(F1.public_key)]["bytes"] == 300_000  # type: ignore[index]
+    assert report.transfer_count == 2 and list(report.transfers()) == []
+    # Within the slack (the uploader's counts lag a tick), and from a node that records
+    # nothing (an older version), a receipt is not judged.
+    near = nodes.bundle(F2, [_served(CC, F1, SIZE - 100_000),
+                             ("receipt.received", receipt(CC, F2, F1, 1, SIZE))])
+    old = nodes.bundle(MALLORY, [("receipt.received", receipt(CC, MALLORY, F3, 1, SIZE))])
+    assert "unbacked-receipt" not in _kinds(audit([near, old], AUDIT_WORKS))
 
 
 def test_colluding_buyer_inflates_served_by(nodes: Nodes) -> None:
