@@ -7,15 +7,20 @@ from p2pdist.swarm._session import PeerSnapshot, Swarm, TorrentState, WorkStatus
 from p2pdist.swarm._settings import Profile, profile_from_env
 from p2pdist.swarm._torrents import (
     MAX_TORRENT_SIZE,
+    Layout,
+    LayoutFile,
     info_section,
     magnet_info,
     make_magnet,
     make_torrent,
+    torrent_layout,
     torrent_name,
 )
 
 __all__ = [
     "MAX_TORRENT_SIZE",
+    "Layout",
+    "LayoutFile",
     "PeerSnapshot",
     "Profile",
     "Swarm",
@@ -27,5 +32,6 @@ __all__ = [
     "make_torrent",
     "parse_endpoint",
     "profile_from_env",
+    "torrent_layout",
     "torrent_name",
 ]

@@ -18,7 +18,7 @@ import libtorrent as lt
 from p2pdist.errors import InputError, NetworkError, SourceError, StorageError
 from p2pdist.swarm._accounting import BLOCK, VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
-from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, magnet_info
+from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, Layout, layout_of, magnet_info
 
 __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
 
@@ -375,6 +375,14 @@ class Swarm:
         if ti is None:
             return None
         return bytes(ti.info_section())
+
+    def layout(self, key: str) -> Layout | None:
+        """The files libtorrent will write for *key*, and where, once the metadata is
+        there: its own view, from the torrent it holds (see Layout)."""
+        ti = self._handles[key].torrent_file()
+        if ti is None:
+            return None
+        return layout_of(ti)
 
     def torrent_bytes(self, key: str) -> bytes | None:
         """A .torrent file for the work (info dict, plus piece layers when known)."""

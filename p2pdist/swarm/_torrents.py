@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libtorrent as lt
 
@@ -14,10 +17,13 @@ from p2pdist.errors import InputError, MalformedObject, SourceError
 __all__ = [
     "MAX_TORRENT_SIZE",
     "Format",
+    "Layout",
+    "LayoutFile",
     "info_section",
     "magnet_info",
     "make_magnet",
     "make_torrent",
+    "torrent_layout",
     "torrent_name",
 ]
 
@@ -52,7 +58,10 @@ def make_torrent(
     problem = paths_problem([tuple(f.filename.split("/")) for f in files])
     if problem is not None:
         raise InputError(f"cannot publish {path.name[:80]!r}: {problem}", remedy="rename it")
-    ct = lt.create_torrent(files, piece_length, flags)
+    # The files' data only: no executable, hidden or symlink attribute (BEP 47). The
+    # license signs paths and sizes, not modes; a fan refuses a file marked executable.
+    plain = [lt.create_file_entry(f.filename, f.size) for f in files]
+    ct = lt.create_torrent(plain, piece_length, flags)
     ct.set_creator("p2pdist")
     for i, url in enumerate(trackers):
         ct.add_tracker(url, i)
@@ -99,6 +108,62 @@ def _torrent_info(data: bytes) -> lt.torrent_info:
 def info_section(torrent: bytes) -> bytes:
     """The exact bytes of a torrent file's info dict."""
     return bytes(_torrent_info(torrent).info_section())
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutFile:
+    """One file as libtorrent will write it: its path under the save path."""
+
+    path: tuple[str, ...]
+    size: int
+    pad: bool  # a BEP 47 pad file: libtorrent never opens it, reads give zeros
+    symlink: str | None  # the link libtorrent would make instead of a file, if any
+    executable: bool  # libtorrent would create the file with execute permission
+    hidden: bool  # libtorrent would set the hidden attribute (Windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """libtorrent's own view of a torrent's files: what a download writes, and where.
+
+    Taken from libtorrent's file storage after it parsed the info dict (the torrent's
+    name as libtorrent applies it, its file-tree rules, its sanitiser), so that what we
+    check is what will be written, not our reading of the same bytes.
+    """
+
+    name: str
+    files: tuple[LayoutFile, ...]
+
+    @property
+    def written(self) -> tuple[LayoutFile, ...]:
+        """Every file libtorrent will create: all but the pad files."""
+        return tuple(f for f in self.files if not f.pad)
+
+
+def layout_of(ti: Any) -> Layout:
+    """The Layout of a libtorrent torrent_info (for swarm's own use)."""
+    fs = ti.layout() if hasattr(ti, "layout") else ti.files()
+    flags = lt.file_storage
+    out = []
+    for i in range(fs.num_files()):
+        f = fs.file_flags(i)
+        try:
+            path = str(fs.file_path(i))
+            link = str(fs.symlink(i)) if f & flags.flag_symlink else None
+        except UnicodeDecodeError:
+            raise SourceError("libtorrent reads a file name of this torrent as not UTF-8"
+                              ) from None
+        parts = tuple(path.split(os.sep))  # noqa: PTH206 - .parts would hide '' and '.'
+        out.append(LayoutFile(
+            path=parts, size=int(fs.file_size(i)),
+            pad=bool(f & flags.flag_pad_file), symlink=link,
+            executable=bool(f & flags.flag_executable), hidden=bool(f & flags.flag_hidden)))
+    return Layout(str(ti.name()), tuple(out))
+
+
+def torrent_layout(torrent: bytes) -> Layout:
+    """What libtorrent would write for a .torrent file's bytes (see Layout)."""
+    return layout_of(_torrent_info(torrent))
 
 
 def torrent_name(torrent: bytes) -> str:
