@@ -30,20 +30,25 @@ file's folder.
 
 Callers raise their own error from the reason returned: publish an InputError
 ("rename it"), verification and unlock a MalformedObject (exit 3). Whether a path
-that passes this rule stays inside a given folder on disk (symlinks already there)
-is the caller's second check: see node._check_paths and licensing decrypt_tree.
+that passes this rule stays inside a given folder on disk is the caller's second
+check: no component below that folder may already be a symbolic link (link_below; see
+p2pdist._writes for fetch and licensing decrypt_tree for unlock).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import unicodedata
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
     "MAX_DEPTH",
     "MAX_PATH_BYTES",
     "UNSAFE_PATHS_REMEDY",
+    "link_below",
     "name_problem",
     "paths_problem",
 ]
@@ -127,4 +132,21 @@ def paths_problem(paths: Iterable[tuple[str, ...]]) -> str | None:
         for i in range(1, len(key)):
             if key[:i] in seen:
                 return f"{_show(seen[key[:i]])} is a file and also the folder of {_show(path)}"
+    return None
+
+
+def link_below(root: Path, path: tuple[str, ...]) -> Path | None:
+    """The first of ``root/path[0]``, ``root/path[0]/path[1]``... that is a symbolic link,
+    or None. Looked at with lstat, never followed; the walk stops at the first that does
+    not exist (nothing below it exists either). *root* itself is not looked at: it is the
+    folder a person chose, and may be a link they made."""
+    here = root
+    for part in path:
+        here = here / part
+        try:
+            mode = os.lstat(here).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(mode):
+            return here
     return None

@@ -41,6 +41,7 @@ from p2pdist._credit import (
 from p2pdist._files import read_bounded
 from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist._text import is_printable
+from p2pdist._writes import LINK_REMEDY, check_dest, check_layout
 from p2pdist.errors import (
     ContentMismatch,
     InputError,
@@ -56,6 +57,7 @@ from p2pdist.errors import (
 from p2pdist.identity import Identity, atomic_write, key_to_text, load_public_identity
 from p2pdist.library import Library, Work, now_iso
 from p2pdist.licensing import (
+    INFO_KEY,
     ArtistCertificate,
     Collector,
     Encryption,
@@ -85,6 +87,7 @@ from p2pdist.licensing._manifest import ENCRYPTION_SCHEME
 from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE, Ledger, VerifyReport
 from p2pdist.payouts.receipts import SignedReceipt, verify_receipt
 from p2pdist.swarm import (
+    Layout,
     PeerSnapshot,
     Profile,
     Swarm,
@@ -94,6 +97,7 @@ from p2pdist.swarm import (
     magnet_info,
     make_magnet,
     make_torrent,
+    torrent_layout,
     torrent_name,
 )
 
@@ -121,6 +125,7 @@ __all__ = [
     "read_draft",
     "resolve_work",
     "verify_ledger",
+    "verify_work",
 ]
 
 # A download's resume data is saved this often (s) while it makes progress: a crash then
@@ -411,7 +416,7 @@ def _finish(home: Path, prep: _Prepared, signed: SignedManifest, *, out: Path,
     try:
         prep.torrent["info"] = embed_license(prep.info, signed)
         data = _canonical.encode(prep.torrent)
-        lic = verify_info(info_section(data))  # what a fan will check, checked here first
+        lic = verify_work(info_section(data), torrent_layout(data))  # as a fan checks it
     except BaseException:
         prep.discard()
         raise
@@ -632,12 +637,23 @@ def resolve_work(library: Library, ref: str) -> str | None:
                 None)
 
 
-def _check_paths(info_bytes: bytes, dest: Path) -> None:
-    """Refuse a torrent whose files could land outside *dest* or hide what they are.
+def verify_work(info_bytes: bytes, layout: Layout) -> License:
+    """verify_info, and libtorrent's own *layout* of the torrent writes exactly the files
+    the license names (p2pdist._writes.check_layout): what `license verify` and `fetch`
+    accept, and what `publish` checks before it writes the torrent."""
+    lic = verify_info(info_bytes)
+    check_layout(layout, lic.manifest.content, licensed=True)
+    return lic
+
+
+def _check_paths(info_bytes: bytes, layout: Layout, dest: Path, *, overwrite: bool) -> None:
+    """Refuse a torrent whose files could land outside *dest*, hide what they are, or
+    replace files a person already has in *dest* (unless *overwrite*).
 
     The names must pass p2pdist._paths' rule (a licensed work passed it already in
-    verify_manifest; this also covers --allow-unlicensed), and each file must resolve
-    inside *dest* through any symlink already there. A file list we cannot read is
+    verify_manifest; this also covers --allow-unlicensed), libtorrent's *layout* must
+    write exactly the torrent's files (check_layout), and no path may go through a link
+    already below *dest* or meet a file there (check_dest). A file list we cannot read is
     refused, never left to libtorrent's sanitiser.
     """
     info = _canonical.decode(info_bytes, max_size=1 << 26, strict=False, what="info dict")
@@ -648,14 +664,8 @@ def _check_paths(info_bytes: bytes, dest: Path) -> None:
     if problem is not None:
         raise MalformedObject(f"the torrent has an unsafe file list: {problem}",
                               remedy=UNSAFE_PATHS_REMEDY)
-    root = dest.resolve()
-    for f in content.files:
-        target = (root / Path(*f.path)).resolve()
-        if not target.is_relative_to(root):
-            raise MalformedObject(f"the torrent's file {'/'.join(f.path)!r} escapes --dest "
-                                  "through a link already in it",
-                                  remedy="fetch into a folder without links that lead "
-                                  "elsewhere")
+    check_layout(layout, content, licensed=INFO_KEY in info)
+    check_dest(dest, [f.path for f in layout.written], overwrite=overwrite)
 
 
 def check_source_license(
@@ -670,7 +680,7 @@ def check_source_license(
     library = Library(home)
     src = _resolve_source(source, library)
     if src.torrent is not None:
-        return verify_info(info_section(src.torrent))
+        return verify_work(info_section(src.torrent), torrent_layout(src.torrent))
     import tempfile
 
     magnet = src.magnet or ""
@@ -683,7 +693,7 @@ def check_source_license(
         swarm.add_magnet("m", magnet, Path(tmp), peers=peers)
         _need_peer_source(swarm, "m", peers)
         info = _wait_metadata(swarm, "m", timeout, peers)
-        return verify_info(info)
+        return verify_work(info, _layout(swarm, "m"))
 
 
 def _need_peer_source(swarm: Swarm, key: str, peers: Sequence[tuple[str, int]]) -> None:
@@ -693,20 +703,11 @@ def _need_peer_source(swarm: Swarm, key: str, peers: Sequence[tuple[str, int]]) 
                            remedy="give --peer HOST:PORT, or publish with a loopback --tracker")
 
 
-def _refuse_overwrite(info_bytes: bytes, dest: Path) -> None:
-    """A fetch never silently replaces files a person already has in --dest."""
-    info = _canonical.decode(info_bytes, max_size=1 << 26, strict=False, what="info dict")
-    try:
-        content = content_of_info(info)
-    except MalformedObject:
-        return
-    for f in content.files:
-        target = dest.joinpath(*f.path)
-        if target.exists():
-            raise InputError(
-                f"{target} already exists; fetching would check it and overwrite what differs",
-                remedy="choose another --dest, or add --overwrite",
-            )
+def _layout(swarm: Swarm, key: str) -> Layout:
+    layout = swarm.layout(key)
+    if layout is None:  # _wait_metadata returned: libtorrent holds the torrent
+        raise NetworkError("the work's metadata went away before it could be checked")
+    return layout
 
 
 def _wait_metadata(
@@ -1032,7 +1033,8 @@ class Node:
             info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
             lic: License | None
             try:
-                lic = verify_info(info)  # (1) signatures (2) content binding (3) terms
+                # (1) signatures (2) content binding (3) terms (4) libtorrent's own paths
+                lic = verify_work(info, _layout(self.swarm, key))
             except NotLicensed:
                 if not allow_unlicensed:
                     raise
@@ -1043,11 +1045,10 @@ class Node:
                 if lic is None:
                     raise NotTrusted("an unlicensed torrent has no holder to trust")
                 check_trusted(self.home, lic)
-            _check_paths(info, dest)
+            # What a work already fetched into *dest* wrote there is its own to resume.
+            _check_paths(info, _layout(self.swarm, key), dest, overwrite=overwrite or here)
             if not here:
                 _need_peer_source(self.swarm, key, self.peers)
-                if not overwrite:
-                    _refuse_overwrite(info, dest)
         except P2PDistError:
             self.swarm.remove(key)
             raise
@@ -1055,11 +1056,16 @@ class Node:
         if key == "pending":
             self.swarm.rekey(key, work_id)
             key = work_id
+        made = not os.path.lexists(dest)
         try:
             dest.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             self.swarm.remove(key)
             raise InputError(f"cannot create {dest}: {e.strerror}") from None
+        if made and dest.is_symlink():  # not the one the user gave: made since the check
+            self.swarm.remove(key)
+            raise MalformedObject(f"{dest} became a symbolic link while the fetch started",
+                                  remedy=LINK_REMEDY)
         status = self.swarm.status(key)
         work = Work(
             work=work_id,

@@ -22,7 +22,7 @@ from hypothesis import given
 from p2pdist import _canonical, node
 from p2pdist.errors import NotLicensed, P2PDistError
 from p2pdist.library import Library
-from p2pdist.licensing import license_of_info, verify_info
+from p2pdist.licensing import license_of_info
 from p2pdist.swarm import Profile, Swarm, info_section, magnet_info, torrent_name
 from tests.fuzz._harness import FUZZ, clean
 from tests.fuzz._mutate import mutants, text_mutants
@@ -72,10 +72,11 @@ def _fetch_path(data: bytes, swarm: Swarm, scratch: Path) -> None:
     try:
         info = swarm.info_section(key)
         assert info is not None
+        layout = swarm.layout(key)
+        assert layout is not None
         with contextlib.suppress(NotLicensed):  # as with --allow-unlicensed
-            verify_info(info)
-        node._check_paths(info, dest)
-        node._refuse_overwrite(info, dest)
+            node.verify_work(info, layout)
+        node._check_paths(info, layout, dest, overwrite=False)
         swarm.status(key)
     finally:
         swarm.remove(key)

@@ -407,7 +407,7 @@ def test_a_link_in_dest_that_leads_outside_is_not_followed(scene: Scene, seeder:
                  "--peer", f"127.0.0.1:{seeder.port}", "--json", check=False, timeout=60)
     doc = json.loads(cp.stdout.splitlines()[-1])
     assert (cp.returncode, doc["kind"]) == (3, "MalformedObject"), doc
-    assert "escapes --dest" in doc["error"] and doc["remedy"]
+    assert "symbolic link" in doc["error"] and doc["remedy"]
     assert snapshot(scene.root, scene.fan) == before
 
 
@@ -494,3 +494,380 @@ def test_the_paid_builder_unlocks_when_the_names_are_safe(scene: Scene) -> None:
     run_cli(fan, "unlock", work[:16], "--dest", str(scene.dest))
     assert {str(p.relative_to(scene.dest)): p.read_bytes() for p in scene.dest.rglob("*")
             if p.is_file()} == {"/".join(p): d for p, d in plain}
+
+
+# -- v1, v2 and hybrid torrents built by hand --------------------------------------------------
+#
+# The hostile artist writes the info dict itself (BEP 3 v1, BEP 52 v2, or both), signs a
+# license over the content binding p2pdist's own code computes (or over the honest
+# torrent's, then edits the info dict), and seeds the real bytes from a libtorrent
+# session, laid out where libtorrent reads them. What the fan's libtorrent would write
+# must be exactly what the license names, through no link, over no file it already has.
+
+BLOCK = 16 * 1024
+
+
+def _merkle(leaves: list[bytes]) -> bytes:
+    n = 1
+    while n < len(leaves):
+        n *= 2
+    layer = leaves + [b"\0" * 32] * (n - len(leaves))
+    while len(layer) > 1:
+        layer = [hashlib.sha256(layer[i] + layer[i + 1]).digest()
+                 for i in range(0, len(layer), 2)]
+    return layer[0]
+
+
+def _v2_leaf(data: bytes, layers: dict[bytes, bytes]) -> dict[str, Any]:
+    """A v2 file-tree leaf; a file over one piece adds its piece layer (PIECE = BLOCK)."""
+    if not data:
+        return {"length": 0}
+    leaves = [hashlib.sha256(data[i:i + BLOCK]).digest() for i in range(0, len(data), BLOCK)]
+    root = _merkle(leaves)
+    if len(data) > PIECE:
+        layers[root] = b"".join(leaves)
+    return {"length": len(data), "pieces root": root}
+
+
+@dataclass
+class Built:
+    """A hand-built torrent: its info dict, piece layers, and the files' bytes."""
+
+    info: dict[str, Any]
+    layers: dict[bytes, bytes]
+    files: list[tuple[Path_, bytes]]
+
+
+def build(files: list[tuple[Path_, bytes]], fmt: str) -> Built:
+    """The honest torrent of *files* ("v1", "v2" or "hybrid"), the way libtorrent makes
+    one: a single file is named by the torrent's name, several sit in the name's folder;
+    a hybrid's files are padded to piece boundaries with BEP 47 pad files."""
+    single = len(files) == 1 and len(files[0][0]) == 1
+    name = files[0][0][0]
+    info: dict[str, Any] = {"name": _b(name), "piece length": PIECE}
+    layers: dict[bytes, bytes] = {}
+    if fmt in ("v2", "hybrid"):
+        info["meta version"] = 2
+        tree: dict[str, Any] = {}
+        for path, data in files:
+            node = tree
+            for part in (path if single else path[1:])[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = {"": _v2_leaf(data, layers)}
+        info["file tree"] = tree
+    if fmt in ("v1", "hybrid"):
+        stream = b""
+        entries: list[dict[str, Any]] = []
+        for i, (path, data) in enumerate(files):
+            entries.append({"length": len(data), "path": [_b(p) for p in path[1:]]})
+            stream += data
+            pad = -len(data) % PIECE
+            if fmt == "hybrid" and pad and i < len(files) - 1:
+                entries.append({"attr": b"p", "length": pad, "path": [b".pad", _b(str(pad))]})
+                stream += b"\0" * pad
+        info["pieces"] = _pieces(stream)
+        if single:
+            info["length"] = len(files[0][1])
+        else:
+            info["files"] = entries
+    return Built(info, layers, files)
+
+
+def signed_work(built: Built, *, bind: Built | None = None) -> bytes:
+    """The torrent, with a license the attacker signs over the content binding of
+    *bind*'s info (default: of this very info dict, as p2pdist computes it)."""
+    from p2pdist.licensing import content_of_info
+
+    manifest = _base_manifest(CCTerms("CC-BY-4.0"))
+    manifest["content"] = content_of_info((bind or built).info).to_dict()
+    raw = _canonical.decode(_signed_torrent(built.info, manifest), max_size=1 << 26)
+    assert isinstance(raw, dict)
+    if built.layers:
+        raw["piece layers"] = built.layers
+    return _canonical.encode(raw)
+
+
+NOTES = b"the artist's notes\n"
+A_TXT = os.urandom(40_000)  # over two pieces: v2 needs its piece layer
+B_TXT = b"b" * 300
+ALBUM: list[tuple[Path_, bytes]] = [(("album", "a.txt"), A_TXT), (("album", "b.txt"), B_TXT)]
+
+
+def _v2_finding() -> tuple[Built, Built | None]:
+    # The finding: a v2 torrent named "album" whose one file is keyed "notes.txt".
+    # p2pdist (and so the license) says album/notes.txt; libtorrent writes notes.txt.
+    b = build([(("notes.txt",), NOTES)], "v2")
+    b.info["name"] = b"album"
+    return b, None
+
+
+def _hybrid_name_vs_key() -> tuple[Built, Built | None]:
+    honest = build([(("notes.txt",), NOTES)], "hybrid")
+    b = build([(("notes.txt",), NOTES)], "hybrid")
+    b.info["name"] = b"album"  # v1 says a file "album", v2 a file "notes.txt"
+    return b, honest
+
+
+def _hybrid_name_utf8() -> tuple[Built, Built | None]:
+    honest = build(ALBUM, "hybrid")
+    b = build(ALBUM, "hybrid")
+    b.info["name.utf-8"] = b"other"  # libtorrent names the v1 and v2 parts "other"
+    return b, honest
+
+
+def _v1_listed_twice() -> tuple[Built, Built | None]:
+    b = build([(("album", "a.txt"), A_TXT), (("album", "b.txt"), A_TXT)], "v1")
+    b.info["files"][1]["path"] = [b"a.txt"]  # the binding counts it once
+    return b, None
+
+
+def _attr(fmt: str, attr: bytes) -> tuple[Built, Built | None]:
+    b = build(ALBUM, fmt)
+    if "file tree" in b.info:
+        b.info["file tree"]["a.txt"][""]["attr"] = attr
+    if "files" in b.info:
+        b.info["files"][0]["attr"] = attr
+    return b, None
+
+
+def _symlink(fmt: str) -> tuple[Built, Built | None]:
+    honest = build(ALBUM, fmt)
+    b = build(ALBUM, fmt)
+    target = [b"..", b"..", b"escape.txt"]
+    if "file tree" in b.info:
+        b.info["file tree"]["link"] = {"": {"attr": b"l", "length": 0, "symlink path": target}}
+    if "files" in b.info:
+        b.info["files"].append({"attr": b"l", "length": 0, "path": [b"link"],
+                                "symlink path": target})
+    return b, honest
+
+
+def _empty_name(fmt: str, files: list[tuple[Path_, bytes]]) -> tuple[Built, Built | None]:
+    honest = build(files, fmt)
+    b = build(files, fmt)
+    b.info["name"] = b""  # libtorrent says "_" for a folder, the file key for a v2 file
+    return b, honest
+
+
+def _v2_empty_key() -> tuple[Built, Built | None]:
+    honest = build(ALBUM, "v2")
+    b = build(ALBUM, "v2")
+    b.info["file tree"][""] = b.info["file tree"].pop("b.txt")
+    return b, honest
+
+
+def _pad_outside(fmt: str) -> tuple[Built, Built | None]:
+    honest = build(ALBUM, fmt)
+    b = build(ALBUM, fmt)
+    pads = [f for f in b.info["files"] if f.get("attr") == b"p"]
+    pads[0]["path"] = [b"..", b"..", b"escape.txt"]
+    return b, honest
+
+
+HAND_BUILT: dict[str, Any] = {
+    "v2-name-vs-file-key": _v2_finding,
+    "hybrid-name-vs-file-key": _hybrid_name_vs_key,
+    "hybrid-name-utf8-differs": _hybrid_name_utf8,
+    "v1-file-listed-twice": _v1_listed_twice,
+    "v1-executable": lambda: _attr("v1", b"x"),
+    "v2-executable": lambda: _attr("v2", b"x"),
+    "hybrid-executable": lambda: _attr("hybrid", b"x"),
+    "v2-hidden": lambda: _attr("v2", b"h"),
+    "v2-pad-attr-on-a-file": lambda: _attr("v2", b"p"),
+    "v2-symlink": lambda: _symlink("v2"),
+    "hybrid-symlink": lambda: _symlink("hybrid"),
+    "v1-empty-name": lambda: _empty_name("v1", ALBUM),
+    "v2-empty-name": lambda: _empty_name("v2", ALBUM),
+    "v2-empty-name-single-file": lambda: _empty_name("v2", [(("notes.txt",), NOTES)]),
+    "hybrid-empty-name": lambda: _empty_name("hybrid", ALBUM),
+    "v2-empty-file-key": _v2_empty_key,
+    "hybrid-pad-file-outside": lambda: _pad_outside("hybrid"),
+}
+
+
+@dataclass
+class Hand:
+    torrent: bytes
+    magnet: str | None  # None: libtorrent cannot load it, so no peer can seed it
+    written: list[Path_]  # where the attacker's libtorrent reads (and a fan's would write)
+
+
+@pytest.fixture(scope="module")
+def hand_seeder(tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[Seeder, dict[str, Hand]]]:
+    """One libtorrent session seeding every hand-built work, its real bytes on disk
+    where libtorrent's own file storage puts them."""
+    root = tmp_path_factory.mktemp("mallory-hand")
+    port = free_port()
+    swarm = Swarm(profile=Profile.LOCAL, listen=("127.0.0.1", port))
+    works: dict[str, Hand] = {}
+    try:
+        for name, make in HAND_BUILT.items():
+            built, bind = make()
+            torrent = signed_work(built, bind=bind) if _bindable(built, bind) else \
+                _canonical.encode({"info": built.info})
+            try:
+                files = lt_files(torrent)
+            except RuntimeError:
+                works[name] = Hand(torrent, None, [])
+                continue
+            data = dict(built.files)
+            written = [path for path, link in files if not link]
+            for path in written:  # renamed by the attack: the bytes of its honest name
+                p = root.joinpath(name, *path)
+                with contextlib.suppress(OSError):
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_bytes(data.get(path) or data.get(("album", *path[1:]), b""))
+            swarm.add_torrent(name, torrent, root / name, seed_mode=True)
+            works[name] = Hand(torrent, make_magnet(torrent), written)
+        yield Seeder(swarm, port, {}), works
+    finally:
+        swarm.close()
+
+
+def lt_files(torrent: bytes) -> list[tuple[Path_, bool]]:
+    """(path, is a link) of each file but the pad files, as libtorrent reads the torrent:
+    the attacker's own libtorrent, not p2pdist's."""
+    import libtorrent as lt
+
+    fs = lt.torrent_info(lt.bdecode(torrent)).layout()
+    return [(tuple(fs.file_path(i).split("/")), bool(fs.file_flags(i) & fs.flag_symlink))
+            for i in range(fs.num_files()) if not fs.file_flags(i) & fs.flag_pad_file]
+
+
+def _bindable(built: Built, bind: Built | None) -> bool:
+    from p2pdist.licensing import content_of_info
+
+    try:
+        content_of_info((bind or built).info)
+    except errors_mod.P2PDistError:
+        return False
+    return True
+
+
+def _seeded(hand_seeder: tuple[Seeder, dict[str, Hand]], case: str) -> tuple[int, Hand]:
+    seeder, works = hand_seeder
+    return seeder.port, works[case]
+
+
+def attack(scene: Scene, port: int, hand: Hand, *args: str,
+           kinds: tuple[str, ...] = ("MalformedObject", "ContentMismatch")) -> dict[str, Any]:
+    """Fetch or verify a hand-built work through the CLI, from the seeding peer when
+    libtorrent can load it (a .torrent file otherwise); it must be refused, exit 3, and
+    nothing anywhere may change: --dest, its parent, a link's target, the fan's home."""
+    if hand.magnet is not None:
+        source = hand.magnet
+    else:
+        source = str(scene.root / "hand.torrent")
+        Path(source).write_bytes(hand.torrent)
+        kinds = (*kinds, "SourceError")  # libtorrent itself refuses to read it
+    watched = (scene.root, scene.fan)
+    before = snapshot(*watched)
+    dest_existed = scene.dest.exists()
+    cp = run_cli(scene.fan, *args, source, "--local", "--peer", f"127.0.0.1:{port}",
+                 "--metadata-timeout", "20", "--json", check=False, timeout=90)
+    assert "Traceback" not in cp.stderr, cp.stderr
+    doc: dict[str, Any] = json.loads(cp.stdout.splitlines()[-1])
+    assert doc.get("ok") is False, (cp.stdout, cp.stderr)
+    assert doc["kind"] in kinds, doc
+    cls = getattr(errors_mod, doc["kind"])
+    assert cp.returncode == doc["exit_code"] == cls.exit_code, (cp.returncode, doc)
+    if doc["kind"] != "SourceError":
+        assert cp.returncode == 3, doc
+    assert doc["remedy"], doc
+    assert snapshot(*watched) == before, "something changed on disk"
+    assert scene.dest.exists() == dest_existed, "--dest was created for a refused work"
+    return doc
+
+
+def test_v2_torrent_whose_file_key_is_not_its_name_does_not_verify_nor_write(
+        scene: Scene, hand_seeder: tuple[Seeder, dict[str, Hand]]) -> None:
+    # The finding, as found: the license shows album/notes.txt, libtorrent would write
+    # --dest/notes.txt, over a file the fan has and through a link placed there.
+    port, hand = _seeded(hand_seeder, "v2-name-vs-file-key")
+    assert hand.magnet is not None and hand.written == [("notes.txt",)]
+    shown = verify_info(info_section(hand.torrent)).to_dict()["files"]
+    assert shown == ["album/notes.txt"]  # what the license alone says
+    torrent = scene.root / "album.torrent"
+    torrent.write_bytes(hand.torrent)
+    for command in (("license", "verify"), ("license", "show")):
+        for source in (str(torrent), hand.magnet):
+            cp = run_cli(scene.fan, *command, source, "--local", "--peer",
+                         f"127.0.0.1:{port}", "--json", check=False, timeout=60)
+            doc = json.loads(cp.stdout.splitlines()[-1])
+            assert (cp.returncode, doc.get("kind")) == (3, "ContentMismatch"), doc
+            assert "'notes.txt'" in doc["error"] and "'album/notes.txt'" in doc["error"], doc
+    # An existing file in --dest is not replaced ...
+    scene.dest.mkdir()
+    (scene.dest / "notes.txt").write_bytes(b"the fan's own notes\n")
+    doc = attack(scene, port, hand, "fetch", "--dest", str(scene.dest))
+    assert doc["kind"] == "ContentMismatch" and "'notes.txt'" in doc["error"], doc
+    assert (scene.dest / "notes.txt").read_bytes() == b"the fan's own notes\n"
+    # ... nor written through a link to a file outside --dest, even with --overwrite.
+    (scene.dest / "notes.txt").unlink()
+    (scene.dest / "notes.txt").symlink_to(scene.canary / "keep.txt")
+    attack(scene, port, hand, "fetch", "--dest", str(scene.dest), "--overwrite")
+    assert (scene.canary / "keep.txt").read_text() == "untouched\n"
+
+
+@pytest.mark.parametrize("case", [c for c in HAND_BUILT if c != "v2-name-vs-file-key"])
+def test_hand_built_torrent_is_refused_before_any_write(
+        case: str, scene: Scene, hand_seeder: tuple[Seeder, dict[str, Hand]]) -> None:
+    port, hand = _seeded(hand_seeder, case)
+    # A fan's own file where the work (or libtorrent's idea of it) would land.
+    for path in (*hand.written, ("album", "a.txt"), ("notes.txt",)):
+        p = scene.dest.joinpath(*path)
+        with contextlib.suppress(OSError):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"the fan's own file\n")
+    mine = {p: p.read_bytes() for p in scene.dest.rglob("*") if p.is_file()}
+    attack(scene, port, hand, "fetch", "--dest", str(scene.dest))
+    attack(scene, port, hand, "fetch", "--dest", str(scene.dest), "--overwrite")
+    attack(scene, port, hand, "license", "verify")
+    assert {p: p.read_bytes() for p in scene.dest.rglob("*") if p.is_file()} == mine
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2", "hybrid"])
+def test_hand_built_honest_work_fetches_exactly_its_files_and_no_pad_file(
+        fmt: str, scene: Scene) -> None:
+    # The control: the same builder, honest, and the fetch writes what the license says.
+    files: list[tuple[Path_, bytes]] = [*ALBUM, (("album", "cd2", "c.txt"), os.urandom(17_000))]
+    built = build(files, fmt)
+    torrent = signed_work(built)
+    seed_dir = scene.root / "seed"
+    for path, data in files:
+        p = seed_dir.joinpath(*path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    port = free_port()
+    with Swarm(profile=Profile.LOCAL, listen=("127.0.0.1", port)) as swarm:
+        swarm.add_torrent("w", torrent, seed_dir, seed_mode=True)
+        outside = {k: v for k, v in snapshot(scene.root).items()
+                   if not Path(k).is_relative_to(scene.dest)}
+        cp = run_cli(scene.fan, "fetch", make_magnet(torrent), "--dest", str(scene.dest),
+                     "--local", "--peer", f"127.0.0.1:{port}", "--json",
+                     "--stall-timeout", "30", timeout=90)
+    assert json.loads(cp.stdout.splitlines()[-1]).get("ok") is not False
+    got = {str(p.relative_to(scene.dest)): p.read_bytes()
+           for p in scene.dest.rglob("*") if p.is_file() or p.is_symlink()}
+    assert got == {"/".join(path): data for path, data in files}  # no .pad, nothing else
+    assert {k: v for k, v in snapshot(scene.root).items()
+            if not Path(k).is_relative_to(scene.dest)} == outside
+
+
+def test_a_link_in_dest_that_leads_inside_it_is_not_followed_either(
+        scene: Scene) -> None:
+    # Inside --dest or out of it, a link below --dest is never written through.
+    built = build(ALBUM, "hybrid")
+    torrent = scene.root / "album.torrent"
+    torrent.write_bytes(signed_work(built))
+    scene.dest.mkdir()
+    (scene.dest / "elsewhere").mkdir()
+    (scene.dest / "album").symlink_to(scene.dest / "elsewhere")
+    before = snapshot(scene.root, scene.fan)
+    cp = run_cli(scene.fan, "fetch", str(torrent), "--dest", str(scene.dest), "--local",
+                 "--peer", f"127.0.0.1:{free_port()}", "--json", check=False, timeout=60)
+    doc = json.loads(cp.stdout.splitlines()[-1])
+    assert (cp.returncode, doc["kind"]) == (3, "MalformedObject"), doc
+    assert "symbolic link" in doc["error"] and doc["remedy"], doc
+    assert snapshot(scene.root, scene.fan) == before
