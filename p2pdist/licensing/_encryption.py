@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pdist import _canonical
-from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
+from p2pdist._paths import UNSAFE_PATHS_REMEDY, link_below, paths_problem
 from p2pdist.errors import (
     InputError,
     MalformedObject,
@@ -488,10 +488,11 @@ def _plan(files: Sequence[PlainFile], src_root: Path,
     plan: list[tuple[PlainFile, Path, Path]] = []
     for f in files:
         s = src.joinpath(*encrypted_path(f.path)).resolve()
-        d = dst.joinpath(*f.path).resolve()
-        if not s.is_relative_to(src) or not d.is_relative_to(dst) or d == dst:
+        d = dst.joinpath(*f.path)  # the rule above: plain names, so d is under dst
+        if not s.is_relative_to(src):
             raise MalformedObject(f"the work's file {'/'.join(f.path)[:200]!r} escapes "
                                   "its folder")
+        _no_link(dst, f.path)
         plan.append((f, s, d))
     targets = {d for _, _, d in plan}
     if len(targets) != len(plan):
@@ -501,6 +502,14 @@ def _plan(files: Sequence[PlainFile], src_root: Path,
             raise MalformedObject(f"the work's file {'/'.join(f.path)[:200]!r} is also a "
                                   "folder of another file")
     return plan
+
+
+def _no_link(root: Path, path: tuple[str, ...]) -> None:
+    link = link_below(root, path)
+    if link is not None:
+        raise MalformedObject(f"{link} is a symbolic link: unlocking would write through it "
+                              "to wherever it leads", remedy="remove the link, or unlock "
+                              "into a folder without links in it")
 
 
 def _preflight(plan: Sequence[tuple[PlainFile, Path, Path]], dst_root: Path, *,
@@ -538,8 +547,10 @@ def decrypt_tree(content_key: bytes, files: Sequence[PlainFile], src_root: Path,
 
     1. the file list passes p2pdist._paths' rule (portable plain names, no two files
        that one disk would confuse, no file that is also a folder), for the plaintext
-       and the ciphertext names, and every ciphertext and target resolves inside
-       *src_root* and *dst_root*, through any symlink already there (MalformedObject);
+       and the ciphertext names; every ciphertext resolves inside *src_root*, and no
+       component of a target below *dst_root* is a symbolic link already (lstat: a
+       target is never written through a link, to inside *dst_root* or out of it;
+       *dst_root* itself may be a link its user made) (MalformedObject);
     2. every ciphertext exists (StorageError) and has exactly ``encrypted_size(size)``
        bytes (TamperedContent), before any chunk is opened;
     3. no target is a folder, and none exists unless *overwrite* (InputError);
@@ -572,7 +583,8 @@ def decrypt_tree(content_key: bytes, files: Sequence[PlainFile], src_root: Path,
                 _decrypt_stream(aead, f.size, fin, fout, chunk, progress, done)
             temps.append(tmp)
             done += f.size
-        for i, (tmp, (_, _, d)) in enumerate(zip(temps, plan, strict=True)):  # (5)
+        for i, (tmp, (f, _, d)) in enumerate(zip(temps, plan, strict=True)):  # (5)
+            _no_link(root, f.path)  # again: a link made while we decrypted
             _make_dirs(d.parent, created)
             if os.path.lexists(d):
                 old = staging / f"{i}.replaced"

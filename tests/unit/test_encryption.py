@@ -769,9 +769,41 @@ def test_symlink_in_dest_that_leads_outside_is_refused(
     out.mkdir()
     elsewhere.mkdir()
     (out / "First Light").symlink_to(elsewhere)
-    with pytest.raises(MalformedObject, match="escapes"):
+    with pytest.raises(MalformedObject, match="symbolic link"):
         decrypt_tree(KEY, files, cipher, out)
     assert _listing(elsewhere) == {}
+
+
+def test_symlink_in_dest_is_never_written_through_even_inside_dest(
+        album: tuple[Path, list[PlainFile], Path], tmp_path: Path) -> None:
+    # A link that stays inside --dest still writes where the license does not say; a
+    # link as the file itself is refused even with overwrite.
+    cipher, files, _ = album
+    out = tmp_path / "out"
+    (out / "other").mkdir(parents=True)
+    (out / "other" / "keep.txt").write_bytes(b"mine")
+    (out / "First Light").symlink_to(out / "other")
+    before = _listing(out)
+    with pytest.raises(MalformedObject, match="symbolic link"):
+        decrypt_tree(KEY, files, cipher, out, overwrite=True)
+    assert _listing(out) == before
+    (out / "First Light").unlink()
+    (out / "First Light").mkdir()
+    first = files[0].path
+    (out.joinpath(*first)).symlink_to(out / "other" / "keep.txt")
+    with pytest.raises(MalformedObject, match="symbolic link"):
+        decrypt_tree(KEY, files, cipher, out, overwrite=True)
+    assert (out / "other" / "keep.txt").read_bytes() == b"mine"
+
+
+def test_a_user_given_dest_that_is_a_link_is_followed(
+        album: tuple[Path, list[PlainFile], Path], tmp_path: Path) -> None:
+    cipher, files, _ = album
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "out").symlink_to(real)
+    decrypt_tree(KEY, files, cipher, tmp_path / "out")
+    assert len([p for p in real.rglob("*") if p.is_file()]) == len(files)
 
 
 def test_symlink_in_the_ciphertexts_that_leads_outside_is_refused(tmp_path: Path) -> None:
