@@ -259,3 +259,70 @@ def test_phantom_receipts_cannot_make_real_fans_a_sybil_ring_and_take_the_pool(
     # whole pool of the two verified downloaders.
     assert payees == {load_public_identity(w.artist).key_text: 10_000}
     assert res["statement"]["pool"]["downloaders"] == 2
+
+
+def test_a_fan_cannot_acknowledge_more_than_it_was_sent(tmp_path: Path) -> None:
+    """A fan whose fetch stopped halfway signs 'the whole work': refused, 'unbacked'."""
+    from tests.integration._story import Seeder
+
+    album = make_album(tmp_path / "studio" / "First Light", [4 * MiB])
+    artist, fan = tmp_path / "ada", tmp_path / "greedy"
+    pub = publish(artist, album)
+    run_cli(fan, "init", "--name", "greedy")
+    me = load_identity(fan, passphrase=PASSPHRASE)
+    bt, api = free_port(), free_port()
+    with Seeder(artist, bt, "--api-listen", f"127.0.0.1:{api}", "--upload-limit", "256"):
+        proc = start_cli(fan, "fetch", pub["magnet"], "--dest", str(tmp_path / "m"),
+                         "--local", "--json", "--peer", f"127.0.0.1:{bt}")
+        time.sleep(4.0)  # at 256 KiB/s, about 1 of the 4 MiB has come by now
+        proc.kill()
+        proc.communicate(timeout=30)
+        got = _held(artist).get(me.public_key, [])
+        seq = got[-1][0] + 1 if got else 1
+        r = TransferReceipt(work=bytes.fromhex(pub["work"]),
+                            uploader=load_public_identity(artist).public_key,
+                            downloader=me.public_key, seq=seq, bytes=pub["size"],
+                            ts=datetime.now(UTC).replace(microsecond=0))
+        a = _post(api, SignedReceipt.sign(r, me).to_bytes())
+        assert a.status == 403 and a.doc["reason"] == "unbacked", a.raw[:400]
+        assert _held(artist).get(me.public_key, []) == got
+        assert all(n < pub["size"] for _, n in got)
+
+
+def test_one_network_brings_at_most_32_new_keys_to_a_collector_that_credits_it_nothing(
+        tmp_path: Path) -> None:
+    """The collector a license names keeps every downloader's receipts for the work (its
+    job), as collected copies that never count as its credit; but fresh keys from one
+    /24 are capped at 32 per work an hour."""
+    from tests.integration._story import Seeder
+
+    new_keys_per_net = 32  # README: at most 32 new keys per work per /24 or /64 an hour
+
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist, label = tmp_path / "ada", tmp_path / "label"
+    run_cli(label, "init", "--name", "label")
+    label_pk = load_public_identity(label).key_text
+    label_api = free_port()
+    pub = publish(artist, album, "--collector", f"{label_pk}@127.0.0.1:{label_api}")
+    a_bt, l_bt = free_port(), free_port()
+    with Seeder(artist, a_bt):
+        run_cli(label, "fetch", pub["magnet"], "--dest", str(tmp_path / "copy"), "--local",
+                "--peer", f"127.0.0.1:{a_bt}")
+    work, artist_pk = bytes.fromhex(pub["work"]), load_public_identity(artist).public_key
+    with Seeder(label, l_bt, "--api-listen", f"127.0.0.1:{label_api}"):
+        kept = []
+        for _ in range(new_keys_per_net):
+            me, body = _phantom(work, artist_pk, pub["size"])
+            a = _post(label_api, body)
+            assert a.status == 200 and a.doc["kept_as"] == "collected", a.raw[:300]
+            kept.append(me.public_key)
+        me, body = _phantom(work, artist_pk, pub["size"])
+        a = _post(label_api, body)
+        assert a.status == 429 and a.doc["reason"] == "too-many-keys", a.raw[:300]
+        # A key already kept may go on: its next receipt is not a new key.
+        assert _status_credit(label, pub["work"]) == 0
+    collected = [r for r in json.loads(run_cli(label, "receipts", "list", "--json").stdout)
+                 if r["direction"] == "collected"]
+    assert len(collected) == new_keys_per_net
+    assert me.public_key not in _held(label)
+    assert set(_held(label)) >= set(kept)
