@@ -22,10 +22,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from p2pdist._api import CHALLENGE_LEN, IDENTITY_DOMAIN, MAX_BODY, prove_identity
-from p2pdist.identity import Identity, key_from_text, load_public_identity, verify_signature
+from p2pdist.identity import (
+    Identity,
+    key_from_text,
+    load_identity,
+    load_public_identity,
+    verify_signature,
+)
 from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
-from p2pdist.payouts.receipts import SignedReceipt, next_receipt
-from tests.conftest import free_port, run_cli
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt, next_receipt
+from tests.conftest import PASSPHRASE, free_port, run_cli
 from tests.integration._rawhttp import assert_clean_refusal, exchange
 from tests.integration._story import Seeder, make_album
 
@@ -62,20 +68,29 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     codes = json.loads(run_cli(artist, "vouchers", "issue", pub["work"], "--count", "3",
                                "--json").stdout)["codes"]
     pk = load_public_identity(artist).public_key
-    work, now = bytes.fromhex(pub["work"]), datetime.now(UTC)
-    receipts, purchases = [], []
+    work, now, size = bytes.fromhex(pub["work"]), datetime.now(UTC), int(pub["size"])
+    purchases = []
     for i, code in enumerate(codes):
         fan = Identity(f"fan{i}", nacl.signing.SigningKey.generate())
         r = SignedReceipt.sign(next_receipt(None, work=work, uploader=pk,
                                             downloader=fan.public_key,
                                             total_bytes=1000 * i, now=now), fan).to_bytes()
-        receipts.append(r)
         purchases.append(SignedPurchase.sign(PurchaseRequest(
             work=work, buyer=fan.public_key, seller=pk, method="voucher", payment=code,
             nonce=os.urandom(16), ts=now.replace(microsecond=0), receipts=(r,)), fan
         ).to_bytes())
-    api = free_port()
-    with Seeder(artist, free_port(), "--api-listen", f"127.0.0.1:{api}") as seeder:
+    api, bt = free_port(), free_port()
+    with Seeder(artist, bt, "--api-listen", f"127.0.0.1:{api}") as seeder:
+        # The node keeps receipts only from keys it sent the work to: the receipts to
+        # mutate are those of a fan it served (seq 1 came with the fetch).
+        fan_home = root / "fan"
+        run_cli(fan_home, "init", "--name", "fan")
+        run_cli(fan_home, "fetch", pub["magnet"], "--dest", str(root / "copy"), "--local",
+                "--peer", f"127.0.0.1:{bt}")
+        fan = load_identity(fan_home, passphrase=PASSPHRASE)
+        receipts = [SignedReceipt.sign(TransferReceipt(
+            work=work, uploader=pk, downloader=fan.public_key, seq=seq, bytes=size,
+            ts=now.replace(microsecond=0)), fan).to_bytes() for seq in (2, 3, 4)]
         control = json.loads((artist / "control.json").read_text())
         n = Node(seeder, api, control["port"], control["token"], pk, receipts, purchases)
         n.alive()
