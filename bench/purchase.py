@@ -58,7 +58,7 @@ def _who(name: str) -> Identity:
 
 
 def _body(seller: Identity, work: bytes, code: str, buyer: Identity) -> bytes:
-    return SignedPurchase.sign(PurchaseRequest(
+    return SignedPurchase.sign(PurchaseRequest.seal(
         work=work, buyer=buyer.public_key, seller=seller.public_key, method="voucher",
         payment=code, nonce=os.urandom(16), ts=datetime.now(UTC).replace(microsecond=0),
         receipts=()), buyer).to_bytes()

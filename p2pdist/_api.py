@@ -1,7 +1,10 @@
 """The node API: a small HTTP server next to the BitTorrent port, and its client side.
 
 Public part (any peer may call it):
-  GET  /identity?challenge=HEX   the node signs the challenge with its key
+  GET  /identity?challenge=HEX&asker=KEY&endpoint=HOST:PORT
+                                 the node signs an IdentityProof (p2pdist/_proof.py) of
+                                 the challenge, the asker's key and the endpoint dialed,
+                                 and only for an endpoint that is its own
   POST /receipts                 (issue 3) a downloader's signed receipt for this node
   POST /purchase                 a buyer's signed purchase request, on a seller (paid.Shop)
 
@@ -35,21 +38,33 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
+
+import nacl.signing
 
 from p2pdist import __version__, _json
+from p2pdist._proof import (
+    CHALLENGE_LEN,
+    IDENTITY_DOMAIN,
+    IdentityProof,
+    SignedProof,
+    canonical_endpoint,
+    split_endpoint,
+    verify_proof,
+)
 from p2pdist.errors import InvalidSignature, NetworkError, P2PDistError, StorageError
-from p2pdist.identity import Identity, key_from_text, key_to_text, verify_signature
+from p2pdist.identity import Identity, key_from_text, key_to_text
 
 __all__ = [
     "IDENTITY_DOMAIN",
     "ApiError",
     "NodeApi",
     "PeerClaim",
+    "ask_proof",
     "client_string",
     "identify",
     "parse_client_string",
@@ -58,7 +73,6 @@ __all__ = [
     "request_address",
 ]
 
-IDENTITY_DOMAIN = b"p2pdist/identity/v1"
 MAX_BODY = 64 * 1024
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # every header line together
@@ -67,7 +81,6 @@ READ_TIMEOUT = 5.0  # of silence, between two reads
 REQUEST_DEADLINE = 8.0  # to send the whole request, however steadily it trickles
 MAX_CONNECTIONS = 128
 MAX_PER_NETWORK = 32  # from one /24 (IPv4) or /64 (IPv6)
-CHALLENGE_LEN = 32
 
 _CLIENT_RE = re.compile(r"^p2pdist/(?P<ver>\S+) pk=(?P<pk>[a-z2-7]{52})(?: api=(?P<api>\d{1,5}))?$")
 
@@ -109,8 +122,9 @@ def parse_client_string(text: str) -> PeerClaim | None:
         return None
 
 
-def _identity_message(challenge: bytes, pk: bytes) -> bytes:
-    return challenge + pk
+# The local address of the connection a handler thread serves (one thread per
+# connection): GET /identity signs only an endpoint that is this node's own.
+_connection = threading.local()
 
 
 Route = Callable[[dict[str, list[str]], bytes], tuple[int, dict[str, Any]]]
@@ -489,6 +503,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "not-found", f"no {method} {url.path[:200]}")
         _current.address = str(self.client_address[0])
         try:
+            _connection.local = self.request.getsockname()
             status, obj = route(query, body)
         except ApiError:
             raise
@@ -538,6 +553,9 @@ class NodeApi:
         control API also refuses (403) a Host other than its loopback address and port,
         and any request with an Origin header (DNS rebinding, a web page)."""
         self.identity = identity
+        # Addresses (no port) on which peers outside may reach this node, e.g. behind a
+        # NAT: /identity vouches for these as well as the address a request arrived on.
+        self.external_hosts: set[str] = set()
         self._routes: dict[tuple[str, str], Route] = {}
         if identity is not None:
             self._routes[("GET", "/identity")] = self._identity
@@ -581,52 +599,97 @@ class NodeApi:
             challenge = b""
         if len(challenge) != CHALLENGE_LEN:
             raise ApiError(400, "bad-challenge", f"challenge must be {CHALLENGE_LEN} hex bytes")
+        try:
+            asker = key_from_text(query.get("asker", [""])[0])
+        except P2PDistError:
+            raise ApiError(400, "bad-asker", "asker must be the asking node's key "
+                           "(identity proofs are v2: challenge, asker, endpoint)") from None
+        endpoint = query.get("endpoint", [""])[0]
+        try:
+            split_endpoint(endpoint)
+        except ValueError:
+            raise ApiError(400, "bad-endpoint", "endpoint must be the HOST:PORT dialed, "
+                           "as an IP literal in canonical form") from None
         identity = self.identity
         if identity is None:  # not routed then; kept total for the type checker
             raise ApiError(404, "not-found", "this API has no identity")
-        pk = identity.public_key
-        sig = identity.sign(domain=IDENTITY_DOMAIN,
-                                 message=_identity_message(challenge, pk))
-        return 200, {"pk": key_to_text(pk), "name": identity.name,
-                     "challenge": challenge.hex(), "sig": sig.hex()}
+        if endpoint not in self._own_endpoints():
+            # A relay forwarding its own asker's challenge to us: we do not vouch for it.
+            raise ApiError(421, "other-endpoint", f"this node does not answer on {endpoint}")
+        proof = SignedProof.sign(IdentityProof(pk=identity.public_key, asker=asker,
+                                               endpoint=endpoint, challenge=challenge),
+                                 identity)
+        return 200, {"pk": key_to_text(identity.public_key), "name": identity.name,
+                     "proof": proof.to_bytes().hex()}
+
+    def _own_endpoints(self) -> set[str]:
+        """The endpoints this node vouches for: its API port on the address the request
+        arrived on (its bind address, or with a wildcard bind the interface dialed), or
+        on an external address it knows."""
+        local = getattr(_connection, "local", None)
+        hosts = set(self.external_hosts)
+        if local:
+            hosts.add(str(local[0]))
+        out = set()
+        for h in hosts:
+            with contextlib.suppress(ValueError):
+                out.add(canonical_endpoint(h, self.port))
+        return out
 
 
-def identify(host: str, port: int, *, timeout: float = 5.0) -> tuple[bytes, str]:
+def identify(host: str, port: int, *, asker: bytes | None = None,
+             timeout: float = 5.0) -> tuple[bytes, str]:
     """Ask the node at host:port who it is, and check it holds that key: (key, name).
 
     Unlike prove_identity there is no key to expect: the answer proves only possession
-    of the key it names; the caller decides whether that key is one it trusts.
+    of the key it names, on the endpoint dialed; the caller decides whether that key is
+    one it trusts.
     """
-    return _challenge(host, port, None, timeout)
+    proof, name = ask_proof(host, port, asker=asker, timeout=timeout)
+    return proof.proof.pk, name
 
 
-def prove_identity(host: str, port: int, *, pk: bytes, timeout: float = 5.0) -> str:
-    """Ask the node at host:port to sign a fresh challenge; check it is *pk*'s signature.
+def prove_identity(host: str, port: int, *, pk: bytes, asker: bytes | None = None,
+                   timeout: float = 5.0) -> str:
+    """Ask the node at host:port to prove it holds *pk*, on the endpoint dialed.
 
-    Returns the name the node gives. Raises InvalidSignature when the answer is not a
-    signature by *pk* over our challenge, NetworkError when the node cannot be reached.
+    Returns the name the node gives. Raises InvalidSignature (or its ProofRejected) when
+    the answer is not *pk*'s proof of our challenge, our key and the endpoint we dialed
+    (a relay), NetworkError when the node cannot be reached.
     """
-    return _challenge(host, port, pk, timeout)[1]
+    return ask_proof(host, port, asker=asker, keys=(pk,), timeout=timeout)[1]
 
 
-def _challenge(host: str, port: int, pk: bytes | None, timeout: float) -> tuple[bytes, str]:
+def ask_proof(host: str, port: int, *, asker: bytes | None = None,
+              keys: Collection[bytes] | None = None,
+              timeout: float = 5.0) -> tuple[SignedProof, str]:
+    """A fresh identity proof from the node at host:port, verified: signed by one of
+    *keys* (any key if None), for *asker* (a throwaway key if None), over a fresh
+    challenge and the exact endpoint dialed (the IP the connection went to, so a host
+    name is resolved once). Returns the proof, for keeping, and the name the node gives.
+    """
+    if asker is None:
+        asker = bytes(nacl.signing.SigningKey.generate().verify_key)
     challenge = os.urandom(CHALLENGE_LEN)
-    status, data = _request(host, port, "GET", f"/identity?challenge={challenge.hex()}",
-                            timeout=timeout)
+    dialed: list[str] = []
+
+    def path(peer: tuple[Any, ...]) -> str:
+        dialed.append(canonical_endpoint(str(peer[0]), int(peer[1])))
+        return (f"/identity?challenge={challenge.hex()}&asker={key_to_text(asker)}"
+                f"&endpoint={quote(dialed[0], safe='')}")
+
+    status, data = _request(host, port, "GET", path, timeout=timeout)
     try:
         doc = _json.loads(data) if len(data) <= MAX_BODY and status == 200 else None
-        if not isinstance(doc, dict) or doc.get("challenge") != challenge.hex():
+        if not isinstance(doc, dict):
             raise InvalidSignature()
-        named = key_from_text(str(doc["pk"]))
-        if pk is not None and named != pk:
-            raise InvalidSignature()
-        sig = bytes.fromhex(str(doc["sig"]))
-    except (ValueError, KeyError, P2PDistError):
-        raise InvalidSignature(f"the node at {host}:{port} gave no valid proof of its key") \
-            from None
-    verify_signature(pk=named, domain=IDENTITY_DOMAIN,
-                     message=_identity_message(challenge, named), signature=sig)
-    return named, str(doc.get("name", ""))[:200]
+        signed = SignedProof.from_bytes(bytes.fromhex(str(doc["proof"])))
+    except (ValueError, KeyError, TypeError, P2PDistError):
+        raise InvalidSignature(f"the node at {host}:{port} gave no valid proof of its key",
+                               remedy="it may be an older p2pdist, or not the node it "
+                               "claims to be (a relay)") from None
+    verify_proof(signed, asker=asker, endpoint=dialed[0], challenge=challenge, keys=keys)
+    return signed, str(doc.get("name", ""))[:200]
 
 
 def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
@@ -640,15 +703,19 @@ def post(host: str, port: int, path: str, body: bytes, *, timeout: float = 5.0
     return status, doc if isinstance(doc, dict) else {}
 
 
-def _request(host: str, port: int, method: str, path: str, *, body: bytes | None = None,
-             timeout: float, token: str | None = None,
+def _request(host: str, port: int, method: str, path: str | Callable[[Any], str], *,
+             body: bytes | None = None, timeout: float, token: str | None = None,
              limit: int = MAX_BODY) -> tuple[int, bytes]:
-    """One request to a node's API: (status, at most *limit* + 1 bytes of answer)."""
+    """One request to a node's API: (status, at most *limit* + 1 bytes of answer).
+    *path* may be a function of the address the connection went to (getpeername)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        if callable(path):
+            conn.connect()
+            path = path(conn.sock.getpeername())
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read(limit + 1)

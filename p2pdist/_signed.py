@@ -69,12 +69,12 @@ def as_list(v: Any, what: str, max_len: int, *, min_len: int = 0) -> list[Any]:
     return v
 
 
-def check_version(d: dict[str, Any], type_: str, what: str) -> None:
+def check_version(d: dict[str, Any], type_: str, what: str, v: int = 1) -> None:
     if d.get("type") != type_.encode():
         raise MalformedObject(f"this is not a {what} (type {d.get('type')!r})")
-    if d.get("v") != 1:
+    if d.get("v") != v:
         raise MalformedObject(f"the {what} has version {d.get('v')!r}; this p2pdist reads "
-                              "version 1", remedy="upgrade p2pdist")
+                              f"version {v}", remedy="upgrade p2pdist")
 
 
 def envelope(type_: str, body: bytes, sig: bytes) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.public
 import nacl.pwhash
 import nacl.secret
 import nacl.signing
@@ -49,6 +50,8 @@ __all__ = [
     "key_to_text",
     "load_identity",
     "load_public_identity",
+    "open_sealed",
+    "seal_to",
     "verify_signature",
 ]
 
@@ -102,6 +105,24 @@ def verify_signature(*, pk: bytes, domain: bytes, message: bytes, signature: byt
         nacl.signing.VerifyKey(pk).verify(domain + b"\0" + message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
         raise InvalidSignature() from None
+
+
+def seal_to(data: bytes, pk: bytes) -> bytes:
+    """*data* in a libsodium sealed box that only the holder of the ed25519 key *pk* opens
+    (to its X25519 key, from crypto_sign_ed25519_pk_to_curve25519). Anonymous: the box
+    says nothing of who sealed it, so what must be bound to a sender goes inside."""
+    x25519 = nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(pk)
+    return bytes(nacl.public.SealedBox(nacl.public.PublicKey(x25519)).encrypt(data))
+
+
+def open_sealed(sealed: bytes, identity: Identity) -> bytes | None:
+    """What seal_to sealed to *identity*'s key; None if it was sealed to another key or
+    tampered with."""
+    box = nacl.public.SealedBox(identity.signing_key.to_curve25519_private_key())
+    try:
+        return bytes(box.decrypt(bytes(sealed)))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,8 @@ class Work:
     added: str  # ISO 8601 UTC
     complete: bool
     magnet: str
-    # Paid works: sellers proven in the swarm, "KEY@HOST:PORT", where `buy` asks first.
+    # Paid works: sellers proven in the swarm, "KEY@HOST:PORT PROOF" where PROOF is the
+    # hex of the signed identity proof bound to that endpoint; `buy` asks there first.
     sellers_seen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -95,10 +96,12 @@ class Library:
         return w
 
     def note_seller(self, work: str, seller: str) -> None:
-        """Remember a seller proven in the swarm (most recent first, at most 8)."""
+        """Remember a seller proven in the swarm (most recent first, at most 8; one per
+        "KEY@HOST:PORT", the part before the proof)."""
         w = self.get(work)
+        tag = seller.partition(" ")[0]
         if w.sellers_seen[:1] != (seller,):
-            seen = (seller, *(s for s in w.sellers_seen if s != seller))[:8]
+            seen = (seller, *(s for s in w.sellers_seen if s.partition(" ")[0] != tag))[:8]
             self._write(replace(w, sellers_seen=seen))
 
     def save_secret(self, work: str, kind: str, data: bytes) -> None:

@@ -19,13 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nacl.signing
+
 from p2pdist import __version__, _canonical
 from p2pdist._api import (
     NodeApi,
     PeerClaim,
+    ask_proof,
     client_string,
     parse_client_string,
-    prove_identity,
     request_address,
 )
 from p2pdist._control import ControlServer
@@ -40,6 +42,7 @@ from p2pdist._credit import (
 )
 from p2pdist._files import read_bounded
 from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
+from p2pdist._proof import SignedProof, split_endpoint
 from p2pdist._text import is_printable
 from p2pdist._writes import LINK_REMEDY, check_dest, check_layout
 from p2pdist.errors import (
@@ -809,6 +812,15 @@ def import_receipts(home: Path, files: Sequence[Path]) -> list[dict[str, object]
         led.close()
 
 
+def _asker_key(home: Path) -> bytes:
+    """The key a node without an unlocked identity asks proofs with: its home's public
+    key (so `buy` can use the proofs it kept), or a throwaway one."""
+    try:
+        return load_public_identity(home).public_key
+    except P2PDistError:
+        return bytes(nacl.signing.SigningKey.generate().verify_key)
+
+
 def client_version(home: Path) -> str:
     """The BEP 10 client string that names this node to its peers."""
     try:
@@ -856,8 +868,10 @@ class FetchResult:
             "peers": list(self.peers),
         }
 
-# A peer whose /identity proof fails is asked again after 1, 2 s, then counted as plain.
-PROOF_TRIES = 3
+# A peer whose /identity proof fails (its API busy, a timeout) is asked again, with a
+# backoff from 1 s up to PROOF_RETRY_MAX, for as long as it is a peer: a plain
+# BitTorrent peer until then.
+PROOF_RETRY_MAX = 5.0
 
 
 class Node:
@@ -889,11 +903,16 @@ class Node:
         self.started = time.monotonic()
         self._snaps: list[WorkSnapshot] = []
         self._collectors: dict[str, Collector | None] = {}
-        # Peers' claimed keys count only once proven through their /identity challenge.
+        # Peers' claimed keys count only once proven through their /identity challenge,
+        # bound to the API endpoint dialed (a relay cannot pass): ep -> key, and the proof.
         self._proven: dict[str, bytes] = {}
+        self._proofs: dict[str, SignedProof] = {}
         self._proving: set[str] = set()
-        # A proof that failed (peer's API busy, a timeout) is tried again, a few times.
+        # A proof that failed is tried again, with a capped backoff, while the peer stays.
         self._failed_proofs: dict[str, tuple[int, float]] = {}  # ep -> (tries, retry at)
+        self._late_proof = False  # a proof succeeded: receipts may be due for done works
+        # Who asks (the proofs are bound to it): this home's key, or a throwaway one.
+        self._asker = identity.public_key if identity is not None else _asker_key(home)
         self._lock = threading.Lock()
         self.api: NodeApi | None = None
         self.identity = identity
@@ -1095,6 +1114,8 @@ class Node:
                 raise NetworkError(err)
         now = time.monotonic()
         snaps = []
+        with self._lock:  # a proof that came late: issue the receipts it was holding back
+            late, self._late_proof = self._late_proof, False
         for key in self.swarm.works():
             st = self.swarm.status(key)
             peers = tuple(self.swarm.peers(key))
@@ -1103,8 +1124,10 @@ class Node:
             self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key))
                               + list(uploaded))
             self._note_uploads(key, peers, uploaded)
-            if st.state is TorrentState.DOWNLOADING:
+            if st.state is TorrentState.DOWNLOADING or (late and key in self._completed):
                 self._issue_receipts(key, final=False)
+            if late and key in self._completed:
+                self._note_sellers(key)
             if st.complete and key not in self._completed:
                 self._on_complete(key)
         with self._lock:
@@ -1173,8 +1196,7 @@ class Node:
             with self._lock:
                 if ep in self._proven or ep in self._proving:
                     continue
-                tries, retry_at = self._failed_proofs.get(ep, (0, 0.0))
-                if tries >= PROOF_TRIES or time.monotonic() < retry_at:
+                if time.monotonic() < self._failed_proofs.get(ep, (0, 0.0))[1]:
                     continue
                 self._proving.add(ep)
             host = ep.rpartition(":")[0].strip("[]")
@@ -1183,17 +1205,23 @@ class Node:
 
     def _prove(self, ep: str, host: str, claim: PeerClaim) -> None:
         try:
-            prove_identity(host, claim.api_port or 0, pk=claim.pk, timeout=5)
+            proof, _ = ask_proof(host, claim.api_port or 0, asker=self._asker,
+                                 keys=(claim.pk,), timeout=5)
         except P2PDistError:
-            # Unproven for now: a plain BitTorrent peer until a later try succeeds.
+            # Unproven for now: a plain BitTorrent peer until a later try succeeds (a
+            # relay never does: its endpoint is not the key holder's).
             with self._lock:
                 self._proving.discard(ep)
                 tries = self._failed_proofs.get(ep, (0, 0.0))[0] + 1
-                self._failed_proofs[ep] = (tries, time.monotonic() + 0.5 * 2 ** tries)
+                self._failed_proofs[ep] = (
+                    tries, time.monotonic() + min(PROOF_RETRY_MAX, 0.5 * 2 ** tries))
             return
         with self._lock:
             self._proven[ep] = claim.pk
+            self._proofs[ep] = proof
             self._proving.discard(ep)
+            self._failed_proofs.pop(ep, None)
+            self._late_proof = True
 
     def proven_key(self, endpoint: str, wait: float = 0.0) -> bytes | None:
         """The key a peer proved, waiting up to *wait* s for a proof under way."""
@@ -1256,11 +1284,15 @@ class Node:
         per_key: dict[bytes, tuple[int, str, int]] = {}
         for ep, n in self.swarm.verified_bytes(key).items():
             pk = self.proven_key(ep, wait=3.0 if final else 0.0)
-            claim = parse_client_string(self.swarm.peer_client(ep))
-            if pk is None or claim is None or claim.api_port is None or claim.pk != pk:
+            with self._lock:
+                proof = self._proofs.get(ep)
+            if pk is None or proof is None:
                 continue  # a plain BitTorrent peer: data, but no receipts
+            # Receipts go to the API endpoint on which the key was proven, and nowhere
+            # else: not to another endpoint that merely claims the key.
+            host, port = split_endpoint(proof.proof.endpoint)
             total, _, _ = per_key.get(pk, (0, "", 0))
-            per_key[pk] = (total + n, ep.rpartition(":")[0].strip("[]"), claim.api_port)
+            per_key[pk] = (total + n, host, port)
         self.credit.observe(bytes.fromhex(key), size, per_key, final=final)
 
     def _note_uploads(self, key: str, peers: Sequence[PeerSnapshot],
@@ -1318,12 +1350,14 @@ class Node:
         if not isinstance(terms, PaidTerms):
             return
         with self._lock:
-            proven = dict(self._proven)
-        for ep, pk in proven.items():
-            claim = parse_client_string(self.swarm.peer_client(ep))
-            if pk in terms.sellers and claim is not None and claim.api_port:
-                host = ep.rpartition(":")[0]
-                self.library.note_seller(key, f"{key_to_text(pk)}@{host}:{claim.api_port}")
+            proofs = dict(self._proofs)
+        for proof in proofs.values():
+            # The signed proof itself, bound to this node's key and the endpoint dialed:
+            # `buy` asks only where a seller proved its key, never where one was claimed.
+            p = proof.proof
+            if p.pk in terms.sellers:
+                self.library.note_seller(key, f"{key_to_text(p.pk)}@{p.endpoint} "
+                                         f"{proof.to_bytes().hex()}")
 
     def _save_resume(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

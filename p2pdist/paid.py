@@ -3,8 +3,9 @@ library and the node API (with node.py, the only modules that combine domains).
 
     seller  POST /purchase  ->  Shop.handle: verify the buyer's request, take the payment
                                 (a voucher), sign a PaymentReceipt and a LicenseGrant
-    buyer   buy()           ->  find a seller, send the request with its own transfer
-                                receipts, verify both answers, keep them
+    buyer   buy()           ->  find a seller that proves its key on the endpoint dialed,
+                                send the request (the code sealed to that key) with its
+                                own transfer receipts, verify both answers, keep them
     buyer   unlock()        ->  open the grant with its key, decrypt all-or-nothing
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 import nacl.exceptions
 import nacl.public
 
-from p2pdist._api import ApiError, identify, post
+from p2pdist._api import ApiError, ask_proof, post
 from p2pdist._bounded import BoundedMap
 from p2pdist._credit import ISSUED, LedgerLog, ReceiptLog
+from p2pdist._proof import SignedProof, split_endpoint, verify_proof
 from p2pdist.errors import (
     InputError,
     InvalidSignature,
@@ -52,6 +54,7 @@ from p2pdist.payouts.payments import (
     Served,
     SignedPayment,
     SignedPurchase,
+    open_payment,
     served_by_from_receipts,
     verify_payment,
     verify_purchase,
@@ -206,6 +209,7 @@ class Shop:
         me = self.identity.public_key
         try:
             verify_purchase(signed, seller=me, work=req.work, terms=terms)
+            code = open_payment(signed, self.identity)
         except PaymentRejected as e:
             raise ApiError(403 if e.reason == "not-a-seller" else 422, e.reason,
                            e.message) from None
@@ -230,16 +234,16 @@ class Shop:
         if req.method == VoucherMethod.name:
             # A spent code is answered from lookups by its hash, outside the lock that
             # every purchase takes.
-            again = self._spent(req, terms, served, now)
+            again = self._spent(req, code, terms, served, now)
             if again is not None:
                 return {"ok": True, "payment": again.to_bytes().hex(),
                         "grant": grant.to_bytes().hex(), "repeated": True}
         with self._paying:
             try:
                 with self._method(req.method) as method:
-                    ref = method.authorize(req, now=now)
+                    ref = method.authorize(req, code, now=now)
             except VoucherRefused as e:
-                again = self._paid_before(req, terms, served, now) \
+                again = self._paid_before(req, code, terms, served, now) \
                     if e.reason == "redeemed" else None
                 if again is None:
                     raise ApiError(402 if e.reason != "malformed" else 422, e.reason,
@@ -256,21 +260,21 @@ class Shop:
             self._paid[ref] = self.log.append(PAYMENT_ISSUED, payment.to_bytes()).seq
         return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
 
-    def _spent(self, req: PurchaseRequest, terms: PaidTerms, served: tuple[Served, ...],
-               now: datetime) -> SignedPayment | None:
+    def _spent(self, req: PurchaseRequest, code: str, terms: PaidTerms,
+               served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
         """For a voucher of this work that was redeemed already: its refusal (another
         buyer) or its payment receipt again (this buyer); None for any other code, which
         goes on to the payment. Index lookups only, no lock held while reading."""
         book = self._voucher_book()
         try:
-            row = book.find(req.payment)
+            row = book.find(code)
         except VoucherRefused as e:
             raise ApiError(422, e.reason, e.message) from None
         if row is None or row.work != req.work or row.redeemed is None:
             return None
         if row.buyer != req.buyer:
             try:
-                book.check(req.work, req.payment)
+                book.check(req.work, code)
             except VoucherRefused as e:
                 raise ApiError(402, e.reason, e.message) from None
             return None  # cannot happen (a redemption never changes); the payment decides
@@ -282,9 +286,9 @@ class Shop:
                 return signed
         # Being recorded right now, or the seller stopped before it was: under the lock.
         with self._paying:
-            return self._paid_before(req, terms, served, now)
+            return self._paid_before(req, code, terms, served, now)
 
-    def _paid_before(self, req: PurchaseRequest, terms: PaidTerms,
+    def _paid_before(self, req: PurchaseRequest, code: str, terms: PaidTerms,
                      served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
         """The payment receipt for a voucher this same buyer already redeemed: the one in
         the ledger, or (the seller stopped between redeeming and recording) a new one.
@@ -292,7 +296,7 @@ class Shop:
         from p2pdist.payouts.vouchers import code_hash, payment_ref
 
         try:
-            ref = payment_ref(code_hash(req.payment))
+            ref = payment_ref(code_hash(code))
         except P2PDistError:
             return None
         seq = self._paid.get(ref)
@@ -303,7 +307,7 @@ class Shop:
                     (signed.payment.buyer, signed.payment.work) == (req.buyer, req.work):
                 return signed
             return None
-        row = self._voucher_book().find(req.payment)
+        row = self._voucher_book().find(code)
         if row is None or (row.payment_ref, row.buyer, row.work) != (ref, req.buyer, req.work):
             return None
         payment = SignedPayment.sign(PaymentReceipt(
@@ -355,12 +359,26 @@ def _endpoint(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _candidates(w: Work, terms: PaidTerms, seller: str | None) -> list[tuple[str, int]]:
+def _candidates(w: Work, terms: PaidTerms, seller: str | None,
+                me: bytes) -> list[tuple[str, int]]:
+    """Where to ask, from signed information only: the endpoints on which a seller the
+    license names proved its key to this node (sellers_seen keeps the proofs), and the
+    license's own seller_api. A bare "KEY@HOST:PORT" (what a peer merely claimed, kept by
+    older versions) is passed over."""
     if seller is not None:
         return [_endpoint(seller)]
-    out = [_endpoint(s.partition("@")[2]) for s in w.sellers_seen]
-    if terms.seller_api:
-        out.append(_endpoint(terms.seller_api))
+    out = []
+    for entry in w.sellers_seen:
+        try:
+            signed = SignedProof.from_bytes(bytes.fromhex(entry.rpartition(" ")[2]))
+            verify_proof(signed, asker=me, endpoint=signed.proof.endpoint, challenge=None,
+                         keys=terms.sellers)
+        except (ValueError, P2PDistError):
+            continue
+        if (ep := split_endpoint(signed.proof.endpoint)) not in out:
+            out.append(ep)
+    if terms.seller_api and (ep := _endpoint(terms.seller_api)) not in out:
+        out.append(ep)
     if not out:
         raise InputError("no seller of this work is known yet",
                          remedy="give the seller's node API with --seller HOST:PORT, or "
@@ -389,15 +407,24 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
     w, lic, terms = paid_license(library, work)
     me = identity.public_key
     errors: list[str] = []
-    for host, port in _candidates(w, terms, seller):
+    for host, port in _candidates(w, terms, seller, me):
         if not allow(host):
             errors.append(f"{host}:{port} is not a loopback address (local network)")
             continue
         try:
-            pk, _name = identify(host, port)
-        except (NetworkError, InvalidSignature) as e:
+            # A fresh proof, bound to this endpoint, before anything is sent: a relay (a
+            # node that forwards /identity to a seller) fails here.
+            proof, _name = ask_proof(host, port, asker=me)
+        except (NetworkError, VerificationError) as e:
+            if seller is not None and isinstance(e, VerificationError):
+                raise PaymentRejected(
+                    f"the node at {host}:{port} did not prove a key on that endpoint: "
+                    f"{e.message}", reason="not-a-seller",
+                    remedy="give the seller's own node API (a relay cannot prove its key); "
+                    "nothing was sent") from None
             errors.append(e.message)
             continue
+        pk = proof.proof.pk
         if pk not in terms.sellers and seller is None:
             # A remembered or hinted endpoint where another node answers now: try the next.
             errors.append(f"{host}:{port} is {fingerprint(pk)}, not a seller of this work")
@@ -407,24 +434,25 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
                 f"the node at {host}:{port} is {fingerprint(pk)} ({key_to_text(pk)}), "
                 "not a seller named in this work's license", reason="not-a-seller",
                 remedy="buy from a seller the license names (p2pdist license show)")
-        req = PurchaseRequest(
+        req = PurchaseRequest.seal(
             work=bytes.fromhex(w.work), buyer=me, seller=pk, method=method, payment=payment,
             nonce=os.urandom(16), ts=(now or datetime.now(UTC)).replace(microsecond=0),
             receipts=tuple(_my_receipts(log, bytes.fromhex(w.work), me)))
         status, doc = post(host, port, "/purchase",
                            SignedPurchase.sign(req, identity).to_bytes(), timeout=30)
         if status != 200:
-            # The shop's own reasons ("redeemed", "stale", ...) come before the payment.
-            # An error's class name ("StorageError") or "internal" may come after it (the
-            # seller's disk failed): a retry with the same code is answered with the
-            # payment taken, never charged twice.
+            # A refusal is not signed: it cannot prove that nothing was charged. What it
+            # can say: the code went sealed to the key proven on this endpoint, so that
+            # seller alone can redeem it, and a retry with the same code is answered with
+            # the purchase it already took, never charged twice.
             reason = str(doc.get("reason", "refused"))
-            refused = reason != "internal" and reason.islower()
             raise PurchaseRefused(
-                f"the seller refused: {doc.get('error') or f'HTTP {status}'}",
+                f"the seller {fingerprint(pk)} refused: {doc.get('error') or f'HTTP {status}'}",
                 reason=reason,
-                remedy="nothing was charged; check the code, or ask the seller" if refused
-                else "run buy again with the same code: it is never charged twice")
+                remedy="the code was sent sealed to this seller's key: no one else can "
+                "redeem it. Check the code and run buy again with it (a code this seller "
+                "already took from you is answered with your purchase, never charged "
+                "twice), or ask the seller")
         return _keep(library, log, identity, w, lic, terms, doc, pk)
     raise NetworkError("no seller answered: " + "; ".join(errors),
                        remedy="check that a seller's node is running; give --seller HOST:PORT")

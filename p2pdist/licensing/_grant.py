@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import nacl.exceptions
-import nacl.public
-import nacl.signing
-
 from p2pdist import _canonical
 from p2pdist._signed import (
     MAX_TS,
@@ -29,7 +25,7 @@ from p2pdist._signed import (
     read_signed,
 )
 from p2pdist.errors import InvalidSignature, MalformedObject, NotLicensed
-from p2pdist.identity import Identity, fingerprint, verify_signature
+from p2pdist.identity import Identity, fingerprint, open_sealed, seal_to, verify_signature
 
 __all__ = ["GRANT_DOMAIN", "LicenseGrant", "SignedGrant", "open_grant", "seal_key",
            "verify_grant"]
@@ -40,15 +36,11 @@ SEALED_LEN: Final = 32 + 48  # the key, plus an ephemeral X25519 key and a MAC
 MAX_GRANT_SIZE: Final = 1024
 
 
-def _x25519_public(ed25519_pk: bytes) -> nacl.public.PublicKey:
-    return nacl.signing.VerifyKey(ed25519_pk).to_curve25519_public_key()
-
-
 def seal_key(content_key: bytes, buyer: bytes) -> bytes:
     """The content key in a sealed box that only *buyer*'s secret key opens."""
     if len(content_key) != 32:
         raise ValueError("a content key is 32 bytes")
-    return bytes(nacl.public.SealedBox(_x25519_public(buyer)).encrypt(content_key))
+    return seal_to(content_key, buyer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +146,7 @@ def open_grant(signed: SignedGrant, identity: Identity) -> bytes:
     if identity.public_key != signed.grant.buyer:
         raise NotLicensed("not licensed: this grant is for another key",
                           remedy="buy it with p2pdist buy")
-    box = nacl.public.SealedBox(identity.signing_key.to_curve25519_private_key())
-    try:
-        key = bytes(box.decrypt(signed.grant.sealed_key))
-    except nacl.exceptions.CryptoError:
-        raise InvalidSignature("the grant's sealed key does not open") from None
-    if len(key) != 32:
+    key = open_sealed(signed.grant.sealed_key, identity)
+    if key is None or len(key) != 32:
         raise InvalidSignature("the grant's sealed key does not open")
     return key

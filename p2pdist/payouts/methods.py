@@ -26,8 +26,9 @@ class PaymentMethod(Protocol):
 
     name: str
 
-    def authorize(self, request: PurchaseRequest, *, now: datetime) -> str:
-        """Take the payment; return its reference (stored in the payment receipt)."""
+    def authorize(self, request: PurchaseRequest, payment: str, *, now: datetime) -> str:
+        """Take the payment *payment* (the request's credential, opened by the seller);
+        return its reference (stored in the payment receipt)."""
         ...
 
 
@@ -39,5 +40,5 @@ class VoucherMethod:
     def __init__(self, book: VoucherBook) -> None:
         self.book = book
 
-    def authorize(self, request: PurchaseRequest, *, now: datetime) -> str:
-        return self.book.redeem(request.work, request.payment, buyer=request.buyer, now=now)
+    def authorize(self, request: PurchaseRequest, payment: str, *, now: datetime) -> str:
+        return self.book.redeem(request.work, payment, buyer=request.buyer, now=now)

@@ -1,13 +1,21 @@
 """Purchases: the buyer's signed request and the seller's signed PaymentReceipt.
 
-PurchaseRequest, signed by the buyer (domain ``p2pdist/purchase/v1``)::
+PurchaseRequest, signed by the buyer (domain ``p2pdist/purchase/v2``)::
 
-    {type: p2pdist/purchase-request, v: 1, work, buyer, seller, method, payment,
+    {type: p2pdist/purchase-request, v: 2, work, buyer, seller, method, sealed_payment,
      nonce, ts, receipts: [signed transfer receipts of this buyer for this work]}
 
 It names the seller it is for (a request cannot be replayed to another seller) and
-carries a fresh 16-byte nonce (a seller refuses a nonce it has seen). ``payment`` is the
-method's credential, e.g. the voucher code.
+carries a fresh 16-byte nonce (a seller refuses a nonce it has seen). ``sealed_payment``
+is the method's credential (e.g. the voucher code) in a sealed box to the seller's X25519
+key (from its ed25519 key), so that only that seller reads it: not a relay, not someone
+on the network path. Inside the box the credential is bound to this request::
+
+    {type: p2pdist/payment-credential, v: 1, work, buyer, seller, nonce, payment}
+
+so a box lifted from one buyer's request cannot pay for another's (the box is anonymous:
+anyone can seal, only the seller opens, and only the buyer knew the code to seal). (v1
+carried the credential in clear.)
 
 PaymentReceipt, signed by a seller named in the manifest (domain ``p2pdist/payment/v1``)::
 
@@ -40,7 +48,7 @@ from p2pdist._signed import (
     read_signed,
 )
 from p2pdist.errors import MalformedObject, VerificationError
-from p2pdist.identity import Identity, fingerprint, verify_signature
+from p2pdist.identity import Identity, fingerprint, open_sealed, seal_to, verify_signature
 from p2pdist.licensing import PaidTerms
 from p2pdist.payouts.receipts import MAX_RECEIPT_SIZE, SignedReceipt, verify_receipt
 
@@ -54,6 +62,8 @@ __all__ = [
     "Served",
     "SignedPayment",
     "SignedPurchase",
+    "open_payment",
+    "seal_payment",
     "served_by_from_receipts",
     "verify_payment",
     "verify_purchase",
@@ -61,17 +71,23 @@ __all__ = [
 
 PURCHASE_TYPE: Final = "p2pdist/purchase-request"
 PAYMENT_TYPE: Final = "p2pdist/payment-receipt"
-PURCHASE_DOMAIN: Final = b"p2pdist/purchase/v1"
+PURCHASE_DOMAIN: Final = b"p2pdist/purchase/v2"
+PURCHASE_VERSION: Final = 2
+CREDENTIAL_TYPE: Final = "p2pdist/payment-credential"
 PAYMENT_DOMAIN: Final = b"p2pdist/payment/v1"
 MAX_SERVED_BY: Final = 64
 NONCE_LEN: Final = 16
 MAX_PAYMENT_TEXT: Final = 128
+# A sealed box adds 48 bytes (an ephemeral X25519 key and a MAC) to the credential's
+# canonical dict: about 220 bytes of fields and at most 128 of credential.
+MAX_SEALED_PAYMENT: Final = 512
 MAX_PURCHASE_SIZE: Final = MAX_SERVED_BY * (MAX_RECEIPT_SIZE + 8) + 2048
 MAX_PAYMENT_SIZE: Final = MAX_SERVED_BY * 64 + 2048
 _METHOD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 PAYMENT_REASONS: Final = ("not-a-seller", "wrong-work", "wrong-price", "other-buyer",
-                          "over-size", "wrong-seller", "bad-receipts")
+                          "over-size", "wrong-seller", "bad-receipts", "sealed-to-another",
+                          "other-request")
 
 
 class PaymentRejected(VerificationError):
@@ -122,26 +138,58 @@ class Served:
 # -- the request ---------------------------------------------------------------------------
 
 
+def _check_payment(payment: str) -> str:
+    if not (isinstance(payment, str) and 0 < len(payment) <= MAX_PAYMENT_TEXT
+            and payment.isascii() and payment.isprintable()
+            and payment == payment.strip()):  # as_text refuses outer spaces
+        raise ValueError("the payment credential is 1-128 printable ASCII characters, "
+                         "without outer spaces")
+    return payment
+
+
+def _credential(payment: str, *, work: bytes, buyer: bytes, seller: bytes,
+                nonce: bytes) -> bytes:
+    return _canonical.encode({"buyer": buyer, "nonce": nonce,
+                              "payment": _check_payment(payment).encode(), "seller": seller,
+                              "type": CREDENTIAL_TYPE, "v": 1, "work": work})
+
+
+def seal_payment(payment: str, *, work: bytes, buyer: bytes, seller: bytes,
+                 nonce: bytes) -> bytes:
+    """The credential *payment* bound to one request and sealed to *seller*'s key."""
+    return seal_to(_credential(payment, work=work, buyer=buyer, seller=seller, nonce=nonce),
+                   _key(seller, "seller"))
+
+
 @dataclass(frozen=True, slots=True)
 class PurchaseRequest:
     work: bytes
     buyer: bytes
     seller: bytes
     method: str
-    payment: str
+    sealed_payment: bytes  # seal_payment(): only the seller opens it (open_payment)
     nonce: bytes
     ts: datetime
     receipts: tuple[bytes, ...]  # signed transfer receipt envelopes, as the buyer holds them
+
+    @classmethod
+    def seal(cls, *, work: bytes, buyer: bytes, seller: bytes, method: str, payment: str,
+             nonce: bytes, ts: datetime, receipts: tuple[bytes, ...] = ()
+             ) -> PurchaseRequest:
+        """A request whose credential *payment* is sealed to *seller* (the way to make
+        one: the seller named is the only key that can read the credential)."""
+        return cls(work=work, buyer=buyer, seller=seller, method=method,
+                   sealed_payment=seal_payment(payment, work=work, buyer=buyer,
+                                               seller=seller, nonce=nonce),
+                   nonce=nonce, ts=ts, receipts=receipts)
 
     def __post_init__(self) -> None:
         for name in ("work", "buyer", "seller"):
             _key(getattr(self, name), name)
         _check_method(self.method)
-        if not (isinstance(self.payment, str) and 0 < len(self.payment) <= MAX_PAYMENT_TEXT
-                and self.payment.isascii() and self.payment.isprintable()
-                and self.payment == self.payment.strip()):  # as_text refuses outer spaces
-            raise ValueError("the payment credential is 1-128 printable ASCII characters, "
-                             "without outer spaces")
+        if not isinstance(self.sealed_payment, bytes) \
+                or not 48 < len(self.sealed_payment) <= MAX_SEALED_PAYMENT:
+            raise ValueError(f"a sealed payment credential is 49-{MAX_SEALED_PAYMENT} bytes")
         if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
             raise ValueError(f"a nonce is {NONCE_LEN} bytes")
         object.__setattr__(self, "ts", _ts(self.ts))
@@ -152,23 +200,24 @@ class PurchaseRequest:
 
     def to_dict(self) -> dict[str, object]:
         return {"buyer": self.buyer, "method": self.method.encode(), "nonce": self.nonce,
-                "payment": self.payment.encode(), "receipts": list(self.receipts),
+                "receipts": list(self.receipts), "sealed_payment": self.sealed_payment,
                 "seller": self.seller, "ts": int(self.ts.timestamp()), "type": PURCHASE_TYPE,
-                "v": 1, "work": self.work}
+                "v": PURCHASE_VERSION, "work": self.work}
 
     @classmethod
     def from_dict(cls, raw: Any) -> PurchaseRequest:
         d = as_dict(raw, "purchase request", frozenset(
-            {"type", "v", "work", "buyer", "seller", "method", "payment", "nonce", "ts",
-             "receipts"}))
-        check_version(d, PURCHASE_TYPE, "purchase request")
+            {"type", "v", "work", "buyer", "seller", "method", "sealed_payment", "nonce",
+             "ts", "receipts"}))
+        check_version(d, PURCHASE_TYPE, "purchase request", PURCHASE_VERSION)
         try:
             return cls(
                 work=as_bytes(d["work"], "work id", 32),
                 buyer=as_bytes(d["buyer"], "buyer key", 32),
                 seller=as_bytes(d["seller"], "seller key", 32),
                 method=as_text(d["method"], "payment method", max_len=32),
-                payment=as_text(d["payment"], "payment credential", max_len=MAX_PAYMENT_TEXT),
+                sealed_payment=as_bytes(d["sealed_payment"], "sealed payment credential",
+                                        max_len=MAX_SEALED_PAYMENT),
                 nonce=as_bytes(d["nonce"], "nonce", NONCE_LEN),
                 ts=datetime.fromtimestamp(as_int(d["ts"], "time", 0, MAX_TS), UTC),
                 receipts=tuple(as_bytes(r, "receipt", max_len=MAX_RECEIPT_SIZE)
@@ -210,8 +259,8 @@ def verify_purchase(signed: SignedPurchase, *, seller: bytes, work: bytes,
       (2) it is addressed to *seller*, a seller the terms name   ("wrong-seller",
           "not-a-seller");
       (3) it is for *work*                                            ("wrong-work").
-    The receipts it carries are checked by served_by_from_receipts; the nonce and the
-    payment by the seller (replays, vouchers).
+    The receipts it carries are checked by served_by_from_receipts; the sealed credential
+    by open_payment; the nonce and the payment by the seller (replays, vouchers).
     """
     r = signed.request
     # (1)
@@ -229,6 +278,39 @@ def verify_purchase(signed: SignedPurchase, *, seller: bytes, work: bytes,
     # (3)
     if r.work != work:
         raise PaymentRejected("the request is for another work", reason="wrong-work")
+
+
+def open_payment(signed: SignedPurchase, seller: Identity) -> str:
+    """The credential of a request addressed to *seller* (after verify_purchase), opened
+    with the seller's secret key.
+
+    PaymentRejected "sealed-to-another" when the box does not open with this key (it was
+    sealed to another seller, or tampered with); "other-request" when it opens but was
+    made for another request (a box lifted from another buyer's request: its code stays
+    that buyer's).
+    """
+    r = signed.request
+    raw = open_sealed(r.sealed_payment, seller)
+    if raw is None:
+        raise PaymentRejected("the payment credential is sealed to another key",
+                              reason="sealed-to-another",
+                              remedy="seal it to the seller the request is sent to")
+    try:
+        d = as_dict(_canonical.decode(raw, max_size=MAX_SEALED_PAYMENT,
+                                      what="payment credential"), "payment credential",
+                    frozenset({"type", "v", "work", "buyer", "seller", "nonce", "payment"}))
+        check_version(d, CREDENTIAL_TYPE, "payment credential")
+        payment = _check_payment(as_text(d["payment"], "payment credential",
+                                         max_len=MAX_PAYMENT_TEXT))
+    except (ValueError, MalformedObject):
+        raise PaymentRejected("the sealed payment credential is not one",
+                              reason="other-request") from None
+    if (d["work"], d["buyer"], d["seller"], d["nonce"]) != (r.work, r.buyer, r.seller,
+                                                            r.nonce):
+        raise PaymentRejected("the sealed payment credential was made for another request",
+                              reason="other-request",
+                              remedy="a buyer seals its own code into its own request")
+    return payment
 
 
 def served_by_from_receipts(receipts: Sequence[bytes], *, work: bytes, buyer: bytes,

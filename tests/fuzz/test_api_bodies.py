@@ -21,13 +21,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from p2pdist._api import CHALLENGE_LEN, IDENTITY_DOMAIN, MAX_BODY, prove_identity
+from p2pdist._api import MAX_BODY, prove_identity
+from p2pdist._proof import CHALLENGE_LEN, SignedProof, verify_proof
 from p2pdist.identity import (
     Identity,
     key_from_text,
+    key_to_text,
     load_identity,
     load_public_identity,
-    verify_signature,
 )
 from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt, next_receipt
@@ -75,7 +76,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         r = SignedReceipt.sign(next_receipt(None, work=work, uploader=pk,
                                             downloader=fan.public_key,
                                             total_bytes=1000 * i, now=now), fan).to_bytes()
-        purchases.append(SignedPurchase.sign(PurchaseRequest(
+        purchases.append(SignedPurchase.sign(PurchaseRequest.seal(
             work=work, buyer=fan.public_key, seller=pk, method="voucher", payment=code,
             nonce=os.urandom(16), ts=now.replace(microsecond=0), receipts=(r,)), fan
         ).to_bytes())
@@ -228,7 +229,9 @@ def test_purchase_fuzzed_bodies_get_a_4xx_and_the_node_stays_up(
 def test_identity_fuzzed_challenges_get_a_4xx_or_a_true_proof(
         node: Node, data: st.DataObject, framing: str, extra: list[tuple[bytes, bytes]]
 ) -> None:
-    valid = b"/identity?challenge=" + os.urandom(CHALLENGE_LEN).hex().encode()
+    asker = os.urandom(32)
+    valid = (f"/identity?challenge={os.urandom(CHALLENGE_LEN).hex()}"
+             f"&asker={key_to_text(asker)}&endpoint=127.0.0.1%3A{node.api}").encode()
     target = data.draw(st.one_of(
         mutated([valid]),
         st.binary(max_size=300).map(lambda b: b"/identity?challenge=" + b),
@@ -245,14 +248,15 @@ def test_identity_fuzzed_challenges_get_a_4xx_or_a_true_proof(
     if a.status != 200:
         assert_clean_refusal(a, request=wire)
         return
-    # A 200 is a true proof of the node's key over the challenge it names.
+    # A 200 is a true proof of the node's key over the challenge it names, for the
+    # endpoint dialed and never another.
     doc = a.doc
     assert isinstance(doc, dict) and key_from_text(doc["pk"]) == node.pk, a.raw[:300]
-    challenge = bytes.fromhex(doc["challenge"])
-    assert len(challenge) == CHALLENGE_LEN
-    assert doc["challenge"].encode() in wire.lower()
-    verify_signature(pk=node.pk, domain=IDENTITY_DOMAIN, message=challenge + node.pk,
-                     signature=bytes.fromhex(doc["sig"]))
+    signed = SignedProof.from_bytes(bytes.fromhex(doc["proof"]))
+    verify_proof(signed, asker=signed.proof.asker, endpoint=f"127.0.0.1:{node.api}",
+                 challenge=None, keys=(node.pk,))
+    assert signed.proof.challenge.hex().encode() in wire.lower()
+    assert key_to_text(signed.proof.asker).encode() in wire.lower()
 
 
 def test_identity_fuzzing_left_the_node_answering(node: Node) -> None:

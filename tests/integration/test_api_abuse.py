@@ -395,7 +395,8 @@ def test_idle_sockets_holding_every_slot_give_one_up_to_a_whole_request(
     held = _hold(small_api.port, 3, LORIS_FROM) + _hold(small_api.port, 1, ABUSER)
     try:
         a = exchange(small_api.port,
-                     b"GET /identity?challenge=%s HTTP/1.1\r\n\r\n" % (b"00" * 32))
+                     b"GET /identity?challenge=%s&asker=%s&endpoint=127.0.0.1%%3A%d "
+                     b"HTTP/1.1\r\n\r\n" % (b"00" * 32, b"a" * 52, small_api.port))
         assert a.status == 200 and a.seconds < 1, a.raw[:300]
         # The oldest idle socket gave up its slot: it was told so with a 408.
         ready = select.select(held, [], [], 1.0)[0]

@@ -53,9 +53,9 @@ def made_up_receipt(work: bytes, uploader: bytes, size: int, i: int) -> bytes:
 def purchase(work: bytes, seller: bytes, code: str, i: int) -> bytes:
     """A fresh buyer key's signed purchase request paying with *code*."""
     who = stranger(i)
-    req = PurchaseRequest(work=work, buyer=who.public_key, seller=seller, method="voucher",
-                          payment=code, nonce=os.urandom(16),
-                          ts=datetime.now(UTC).replace(microsecond=0), receipts=())
+    req = PurchaseRequest.seal(work=work, buyer=who.public_key, seller=seller,
+                               method="voucher", payment=code, nonce=os.urandom(16),
+                               ts=datetime.now(UTC).replace(microsecond=0))
     return SignedPurchase.sign(req, who).to_bytes()
 
 
@@ -307,7 +307,7 @@ def test_requests_with_a_spent_code_neither_scan_the_book_nor_hold_up_other_purc
     try:
         api.start()
         victim = stranger(1)
-        first = SignedPurchase.sign(PurchaseRequest(
+        first = SignedPurchase.sign(PurchaseRequest.seal(
             work=work, buyer=victim.public_key, seller=seller.public_key, method="voucher",
             payment=codes[0], nonce=os.urandom(16),
             ts=datetime.now(UTC).replace(microsecond=0), receipts=()), victim).to_bytes()

@@ -235,9 +235,9 @@ def test_a_replayed_purchase_request_is_refused(shop: Shop) -> None:
     [code] = shop.codes()
     ident = load_identity(fan, passphrase=PASSPHRASE)
     seller = load_public_identity(shop.artist).public_key
-    req = PurchaseRequest(work=bytes.fromhex(shop.pub["work"]), buyer=ident.public_key,
-                          seller=seller, method="voucher", payment=code, nonce=b"n" * 16,
-                          ts=datetime.now(UTC).replace(microsecond=0), receipts=())
+    req = PurchaseRequest.seal(work=bytes.fromhex(shop.pub["work"]), buyer=ident.public_key,
+                               seller=seller, method="voucher", payment=code,
+                               nonce=b"n" * 16, ts=datetime.now(UTC).replace(microsecond=0))
     body = SignedPurchase.sign(req, ident).to_bytes()
     status, doc = post("127.0.0.1", shop.api, "/purchase", body)
     assert status == 200 and doc["ok"]
@@ -245,7 +245,7 @@ def test_a_replayed_purchase_request_is_refused(shop: Shop) -> None:
     status, doc = post("127.0.0.1", shop.api, "/purchase", body)
     assert (status, doc["reason"]) == (409, "replayed")
     # Addressed to another seller, or tampered: refused too, and nothing stored.
-    other = SignedPurchase.sign(PurchaseRequest(
+    other = SignedPurchase.sign(PurchaseRequest.seal(
         work=req.work, buyer=req.buyer, seller=ident.public_key, method="voucher",
         payment=code, nonce=b"m" * 16, ts=req.ts, receipts=()), ident).to_bytes()
     assert post("127.0.0.1", shop.api, "/purchase", other)[1]["reason"] == "wrong-seller"

@@ -25,13 +25,14 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from p2pdist import _canonical
+from p2pdist._proof import IDENTITY_DOMAIN
 from p2pdist.errors import (
     InvalidSignature,
     MalformedObject,
     NotLicensed,
     VerificationError,
 )
-from p2pdist.identity import Identity, key_to_text
+from p2pdist.identity import Identity, key_to_text, seal_to
 from p2pdist.licensing import DOMAIN as LICENSE_DOMAIN
 from p2pdist.licensing import PaidTerms
 from p2pdist.licensing._grant import (
@@ -46,6 +47,7 @@ from p2pdist.licensing._grant import (
 from p2pdist.payouts.payments import (
     MAX_PAYMENT_SIZE,
     MAX_PURCHASE_SIZE,
+    MAX_SEALED_PAYMENT,
     MAX_SERVED_BY,
     PAYMENT_DOMAIN,
     PURCHASE_DOMAIN,
@@ -55,6 +57,8 @@ from p2pdist.payouts.payments import (
     Served,
     SignedPayment,
     SignedPurchase,
+    open_payment,
+    seal_payment,
     served_by_from_receipts,
     verify_payment,
     verify_purchase,
@@ -121,13 +125,34 @@ R1 = _transfer(U1, 3, PIECE + 1)
 R2 = _transfer(U2, 1, PIECE)
 
 
+CODE = "7K3Q-M9XR-2HTP-VW4C-X"
+_SEAL_BINDING = ("payment", "work", "buyer", "seller", "nonce")
+# The base request's credential, sealed once (sealed boxes are random): _request() is
+# the same object every time.
+SEALED_PAYMENT = seal_payment(CODE, work=WORK, buyer=BUYER.public_key,
+                              seller=SELLER.public_key, nonce=bytes(range(16)))
+
+
 def _request(**kw: Any) -> PurchaseRequest:
+    """The base request; a changed payment, work, buyer, seller or nonce is sealed anew
+    (bound to the changed request) unless *sealed_payment* is given."""
     fields: dict[str, Any] = {
         "work": WORK, "buyer": BUYER.public_key, "seller": SELLER.public_key,
-        "method": "voucher", "payment": "7K3Q-M9XR-2HTP-VW4C-X", "nonce": bytes(range(16)),
+        "method": "voucher", "payment": CODE, "nonce": bytes(range(16)),
         "ts": T0, "receipts": (R1, R2),
     }
     fields.update(kw)
+    sealed = kw.get("sealed_payment", SEALED_PAYMENT)
+    if "sealed_payment" not in kw and any(k in kw for k in _SEAL_BINDING):
+        try:
+            sealed = seal_payment(fields["payment"], work=fields["work"],
+                                  buyer=fields["buyer"], seller=fields["seller"],
+                                  nonce=fields["nonce"])
+        except (ValueError, TypeError):
+            if "payment" in kw:
+                raise ValueError("not a payment credential") from None
+    fields.pop("payment")
+    fields["sealed_payment"] = sealed
     return PurchaseRequest(**fields)
 
 
@@ -280,7 +305,8 @@ def _vector_purchase(inp: dict[str, Any]) -> tuple[PurchaseRequest, Identity]:
         for r in inp["receipts"])
     return PurchaseRequest(
         work=bytes.fromhex(inp["work"]), buyer=buyer.public_key,
-        seller=_seed_pk(inp["seller_seed"]), method=inp["method"], payment=inp["payment"],
+        seller=_seed_pk(inp["seller_seed"]), method=inp["method"],
+        sealed_payment=bytes.fromhex(inp["sealed_payment"]),
         nonce=bytes.fromhex(inp["nonce"]), ts=datetime.fromtimestamp(inp["ts"], UTC),
         receipts=receipts), buyer
 
@@ -341,7 +367,13 @@ def test_stored_purchase_vector_parses_and_verifies(case: dict[str, Any]) -> Non
     assert len(signed.request.receipts) == expected["receipts"]
     assert signed.body.hex() == case["body_hex"]
     assert signed.to_bytes() == envelope
-    _by_hand(request.buyer, b"p2pdist/purchase/v1", case)
+    _by_hand(request.buyer, b"p2pdist/purchase/v2", case)
+    # Only the seller it is addressed to reads the credential, and it is this request's.
+    assert open_payment(signed, _seed_identity(inp["seller_seed"])) == inp["payment"]
+    with pytest.raises(PaymentRejected) as e:
+        open_payment(signed, MALLORY)
+    assert e.value.reason == "sealed-to-another"
+    assert inp["payment"].encode() not in envelope
     served = served_by_from_receipts(signed.request.receipts, work=request.work,
                                      buyer=request.buyer, size=inp["size"])
     assert served == _served(expected["served_by"])
@@ -408,10 +440,10 @@ def test_vector_envelopes_sit_under_their_size_bounds() -> None:
     """The largest vectors are the largest envelopes the constructors allow (with real
     receipts), so each bound has headroom over everything that can be signed."""
     sizes = {c["name"]: len(c["envelope_hex"]) // 2 for c in PURCHASES + PAYMENTS + GRANTS}
-    assert sizes["largest-valid"] == 24_539 < MAX_PURCHASE_SIZE
+    assert sizes["largest-valid"] == 24_803 < MAX_PURCHASE_SIZE
     assert sizes["largest-envelope"] == 4_999 < MAX_PAYMENT_SIZE
     assert sizes["grant-to-second-buyer-at-max-ts"] == 448 < MAX_GRANT_SIZE
-    assert sizes["voucher-no-receipts"] == 401
+    assert sizes["voucher-no-receipts"] == 665
     assert sizes["voucher-eur-no-served-by"] == 424
     assert sizes["grant-to-buyer"] == 446
 
@@ -419,7 +451,7 @@ def test_vector_envelopes_sit_under_their_size_bounds() -> None:
 def test_largest_constructible_request_fits_the_bound() -> None:
     # Receipts are bounded as bytes (any 512 bytes, not only real receipts): the request
     # that carries 64 of them and every text at its longest must still be readable.
-    request = _request(method="m" * 32, payment="~" * 128,
+    request = _request(method="m" * 32, sealed_payment=b"s" * MAX_SEALED_PAYMENT,
                        ts=datetime.fromtimestamp(MAX_TS, UTC),
                        receipts=(b"x" * MAX_RECEIPT_SIZE,) * MAX_SERVED_BY)
     envelope = SignedPurchase.sign(request, BUYER).to_bytes()
@@ -489,12 +521,17 @@ _currencies = st.one_of(st.sampled_from(["EUR", "JPY", "BHD", "USD"]),
                         st.text("ABZ a1-", min_size=3, max_size=3))
 
 
+_SELLERS = {i.public_key: i for i in (BUYER, SELLER, BUYER2, SELLER2, MALLORY)}
+
+
 @st.composite
 def _requests(draw: st.DrawFn) -> tuple[PurchaseRequest, Identity]:
+    """A request and its buyer; its seller is one of _SELLERS (a real key to seal to),
+    its credential is the seller's to open (see test_purchase_request_round_trips)."""
     buyer = draw(_ids)
     try:
-        request = PurchaseRequest(
-            work=draw(_key32), buyer=buyer.public_key, seller=draw(_key32),
+        request = PurchaseRequest.seal(
+            work=draw(_key32), buyer=buyer.public_key, seller=draw(_ids).public_key,
             method=draw(_methods), payment=draw(_ascii),
             nonce=draw(st.binary(min_size=16, max_size=16)), ts=draw(_times),
             receipts=tuple(draw(st.lists(st.binary(max_size=MAX_RECEIPT_SIZE), max_size=4))))
@@ -541,6 +578,11 @@ def test_purchase_request_round_trips(rs: tuple[PurchaseRequest, Identity]) -> N
     assert PurchaseRequest.from_dict(_canonical.decode(signed.body, max_size=10**5)) == request
     verify_purchase(again, seller=request.seller, work=request.work,
                     terms=_terms(request.seller))
+    code = open_payment(again, _SELLERS[request.seller])
+    assert 0 < len(code) <= 128
+    other = next(i for pk, i in _SELLERS.items() if pk != request.seller)
+    with pytest.raises(PaymentRejected):
+        open_payment(again, other)
 
 
 @PROPERTY
@@ -735,7 +777,9 @@ _edgy_currencies = st.text(st.sampled_from("AEZaz1 -"), min_size=2, max_size=4)
 @_AGREE
 @given(_edged(_kwargs(_request()), {
     "work": _edgy_key, "buyer": _edgy_key, "seller": _edgy_key, "method": _edgy_methods,
-    "payment": _edgy_text, "nonce": st.binary(min_size=15, max_size=17), "ts": _edgy_ts,
+    "sealed_payment": st.one_of(st.integers(47, 50), st.integers(511, 513)).map(
+        lambda n: b"s" * n),
+    "nonce": st.binary(min_size=15, max_size=17), "ts": _edgy_ts,
     "receipts": st.one_of(
         st.lists(st.one_of(st.binary(max_size=4),
                            st.integers(511, 513).map(lambda n: b"r" * n)), max_size=3)
@@ -816,7 +860,10 @@ TAMPERED = [
         ("buyer-swapped-for-mallory", _set("buyer", MALLORY.public_key)),
         ("seller-readdressed", _set("seller", SELLER2.public_key)),
         ("method", _set("method", b"card")),
-        ("payment-credential-swapped", _set("payment", b"AAAA-BBBB-CCCC-DDDD-E")),
+        ("sealed-payment-swapped", _set("sealed_payment", seal_payment(
+            "AAAA-BBBB-CCCC-DDDD-E", work=WORK, buyer=BUYER.public_key,
+            seller=SELLER.public_key, nonce=bytes(range(16))))),
+        ("sealed-payment-byte", _flip_field("sealed_payment")),
         ("nonce-refreshed-for-a-replay", _flip_field("nonce")),
         ("ts-moved-one-second", _set("ts", int(T0.timestamp()) + 1)),
         ("receipt-added", _set("receipts", [R1, R2, _transfer(U3, 1, SIZE)])),
@@ -886,7 +933,7 @@ WRONG_SIGNER = [
                    id=f"{kind}-signed-in-domain-{d.decode()}")
       for kind in ALL_KINDS
       for d in (PURCHASE_DOMAIN, PAYMENT_DOMAIN, GRANT_DOMAIN, RECEIPT_DOMAIN,
-                LICENSE_DOMAIN, b"p2pdist/purchase/v2")
+                LICENSE_DOMAIN, b"p2pdist/purchase/v1", IDENTITY_DOMAIN)
       if d != KINDS[kind].domain),
     *(pytest.param(kind, (lambda kind=kind: _envelope(
         kind, sig=KINDS[kind].signer.signing_key.sign(_canonical.encode(KINDS[kind].base))
@@ -1065,6 +1112,76 @@ def test_purchase_checks_run_in_their_numbered_order() -> None:
                                                       seller=MALLORY.public_key))
     _rejected("wrong-work", lambda: _check_purchase(
         everything_wrong, seller=MALLORY.public_key, terms=_terms(MALLORY.public_key)))
+
+
+# The sealed credential: named bad inputs. Each is signed by its buyer, so only the
+# seller's opening of the box can refuse it; the voucher book is never asked.
+def _sealed(**kw: Any) -> bytes:
+    fields: dict[str, Any] = {"work": WORK, "buyer": BUYER.public_key,
+                              "seller": SELLER.public_key, "nonce": bytes(range(16))}
+    fields.update(kw)
+    return seal_payment(CODE, **fields)
+
+
+def _lifted_by_mallory() -> bytes:
+    # Mallory (a relay) copies BUYER's sealed box into a request of her own, signed by her.
+    return SignedPurchase.sign(_request(buyer=MALLORY.public_key,
+                                        sealed_payment=SEALED_PAYMENT), MALLORY).to_bytes()
+
+
+SEALED_BAD = [
+    pytest.param(lambda: _buy(sealed_payment=_sealed(seller=SELLER2.public_key)),
+                 "sealed-to-another", id="sealed-to-another-seller"),
+    pytest.param(lambda: _buy(sealed_payment=_sealed(seller=MALLORY.public_key)),
+                 "sealed-to-another", id="sealed-to-the-relay"),
+    pytest.param(lambda: _buy(sealed_payment=SEALED_PAYMENT[:-1] + bytes(
+        [SEALED_PAYMENT[-1] ^ 1])), "sealed-to-another", id="sealed-box-tampered"),
+    pytest.param(lambda: _buy(sealed_payment=SEALED_PAYMENT[:60]), "sealed-to-another",
+                 id="sealed-box-truncated"),
+    pytest.param(_lifted_by_mallory, "other-request", id="box-lifted-into-another-buyers"),
+    pytest.param(lambda: _buy(nonce=b"r" * 16, sealed_payment=SEALED_PAYMENT),
+                 "other-request", id="box-replayed-under-a-fresh-nonce"),
+    pytest.param(lambda: _buy(work=OTHER_WORK, sealed_payment=SEALED_PAYMENT),
+                 "other-request", id="box-moved-to-another-work"),
+    pytest.param(lambda: _buy(sealed_payment=seal_to(b"7K3Q-M9XR-2HTP-VW4C-X",
+                                                     SELLER.public_key)),
+                 "other-request", id="bare-code-sealed-without-binding"),
+]
+
+
+@pytest.mark.parametrize("make,reason", SEALED_BAD)
+def test_a_bad_sealed_credential_is_refused_by_the_seller(
+    make: Callable[[], bytes], reason: str,
+) -> None:
+    signed = SignedPurchase.from_bytes(make())
+    work = signed.request.work
+    verify_purchase(signed, seller=SELLER.public_key, work=work, terms=TERMS)
+    e = _rejected(reason, lambda: open_payment(signed, SELLER))
+    assert CODE not in e.message
+
+
+def test_the_sealed_credential_opens_for_its_seller_only() -> None:
+    signed = _check_purchase(_buy())
+    assert open_payment(signed, SELLER) == CODE
+    assert CODE.encode() not in signed.to_bytes()
+    for other in (SELLER2, MALLORY, BUYER):
+        _rejected("sealed-to-another", lambda other=other: open_payment(signed, other))
+
+
+@pytest.mark.parametrize("n", [0, 48, MAX_SEALED_PAYMENT + 1])
+def test_a_sealed_credential_out_of_bounds_is_malformed(n: int) -> None:
+    with pytest.raises(ValueError):
+        _request(sealed_payment=b"s" * n)
+    with pytest.raises(MalformedObject):
+        KINDS["purchase"].parse(_resigned("purchase", _set("sealed_payment", b"s" * n)))
+
+
+def test_a_version_1_request_with_its_code_in_clear_is_refused() -> None:
+    def v1(d: dict[str, Any]) -> None:
+        del d["sealed_payment"]
+        d["payment"], d["v"] = CODE.encode(), 1
+    with pytest.raises(MalformedObject):
+        KINDS["purchase"].parse(_resigned("purchase", v1))
 
 
 def test_rejection_reason_codes_are_a_closed_set() -> None:
@@ -1365,14 +1482,15 @@ MALFORMED_ANY_KIND = [
     *_kinds(lambda k: _envelope(k, extra=b"x"), "envelope-unknown-field"),
     # body encoding, properly signed
     *_kinds(lambda k: _envelope(k, _unsorted(KINDS[k].base)), "body-keys-unsorted"),
-    *_kinds(lambda k: _envelope(k, _body(k).replace(b"1:vi1e", b"1:vi01e")),
+    *_kinds(lambda k: _envelope(k, _body(k).replace(b"1:vi%de" % KINDS[k].base["v"],
+                                                    b"1:vi0%de" % KINDS[k].base["v"], 1)),
             "body-int-leading-zero"),
     *_kinds(lambda k: _envelope(k, _body(k).replace(b"4:work32:", b"4:work032:")),
             "body-length-leading-zero"),
     *_kinds(lambda k: _envelope(k, _body(k) + b"e"), "body-trailing-byte"),
     *_kinds(lambda k: _envelope(k, _canonical.encode([KINDS[k].base])), "body-is-a-list"),
     # body type and version, properly signed
-    *_kinds(lambda k: _resigned(k, _set("v", 2)), "body-version-2"),
+    *_kinds(lambda k: _resigned(k, _set("v", KINDS[k].base["v"] + 1)), "body-version-next"),
     *_kinds(lambda k: _resigned(k, _set("v", 0)), "body-version-0"),
     *_kinds(lambda k: _resigned(k, _drop("v")), "body-no-version"),
     *_kinds(lambda k: _resigned(k, _drop("type")), "body-no-type"),
@@ -1422,7 +1540,8 @@ MALFORMED_PURCHASE = [
     ("receipt-513-bytes", _set("receipts", [b"x" * (MAX_RECEIPT_SIZE + 1)])),
     ("receipt-as-dict", _set("receipts", [{"receipt": R1}])),
     ("receipt-as-int", _set("receipts", [1])),
-    *((f"without-{key}", _drop(key)) for key in ("method", "payment", "nonce", "receipts")),
+    *((f"without-{key}", _drop(key)) for key in ("method", "sealed_payment", "nonce",
+                                                            "receipts")),
 ]
 
 MALFORMED_PAYMENT = [

@@ -47,7 +47,7 @@ def sold(tmp_path: Path) -> tuple[Path, str]:
 def _request(work: str, code: str, buyer: Identity = FAN) -> bytes:
     import os
 
-    return SignedPurchase.sign(PurchaseRequest(
+    return SignedPurchase.sign(PurchaseRequest.seal(
         work=bytes.fromhex(work), buyer=buyer.public_key, seller=ADA.public_key,
         method="voucher", payment=code, nonce=os.urandom(16),
         ts=datetime.now(UTC).replace(microsecond=0), receipts=()), buyer).to_bytes()
@@ -62,8 +62,8 @@ class _SlowVoucher:
     def __init__(self, inner: VoucherMethod) -> None:
         self.inner = inner
 
-    def authorize(self, request: PurchaseRequest, *, now: datetime) -> str:
-        ref = self.inner.authorize(request, now=now)
+    def authorize(self, request: PurchaseRequest, payment: str, *, now: datetime) -> str:
+        ref = self.inner.authorize(request, payment, now=now)
         time.sleep(0.5)
         return ref
 
@@ -159,12 +159,13 @@ def test_a_second_node_is_refused_with_home_in_use_even_if_the_control_file_is_u
 
 
 def test_buy_passes_over_a_stale_seller_endpoint_to_the_next_one(tmp_path: Path) -> None:
-    # sellers_seen remembers where a seller proved its key; if another node answers there
-    # now, buy() must try the next candidate (here the license's seller_api hint) instead
-    # of giving up with "not a seller".
+    # sellers_seen keeps the proofs of where a seller proved its key; if another node
+    # answers there now, buy() must try the next candidate (here the license's
+    # seller_api hint) instead of giving up with "not a seller".
     from dataclasses import replace
 
     from p2pdist._api import NodeApi
+    from p2pdist._proof import IdentityProof, SignedProof
     from p2pdist.identity import key_to_text
     from p2pdist.library import Library
     from p2pdist.paid import buy
@@ -186,8 +187,11 @@ def test_buy_passes_over_a_stale_seller_endpoint_to_the_next_one(tmp_path: Path)
         [code] = issue_vouchers(home, ADA, res.work, 1)
         seller_lib, fan_lib = Library(home), Library(fan_home)
         w = seller_lib.get(res.work)
+        ep = f"127.0.0.1:{stranger.port}"
+        proof = SignedProof.sign(IdentityProof(pk=ADA.public_key, asker=FAN.public_key,
+                                               endpoint=ep, challenge=bytes(32)), ADA)
         fan_lib.add(replace(w, role="fetched", sellers_seen=(
-            f"{key_to_text(ADA.public_key)}@127.0.0.1:{stranger.port}",)),
+            f"{key_to_text(ADA.public_key)}@{ep} {proof.to_bytes().hex()}",)),
             seller_lib.torrent(res.work))
         bought = buy(fan_lib, fan_log, FAN, res.work, method="voucher", payment=code)
         assert bought.seller == key_to_text(ADA.public_key)

@@ -12,9 +12,12 @@ a second buyer ``bytes(range(64, 96))``, uploaders ``bytes([i]) * 32``); ed25519
 deterministic, so the signatures are stable. The embedded transfer receipts are real
 SignedReceipt envelopes, signed by the buyer as their downloader.
 
-A sealed box is randomized (an ephemeral X25519 key), so a grant's ``sealed_key`` is an
-*input*: it was made once with ``seal_key(CONTENT_KEY, buyer)`` and is hard-coded below.
-The test checks that the buyer's secret key opens it to CONTENT_KEY.
+A sealed box is randomized (an ephemeral X25519 key), so a grant's ``sealed_key`` and a
+purchase request's ``sealed_payment`` are *inputs*: made once with
+``seal_key(CONTENT_KEY, buyer)`` and ``seal_payment(payment, work=, buyer=, seller=,
+nonce=)`` and hard-coded below. The test checks that the buyer's secret key opens the
+first to CONTENT_KEY, and the seller's opens the second to the case's ``payment``, bound
+to the case's request.
 
 The expected ``served_by`` of each purchase is computed here with exact fractions and the
 largest-remainder rule, independently of ``served_by_from_receipts``.
@@ -73,6 +76,69 @@ def _key_id(content_key: bytes) -> str:
 
 WORK = _h("info dict of duet")
 PIECE = 262_144
+
+# sealed_payment: seal_payment(payment, work, buyer, seller, nonce) of each case, made once
+# (sealed boxes are random); the test opens each with the seller's key.
+SEALED_PAYMENTS: dict[str, str] = {
+    "voucher-no-receipts": (
+        "6eb9a8f05a66100b003c882f65b1db5bcc66da3283a26726e6962a9fd5f9de38"
+        "17903b6cd0203461c5cad3c6553664c827c5c649b6dc4dc466a54c4f4aa28f43"
+        "693489bedeea05eb4cf9e35035a6592b921fe65ee71732594c7cd9ed981372cc"
+        "04c5b58d160684aa77cf25f24a0c47bc3956c9d6957091d17655ee5f937f9c87"
+        "7ab0f7aeeb893d0030c438f44124b98c93159991886ebd9146d5e927f49edd42"
+        "01f6625673d4829fd2238fefaf1fe587dc8ccd1ff2fb2c8060e121733c12b453"
+        "b8a0747ee126e23ff5e8a386810e6db89422ca136641cc278591e1f31f3577ae"
+        "12c73963eb3df7c61d91ca6c2e23c80eb44a2ab2e87053c48b9ede833c455109"
+        "ddf8f7045f035ee53b6f99ee21439500a2c419a5"
+    ),
+    "one-receipt-one-piece-plus-one": (
+        "f415873756a0bb236f756f30ed09d75ff5a4cd4d4994661c9a26aa65f7f3df2c"
+        "9396b1bb14ef9531fb873130bdfe8b70713f10a3f93ebf22b5f69ae8161b570b"
+        "a881c27aa770eb8047e04e06e56665b8e81a84f7882cd601700b9ab54c23f5c6"
+        "5dd762d74f343ab0c094b906d16e5126522f29411f7b77bacf1c7f1f18a887ac"
+        "af00c025db7ac12c3b1b1c46c911c05b17e8e5622e9d531c24fc7e0736fc1519"
+        "dbc3575236f005b980ef77ddfa185540a5fd3cf822996b319092ff4bae6faba4"
+        "0cedf43af971c8a4827b2a895e3903cfec8ebc808c2fde541c3d2c6038d82f47"
+        "94a1d75e3746cb8acc3b7c1ef25289704cce7701acd50279b74e38ca4d630c17"
+        "c79869c6df134d971fb30ba8a0e9f617d04fe675"
+    ),
+    "several-receipts-latest-per-uploader": (
+        "596b6c775c46792c3e549667ebd3405dea529f3ae07d8963154de087feac6c17"
+        "a13a07cb185f76b564321837555161c1544ae88a8debaf0b9e24694043ecbd04"
+        "c9079f09ffc384d89c75a323973ee3aba30d5f140c6b95e98ce67c223d855b08"
+        "69f1ffb755fe24988a2bf28ac0bcf146f6f0d46aab8087bc8afdfced08f5805a"
+        "78937df9924160ace7569c5b39d23d44cddab01b4b77bd3ef22d9fdd0b620e45"
+        "320631ba7b906d11b0e587b23679b7544c1cb4fad3d75573ac7cf564090b07c6"
+        "8fa2af34826599a8bd52ef4f60aa5671766c273a77523ae32a814927d5f980d0"
+        "a2c6a34c82e0d10fca0358096979c234c75c1663be69cb61acdc309755e935c3"
+        "9b98f08c"
+    ),
+    "receipts-over-size-scaled-by-largest-remainder": (
+        "60025b21dfb182408b0b4b5f3e535a22151afc16a3b66c1bfe34f12307cffc72"
+        "9b1251158c837a8f1474867aea90c1b62be8bda59e48e2e9ab745df64ecaaf5c"
+        "dff9814aef4d100a6d005d505079f076f031b1311b7d5ee8fe90cd355627de9d"
+        "1f44729a759373c528bb7164edd36e80b526b2edae247cc7fc8e0a63b393128b"
+        "86a0250b80ba09028ba7ed1e8bdefb0d3b6cc7b6b196b9786d4471b73681b219"
+        "729d8c4fe0c657a3dc862507b5b198e2dc6b533f65d661a7825d0bb98831a29a"
+        "722c3f34e7ccb9e5e4f71962b4c41f12460d021b87c14d9e1d494fde187d84cb"
+        "f09c572e6a11b6f76306fb6059f448e5141c8ee9b298f99eeb62e0aca0d60ece"
+        "522e93ca"
+    ),
+    "largest-valid": (
+        "17cd7c953d6e18ff4d54473096cd0469fb598d1f45df19d258276fe4870b1a77"
+        "4009947d6679e582a0ffc438611896f75697f6d42d1608eab787732fb3b5c85e"
+        "66d8c37340312c8d6d527589b985ff7c8b7fe2e90ec72ea482838086a03e4f52"
+        "2e02ad29614dcf16f974f7887bec2ab33235518a125401ad8cb6edd3e15ac9ad"
+        "32520716f42fa1f435cc5942e53b720a0c24110ac4a455419589cf38b84a3170"
+        "b60db42b1a605f03625245516ddddeb1b6c8066fe73cd4215e976d5bd71e4ca1"
+        "728bfec32f341b42c3ca4fa70ef47dee5fef5c01cda5234beb63f6b7bf017556"
+        "76dd1c51e08f46c6d612677c3f62f4065d879249b3afb5f0bda347e62e931f59"
+        "aaab31dfc9da136f39ede9a5e349f4e78239a79275f2edb958f7f8057ac3c4d3"
+        "706f77b02194db517bfdf200ae3af018e8b43f6f5b3246f9fb49c1a6dd2b4e5d"
+        "e01f722b73636a6b739005b621de94f7adf44c04e7abe6662c7248957611d31c"
+        "7e1bc47aa134e31e12460eb0a940f7cd48f15c07732d2a029e40e7321ac7b8f0"
+    ),
+}
 
 # Receipts in a request: each is signed by the buyer for WORK; the seller keeps the
 # latest (highest seq) per uploader and scales the bytes down to the work's size.
@@ -143,7 +209,8 @@ def build_purchase(case_input: dict[str, Any]) -> tuple[PurchaseRequest, Identit
     request = PurchaseRequest(
         work=bytes.fromhex(case_input["work"]), buyer=buyer.public_key,
         seller=_pk(case_input["seller_seed"]), method=case_input["method"],
-        payment=case_input["payment"], nonce=bytes.fromhex(case_input["nonce"]),
+        sealed_payment=bytes.fromhex(case_input["sealed_payment"]),
+        nonce=bytes.fromhex(case_input["nonce"]),
         ts=datetime.fromtimestamp(case_input["ts"], UTC),
         receipts=tuple(build_receipt(case_input, r).to_bytes()
                        for r in case_input["receipts"]))
@@ -173,6 +240,7 @@ def expected_served_by(case_input: dict[str, Any]) -> list[dict[str, Any]]:
 def purchase_vectors() -> list[dict[str, Any]]:
     out = []
     for case in PURCHASE_CASES:
+        case["input"]["sealed_payment"] = SEALED_PAYMENTS[case["name"]]
         request, buyer = build_purchase(case["input"])
         signed = SignedPurchase.sign(request, buyer)
         assert len(signed.to_bytes()) <= MAX_PURCHASE_SIZE
