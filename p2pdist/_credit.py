@@ -117,6 +117,8 @@ class Credit:
     work_size: Callable[[bytes], int | None]  # None: a work this node does not serve
     collector_of: Callable[[bytes], Collector | None] = field(default=lambda work: None)
     may_send_to: Callable[[str], bool] = field(default=lambda host: True)  # network profile
+    # The keys that peers connected to a work claim right now (from any thread).
+    claimed_now: Callable[[bytes], set[bytes]] = field(default=lambda work: set())
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _issued: dict[Key, TransferReceipt] = field(default_factory=dict)
     _received: dict[Key, TransferReceipt] = field(default_factory=dict)
@@ -257,10 +259,18 @@ class Credit:
         """Return if what this node sent r.downloader of r.work backs r; else ApiError.
 
         A receipt may come before the tick that counts the bytes it acknowledges (and
-        that sees its sender's key proven): it waits up to BACKING_WAIT, and is answered
-        503 (send it again) unless two ticks saw no connection of the work claiming its
-        key: then 403."""
+        that sees its sender's key proven): then it waits up to BACKING_WAIT, and is
+        answered 503 (send it again) unless two ticks saw no connection of the work
+        claiming its key: then 403. A key that nothing was sent to and that no connection
+        of the work claims is refused at once."""
         k = (r.work, r.downloader)
+        with self._lock:
+            sent = self._served_base.get(k, 0) + self._served_now.get(k, 0)
+            seen = k in self._connected
+        if not sent and not seen and r.downloader not in self.claimed_now(r.work):
+            # Nothing sent, and no connection of the work claims the key: no tick to
+            # wait for.
+            raise ApiError(403, "unserved", _UNSERVED)
         deadline = time.monotonic() + BACKING_WAIT
         with self._ticked:
             start = self._ticks.get(r.work, 0)
@@ -281,9 +291,7 @@ class Credit:
                            f"this node has counted {sent} bytes sent to you, not yet the "
                            f"{r.bytes} this receipt acknowledges: send it again shortly")
         if not sent:
-            raise ApiError(403, "unserved",
-                           "this node sent this key nothing of this work: it keeps "
-                           "receipts only from peers it served")
+            raise ApiError(403, "unserved", _UNSERVED)
         raise ApiError(403, "unbacked",
                        f"this node sent this key {sent} bytes of this work, not "
                        f"{r.bytes}: it keeps receipts for at most what it sent")
@@ -399,6 +407,10 @@ class Credit:
     def issued(self, work: bytes) -> dict[bytes, TransferReceipt]:
         """Latest issued receipt per uploader for *work*."""
         return {k[1]: r for k, r in self._issued.items() if k[0] == work}
+
+
+_UNSERVED = ("this node sent this key nothing of this work: it keeps receipts only from "
+             "peers it served")
 
 
 def _network(address: str) -> str:

@@ -948,7 +948,8 @@ class Node:
                 self.ledger = open_ledger(home, identity.public_key)
                 self.credit = Credit(identity, self.ledger, work_size=self._work_size,
                                      collector_of=self._collector_of,
-                                     may_send_to=self._may_send_to)
+                                     may_send_to=self._may_send_to,
+                                     claimed_now=self._claimed_now)
                 self.credit.load()
             except P2PDistError:
                 if self.ledger is not None:
@@ -1312,6 +1313,11 @@ class Node:
             if claim is not None:
                 connected.append(claim.pk)
         self.credit.observe_uploads(bytes.fromhex(key), per_key, connected)
+
+    def _claimed_now(self, work: bytes) -> set[bytes]:
+        """The keys the peers connected to *work* claim right now (an API thread asks)."""
+        claims = (parse_client_string(c) for c in self.swarm.live_clients(work.hex()))
+        return {c.pk for c in claims if c is not None}
 
     def credit_of(self, key: str) -> int:
         """Bytes of *key* that downloaders acknowledged to this node."""

@@ -442,6 +442,18 @@ class Swarm:
         left (see _Sent: exact while it is connected, then estimated for the last moments)."""
         return {ep: s.total() for ep, s in self._uploaded.get(key, {}).items()}
 
+    def live_clients(self, key: str) -> list[str]:
+        """The client strings of the peers connected to *key* right now. Safe to call
+        from another thread than the one that ticks (it asks libtorrent directly and
+        touches nothing of this object's state but a lookup)."""
+        h = self._handles.get(key)
+        if h is None:
+            return []
+        try:
+            return [_client_text(p.client) for p in h.get_peer_info()]
+        except RuntimeError:  # removed meanwhile
+            return []
+
     def peer_client(self, endpoint: str) -> str:
         """The client string a peer at *endpoint* sent in its handshake, if seen."""
         return self._clients.get(endpoint, "")
