@@ -26,6 +26,7 @@ raise the one opaque TamperedContent. Nothing that failed leaves plaintext behin
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import io
@@ -512,6 +513,25 @@ def _no_link(root: Path, path: tuple[str, ...]) -> None:
                               "into a folder without links in it")
 
 
+def _folder_fd(root: Path, path: tuple[str, ...]) -> int:
+    """The folder of ``root/path``, opened one name at a time without following a link."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in path[:-1]:
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise MalformedObject(f"a folder of {'/'.join(path)[:200]!r} below {root} became "
+                                  "a symbolic link while unlocking: not written through it",
+                                  remedy="remove the link, or unlock into a folder without "
+                                  "links in it") from None
+        raise
+    return fd
+
+
 def _preflight(plan: Sequence[tuple[PlainFile, Path, Path]], dst_root: Path, *,
                overwrite: bool, chunk: int) -> None:
     for f, s, d in plan:
@@ -556,7 +576,9 @@ def decrypt_tree(content_key: bytes, files: Sequence[PlainFile], src_root: Path,
     3. no target is a folder, and none exists unless *overwrite* (InputError);
     4. every chunk of every file authenticates, decrypted into temp files in a hidden
        staging folder inside *dst_root* (TamperedContent);
-    5. only then are the files moved into place with os.replace.
+    5. only then are the files moved into place with os.replace, each into its folder
+       opened one name at a time below *dst_root* without following a link (O_NOFOLLOW):
+       a link swapped in since (1) is refused, never written through.
 
     On any failure every temp file is removed, files already moved are taken back (a
     replaced file is restored), folders this call made are removed, and the error is
@@ -584,14 +606,18 @@ def decrypt_tree(content_key: bytes, files: Sequence[PlainFile], src_root: Path,
             temps.append(tmp)
             done += f.size
         for i, (tmp, (f, _, d)) in enumerate(zip(temps, plan, strict=True)):  # (5)
-            _no_link(root, f.path)  # again: a link made while we decrypted
             _make_dirs(d.parent, created)
-            if os.path.lexists(d):
-                old = staging / f"{i}.replaced"
-                os.replace(d, old)
-                journal.append((d, old))
-            os.replace(tmp, d)
-            journal.append((d, None))
+            dirfd = _folder_fd(root, f.path)
+            try:
+                name = f.path[-1]
+                if os.path.lexists(d):
+                    old = staging / f"{i}.replaced"
+                    os.replace(name, old, src_dir_fd=dirfd)  # the entry, never its target
+                    journal.append((d, old))
+                os.replace(tmp, name, dst_dir_fd=dirfd)
+                journal.append((d, None))
+            finally:
+                os.close(dirfd)
     except BaseException as e:
         _undo(journal, staging, created)
         if isinstance(e, OSError):

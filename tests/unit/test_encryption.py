@@ -684,10 +684,10 @@ def test_unlock_that_fails_while_moving_puts_everything_back(
     before = _listing(out)
     real = os.replace
 
-    def failing_replace(a: Any, b: Any) -> None:
+    def failing_replace(a: Any, b: Any, **dir_fds: Any) -> None:
         if Path(b).name == "liner notes.txt":
             raise OSError(28, "No space left on device")
-        real(a, b)
+        real(a, b, **dir_fds)
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(StorageError):
@@ -794,6 +794,25 @@ def test_symlink_in_dest_is_never_written_through_even_inside_dest(
     with pytest.raises(MalformedObject, match="symbolic link"):
         decrypt_tree(KEY, files, cipher, out, overwrite=True)
     assert (out / "other" / "keep.txt").read_bytes() == b"mine"
+
+
+def test_a_link_swapped_into_dest_while_unlocking_is_not_written_through(
+        album: tuple[Path, list[PlainFile], Path], tmp_path: Path) -> None:
+    # Another local user who can write into --dest makes the work's folder a link to
+    # their own while the files decrypt (after every check ran): nothing lands there.
+    cipher, files, _ = album
+    out, theirs = tmp_path / "out", tmp_path / "theirs"
+    out.mkdir()
+    theirs.mkdir()
+
+    def swap(done: int) -> None:
+        if not (out / "First Light").is_symlink():
+            (out / "First Light").symlink_to(theirs)
+
+    with pytest.raises(MalformedObject, match="became a symbolic link"):
+        decrypt_tree(KEY, files, cipher, out, progress=swap)
+    assert _listing(theirs) == {}
+    assert [p.name for p in out.iterdir()] == ["First Light"]  # only the attacker's link
 
 
 def test_a_user_given_dest_that_is_a_link_is_followed(
