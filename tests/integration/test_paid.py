@@ -211,6 +211,10 @@ def test_bad_codes_are_refused_and_change_nothing(shop: Shop, case: str) -> None
     cp = shop.buy(fan, code, check=False)
     assert cp.returncode == 1, cp.stderr
     assert "Traceback" not in cp.stderr
+    # A refusal is not signed: it never claims that nothing was charged, it says where
+    # the code could go (sealed to the proven seller's key) and that a retry is safe.
+    assert "nothing was charged" not in cp.stderr
+    assert "sealed to this seller" in " ".join(cp.stderr.split())
     assert _ledger_kinds(shop.artist) == before
     assert not (fan / "library" / f"{shop.pub['work']}.grant").exists()
 
