@@ -125,3 +125,32 @@ def test_credit_never_exceeds_the_size_of_the_pieces_that_passed(
     assert sum(v.totals().values()) <= passes * PIECE
     v.settle()
     assert sum(v.totals().values()) <= passes * PIECE
+
+
+# -- upload accounting (swarm/_session.py's _Sent) ----------------------------------------
+
+
+def test_sent_bytes_are_exact_while_polled_and_the_tail_after_counts_whole_blocks() -> None:
+    from p2pdist.swarm._session import _Sent
+
+    s = _Sent()
+    s.polled(1_000_000, 2_000_000, now=10.0)  # exact, as libtorrent counted them
+    assert s.total() == 1_000_000
+    for _ in range(4):  # the peer leaves before the next poll: its last blocks count
+        s.block_sent(now=10.2)
+    assert s.total() == 1_000_000 + 4 * BLOCK
+    s.polled(1_070_000, 2_000_000, now=10.5)  # polled again: exact once more
+    assert s.total() == 1_070_000
+
+
+def test_a_peer_asking_a_byte_at_a_time_cannot_make_the_block_tail_count_for_more() -> None:
+    # Each request of one byte is one 'block placed in the send buffer' for libtorrent:
+    # 10,000 of them are 10,000 bytes, not 160 MB. The tail past the last poll counts at
+    # most what the rate seen then could carry (plus two blocks).
+    from p2pdist.swarm._session import _Sent
+
+    s = _Sent()
+    s.polled(5_000, 2_000, now=0.0)  # 2 kB/s: a trickle of single bytes
+    for _ in range(10_000):
+        s.block_sent(now=0.4)
+    assert s.total() <= 5_000 + 2 * BLOCK + 2_000 * 1.4
