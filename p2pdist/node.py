@@ -1133,6 +1133,9 @@ class Node:
                 self._on_complete(key)
         with self._lock:
             self._snaps = snaps
+        if self.api is not None and self.profile is not Profile.LOCAL:
+            # Behind a NAT, peers dial the address libtorrent learnt is ours outside.
+            self.api.external_hosts = set(self.swarm.external_hosts)
         if now >= self._next_resume:
             due = [s for s in snaps if s.status.state is TorrentState.DOWNLOADING
                    and self._resumed_done.setdefault(s.work, s.status.total_done)

@@ -191,6 +191,7 @@ class Swarm:
         # Upload accounting: payload bytes sent per peer endpoint, kept after it leaves.
         self._uploaded: dict[str, dict[str, _Sent]] = {}
         self._clients: dict[str, str] = {}
+        self.external_hosts: set[str] = set()  # our address as peers outside see it
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
         self._disk: dict[str, tuple[str, bool]] = {}  # key -> (what failed, disk full)
@@ -560,6 +561,12 @@ class Swarm:
                 self._errors.append(str(a.message()))
             elif isinstance(a, lt.listen_failed_alert):
                 self._errors.append(str(a.message()))
+            elif isinstance(a, lt.external_ip_alert):
+                # The address peers outside see (libtorrent's vote over trackers, DHT and
+                # peers): the node API vouches for it in identity proofs, behind a NAT.
+                self.external_hosts = (self.external_hosts | {str(a.external_address)})
+                if len(self.external_hosts) > 4:
+                    self.external_hosts = {str(a.external_address)}
 
     def poll(self) -> list[str]:
         """Process pending events; return (and clear) error messages seen since last poll."""
