@@ -10,6 +10,11 @@ client would write them. A fan meets them through the real CLI:
 - `p2pdist unlock WORK --dest DIR`, a paid work whose manifest lists the hostile
   plaintext names, in a library a pre-rule p2pdist could have written.
 
+A second set is built by hand as v1, v2 and hybrid info dicts, the way a patched
+client writes them (a v2 file keyed apart from the torrent's name, a file listed twice,
+executable, hidden and symlink attributes, empty names, pad files): the license shows
+what p2pdist reads, and libtorrent's own reading decides what would be written.
+
 Before and after each command, the whole test folder (fan home, seeder, canary folder
 beside --dest) is snapshotted: every refusal is a named P2PDistError with a remedy and
 the exit code of DESIGN.md, in under 10 s, and nothing anywhere changed. The rule
