@@ -110,10 +110,13 @@ def one_run(root: Path, artist: Path, pub: dict[str, object], tree: Path | None,
         chains: list[list[bytes]] = []
         for i in range(fans):
             fan = root / f"{tag}-fan{i}"
-            _cli(fan, "init", "--name", f"fan{i}")
+            # The fan runs the node's own code: identity proofs changed version since
+            # the reference (a fan proves only a seeder that speaks its version).
+            _cli(fan, "init", "--name", f"fan{i}", tree=tree)
             doc = json.loads(_cli(fan, "fetch", str(pub["torrent"]), "--dest",
                                   str(root / f"{tag}-music{i}"), "--local", "--json",
-                                  "--peer", f"127.0.0.1:{port}", "--stall-timeout", "60"))
+                                  "--peer", f"127.0.0.1:{port}", "--stall-timeout", "60",
+                                  tree=tree))
             [seq] = [p["receipt"]["seq"] for p in doc["peers"] if p.get("receipt")]
             me = load_identity(fan, passphrase=PASSPHRASE)
             now = datetime.now(UTC).replace(microsecond=0)
