@@ -28,6 +28,7 @@ from typing import Any
 
 from p2pdist import __version__, _json
 from p2pdist._api import NodeApi, _request
+from p2pdist._home import ensure_home
 from p2pdist.errors import (
     HomeInUse,
     NetworkError,
@@ -121,7 +122,7 @@ class ControlServer:
         self.token = secrets.token_urlsafe(32)
         lock = home / LOCK_FILE
         try:
-            home.mkdir(parents=True, exist_ok=True)
+            ensure_home(home)
             self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise StorageError(f"cannot create {lock}: {e.strerror}") from None

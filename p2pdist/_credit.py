@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from p2pdist._api import ApiError, post
+from p2pdist._home import ensure_home
 from p2pdist.errors import MalformedObject, P2PDistError, StorageError, VerificationError
 from p2pdist.identity import Identity
 from p2pdist.licensing import Collector
@@ -474,5 +475,5 @@ class LedgerLog:
 
 def open_ledger(home: Path, node: bytes) -> LedgerLog:
     """This node's ledger, HOME/ledger.sqlite."""
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_home(home)
     return LedgerLog(home / LEDGER_NAME, node)

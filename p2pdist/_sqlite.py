@@ -3,7 +3,8 @@
 WAL with synchronous=FULL (a committed transaction survives power loss), TEXT read as
 bytes (a column rewritten as non-UTF-8 TEXT reaches the caller's checks instead of
 failing in the decoder), autocommit off so callers issue BEGIN IMMEDIATE themselves, and
-a schema created once under ``user_version``. Every failure is a StorageError.
+a schema created once under ``user_version``, the file and its -wal and -shm 0600 (see
+p2pdist._home). Every failure is a StorageError.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from p2pdist._home import precreate_private
 from p2pdist.errors import StorageError
 
 __all__ = ["open_durable", "storage_error"]
@@ -42,7 +44,15 @@ def storage_error(what: str, path: Path, e: sqlite3.Error) -> StorageError:
 
 def open_durable(path: Path, *, schema: str, version: int, what: str,
                  check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open (creating if need be) *path* with *schema* at *version*; see the module."""
+    """Open (creating if need be) *path* with *schema* at *version*; see the module.
+
+    The file is created 0600 before SQLite opens it, so that its -wal and -shm files,
+    which SQLite creates with the database file's mode, are private too."""
+    try:
+        precreate_private(path)
+    except OSError as e:
+        raise StorageError(f"the {what} {path} could not be created: {e.strerror or e}",
+                           remedy="fix the permissions of the node home") from None
     try:
         # isolation_level=None: callers issue BEGIN IMMEDIATE / COMMIT themselves.
         db = sqlite3.connect(path, isolation_level=None, timeout=30.0,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import nacl.signing
 import nacl.utils
 
 from p2pdist import _json
+from p2pdist._home import PRIVATE_FILE, HomeLock, make_private_dirs
 from p2pdist._text import is_printable
 from p2pdist.errors import (
     IdentityExists,
@@ -59,13 +61,14 @@ KEYFILE_NAME = "identity.key"
 KEYFILE_TYPE = "p2pdist/keystore"
 MAX_KEYFILE_SIZE = 16 * 1024
 # Caps applied on load, before the KDF runs, so an edited key file cannot make us burn
-# minutes or gigabytes: libsodium's "moderate" cost, about 0.5 s and 256 MiB here (age
-# caps scrypt the same way). `init` writes the "interactive" cost, well below.
+# minutes or gigabytes: a little above libsodium's "moderate" cost (age caps scrypt the
+# same way). Key files sealed at the "interactive" cost by older versions still open.
 MAX_OPSLIMIT = 4
 MAX_MEMLIMIT = 256 * 1024 * 1024
-# Interactive cost: about 0.1 s and 64 MiB per unlock on a 2-core machine.
-DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
-DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+# `init` seals at libsodium's moderate cost: about 0.5 s and 256 MiB per unlock on a
+# 2-core machine (interactive, 0.1 s and 64 MiB, is the cost for keys that stay online).
+DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 MAX_NAME_LEN = 200
 _SEALED_LEN = (nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
                + nacl.bindings.crypto_sign_SEEDBYTES)
@@ -162,22 +165,40 @@ class Identity:
         return bytes(self.signing_key.sign(domain + b"\0" + message).signature)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write *data* to *path* through a temp file, fsync and os.replace."""
+def atomic_write(path: Path, data: bytes, *, mode: int | None = PRIVATE_FILE,
+                 exclusive: bool = False) -> None:
+    """Write *data* to *path* through a temp file, fsync and os.replace.
+
+    *mode* 0600 by default (see p2pdist._home; folders it makes are 0700); None leaves
+    the new file to the user's umask. *exclusive*: never replace a file, put the temp
+    file in place with a hard link, which fails (FileExistsError, not a StorageError)
+    when *path* exists, however many processes race for it.
+    """
     if path.is_dir():
         raise StorageError(f"cannot write {path}: it is a folder", remedy="name a file")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if mode is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            make_private_dirs(path.parent)
+        fd, tmp = _new_temp(path, 0o666 if mode is None else mode)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            _link_exclusive(tmp, path, data, mode)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -188,6 +209,37 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _new_temp(path: Path, mode: int) -> tuple[int, str]:
+    """A new hidden temp file beside *path*, created *mode* & ~umask (never an old file)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                           | os.O_NOFOLLOW, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp name beside {path}")
+
+
+def _link_exclusive(tmp: str, path: Path, data: bytes, mode: int | None) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                           errno.EMLINK):
+            raise
+        # A file system without hard links: O_EXCL on the name itself is exclusive too.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o666 if mode is None else mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    os.unlink(tmp)
 
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
@@ -220,8 +272,15 @@ def create_identity(
     if not passphrase:
         raise PassphraseError("the passphrase is empty", remedy="choose a non-empty passphrase")
     path = home / KEYFILE_NAME
-    if path.exists():
-        raise IdentityExists(f"an identity already exists at {path}")
+    # Under the home's lock, and linked into place: of two `init` at once, one makes the
+    # key and the other fails with IdentityExists; a key once printed is never replaced.
+    with HomeLock(home):
+        if os.path.lexists(path):
+            raise IdentityExists(f"an identity already exists at {path}")
+        return _create(path, name, passphrase, opslimit, memlimit)
+
+
+def _create(path: Path, name: str, passphrase: str, opslimit: int, memlimit: int) -> Identity:
     sk = nacl.signing.SigningKey.generate()
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
@@ -239,8 +298,10 @@ def create_identity(
         },
         "sealed": base64.b64encode(bytes(sealed)).decode(),
     }
-    home.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
+    try:
+        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), exclusive=True)
+    except FileExistsError:
+        raise IdentityExists(f"an identity already exists at {path}") from None
     return Identity(name, sk)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import platformdirs
 
 from p2pdist import _json
+from p2pdist._home import ensure_home
 from p2pdist.errors import LibraryError, WorkNotFound
 from p2pdist.identity import atomic_write
 
@@ -83,6 +84,7 @@ class Library:
 
     def add(self, work: Work, torrent: bytes) -> None:
         # The torrent first: a record never points at a torrent that is not there.
+        ensure_home(self.home)
         atomic_write(self._path(work.work, "torrent"), torrent)
         self._write(work)
 

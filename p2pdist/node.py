@@ -41,6 +41,7 @@ from p2pdist._credit import (
     open_ledger,
 )
 from p2pdist._files import read_bounded
+from p2pdist._home import ensure_home, make_private_dirs
 from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist._proof import SignedProof, split_endpoint
 from p2pdist._text import is_printable
@@ -592,7 +593,7 @@ def _paid_dir(home: Path) -> Path:
     """HOME/paid: the ciphertexts of the paid works this node published."""
     d = home / "paid"
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(ensure_home(home) / "paid")
     except OSError as e:
         raise StorageError(f"cannot create {d}: {e.strerror}") from None
     return d
@@ -769,7 +770,7 @@ def _label_ledger(home: Path) -> Ledger:
         node = load_public_identity(home).public_key
     except P2PDistError:
         node = None  # a label's home may hold only imported chains
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_home(home)
     return Ledger(home / LEDGER_NAME, node=node)
 
 

@@ -26,6 +26,7 @@ import nacl.public
 from p2pdist._api import ApiError, ask_proof, post
 from p2pdist._bounded import BoundedMap
 from p2pdist._credit import ISSUED, LedgerLog, ReceiptLog
+from p2pdist._home import HomeLock
 from p2pdist._proof import SignedProof, split_endpoint, verify_proof
 from p2pdist.errors import (
     InputError,
@@ -533,7 +534,13 @@ def _own_sale(library: Library, identity: Identity, work: str) -> tuple[Work, Pa
 
 def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
                    out: Path | None = None, now: datetime | None = None) -> list[str]:
-    """Issue *count* codes for a work this node sells; write them as CSV if *out*."""
+    """Issue *count* codes for a work this node sells; write them as CSV if *out*.
+
+    With *out*, a code is in the voucher book only if it is in that CSV: the CSV is
+    written, 0600, and linked into place (never over an existing file, however many
+    `vouchers issue` race for the name) inside the book's transaction, before it commits.
+    A CSV whose transaction then fails is removed. (A crash between the two leaves codes
+    in the CSV that the book does not know: they redeem nothing.)"""
     from p2pdist.payouts.vouchers import IssuedVoucher, write_csv
 
     w, _ = _own_sale(Library(home), identity, work)
@@ -541,11 +548,22 @@ def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
         raise InputError(f"{out} exists; the voucher codes in it cannot be shown again",
                          remedy="write the new codes to another file")
     when = (now or datetime.now(UTC)).replace(microsecond=0)
-    with VoucherBook(home / VOUCHERS_NAME) as book:
-        codes = book.issue(bytes.fromhex(w.work), count, now=when)
-    if out is not None:
-        write_csv(out, [IssuedVoucher(c, bytes.fromhex(w.work), when) for c in codes])
-    return codes
+    placed = False
+
+    def place(codes: list[str]) -> None:
+        nonlocal placed
+        if out is not None:
+            write_csv(out, [IssuedVoucher(c, bytes.fromhex(w.work), when) for c in codes])
+            placed = True
+
+    with HomeLock(home), VoucherBook(home / VOUCHERS_NAME) as book:
+        try:
+            return book.issue(bytes.fromhex(w.work), count, now=when, before_commit=place)
+        except BaseException:
+            if placed and out is not None:  # the CSV of codes that were never issued
+                with contextlib.suppress(OSError):
+                    out.unlink()
+            raise
 
 
 def list_vouchers(home: Path, work: str) -> list[dict[str, object]]:

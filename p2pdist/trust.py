@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from p2pdist._home import ensure_home
 from p2pdist._text import is_printable
 from p2pdist.errors import InputError, MalformedObject, StorageError
 from p2pdist.identity import atomic_write, fingerprint, key_from_text, key_to_text
@@ -120,7 +121,7 @@ class TrustStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            ensure_home(self.home)
             fd = os.open(self.home / "trust.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise StorageError(f"cannot lock the trust store in {self.home}: "

@@ -81,7 +81,8 @@ FILE_KEY_DOMAIN = b"p2pdist/file-key/v1"
 KEY_ID_DOMAIN = b"p2pdist/key-id/v1"
 _MAX_CHUNK = 1 << 24
 _MAX_SIZE = 1 << 62
-_MODE = 0o644
+# Ciphertexts (in the node home) are private; plaintext unlocked for a user takes their umask.
+_PRIVATE_FILE, _PRIVATE_DIR = 0o600, 0o700
 
 Progress = Callable[[int], None]
 
@@ -255,16 +256,19 @@ def _open_regular(src: Path) -> Iterator[tuple[io.FileIO, int]]:
         yield f, st.st_size
 
 
-def _make_dirs(folder: Path, created: list[Path]) -> None:
-    """mkdir -p that appends each folder it makes to *created*, for an exact undo."""
+def _make_dirs(folder: Path, created: list[Path], *, private: bool = False) -> None:
+    """mkdir -p that appends each folder it makes to *created*, for an exact undo; the
+    folders are 0700 if *private*, else as the umask says."""
     missing: list[Path] = []
     p = folder
     while not p.exists():
         missing.append(p)
         p = p.parent
     for d in reversed(missing):
-        d.mkdir()
+        d.mkdir(_PRIVATE_DIR if private else 0o777)
         created.append(d)
+        if private:
+            d.chmod(_PRIVATE_DIR)
 
 
 def _remove_dirs(created: Sequence[Path]) -> None:
@@ -283,15 +287,26 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _temp_output(folder: Path, name: str) -> Iterator[tuple[BinaryIO, Path]]:
-    """A new temp file in *folder*: 0644 and fsynced on success, removed on failure."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    path = Path(tmp)
+def _temp_output(folder: Path, name: str, *, private: bool = False
+                 ) -> Iterator[tuple[BinaryIO, Path]]:
+    """A new temp file in *folder*, fsynced on success, removed on failure: 0600 if
+    *private*, else 0666 less the umask (as any program's new file for its user)."""
+    for _ in range(100):
+        path = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, _PRIVATE_FILE if private else 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temp name in {folder}")
     try:
         with os.fdopen(fd, "wb") as f:
+            if private:
+                os.fchmod(f.fileno(), _PRIVATE_FILE)
             yield f, path
             f.flush()
-            os.fchmod(f.fileno(), _MODE)
             os.fsync(f.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
@@ -299,14 +314,15 @@ def _temp_output(folder: Path, name: str) -> Iterator[tuple[BinaryIO, Path]]:
         raise
 
 
-def _replace_atomically(src: Path, dst: Path, write: Callable[[BinaryIO], None]) -> None:
+def _replace_atomically(src: Path, dst: Path, write: Callable[[BinaryIO], None], *,
+                        private: bool) -> None:
     """Write *dst* through a temp file beside it; on any failure leave nothing behind."""
     if dst.is_dir():
         raise StorageError(f"cannot write {dst}: it is a folder", remedy="name a file")
     created: list[Path] = []
     try:
-        _make_dirs(dst.parent, created)
-        with _temp_output(dst.parent, dst.name) as (f, tmp):
+        _make_dirs(dst.parent, created, private=private)
+        with _temp_output(dst.parent, dst.name, private=private) as (f, tmp):
             write(f)
         os.replace(tmp, dst)
     except BaseException as e:
@@ -328,7 +344,7 @@ def _encrypt_file(content_key: bytes, path: tuple[str, ...], src: Path, dst: Pat
             nonlocal written
             written = _encrypt_stream(aead, size, fin, fout, chunk, progress, done, src)
 
-        _replace_atomically(src, dst, write)
+        _replace_atomically(src, dst, write, private=True)
     return size, written
 
 
@@ -369,7 +385,7 @@ def decrypt_file(content_key: bytes, path: tuple[str, ...], src: Path, dst: Path
     aead = _file_aead(content_key, path, plain_size)
     with _open_ciphertext(src, plain_size, chunk) as fin:  # (1)
         _replace_atomically(src, dst, lambda fout: _decrypt_stream(  # (2), (3)
-            aead, plain_size, fin, fout, chunk, progress, 0))
+            aead, plain_size, fin, fout, chunk, progress, 0), private=False)
 
 
 # -- trees --------------------------------------------------------------------------------
@@ -457,7 +473,7 @@ def encrypt_tree(content_key: bytes, src: Path, dst_root: Path, *,
     try:
         for path, p in listed:
             dst = dst_root.joinpath(*encrypted_path(path))
-            _make_dirs(dst.parent, created)
+            _make_dirs(dst.parent, created, private=True)
             size, _ = _encrypt_file(content_key, path, p, dst, progress, chunk, done)
             written.append(dst)
             files.append(PlainFile(path, size))

@@ -68,6 +68,7 @@ __all__ = [
     "VoucherBook",
     "VoucherRow",
     "code_hash",
+    "csv_bytes",
     "format_code",
     "parse_code",
     "payment_ref",
@@ -275,10 +276,21 @@ def write_csv(path: Path | str, rows: Iterable[IssuedVoucher], *,
     StorageError if the write fails; then nothing is written.
     """
     path = Path(path)
+    refused = InputError(
+        f"{path} exists; the voucher codes in it cannot be shown again",
+        remedy="write the new codes to another file, or move that one away first")
     if not overwrite and (path.exists() or path.is_symlink()):
-        raise InputError(
-            f"{path} exists; the voucher codes in it cannot be shown again",
-            remedy="write the new codes to another file, or move that one away first")
+        raise refused
+    try:
+        # Not overwriting is exclusive: linked into place, so that of two writers racing
+        # for one name, one fails here instead of replacing the other's codes.
+        atomic_write(path, csv_bytes(rows), mode=0o600, exclusive=not overwrite)
+    except FileExistsError:
+        raise refused from None
+
+
+def csv_bytes(rows: Iterable[IssuedVoucher]) -> bytes:
+    """The CSV that write_csv writes."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(["code", "work", "issued"])
@@ -286,7 +298,7 @@ def write_csv(path: Path | str, rows: Iterable[IssuedVoucher], *,
         if not isinstance(r, IssuedVoucher):
             raise TypeError("write_csv() takes IssuedVoucher rows")
         out.writerow([r.code, r.work.hex(), _iso(r.issued)])
-    atomic_write(path, buf.getvalue().encode("ascii"), mode=0o600)
+    return buf.getvalue().encode("ascii")
 
 
 # --- the SQLite voucher book ----------------------------------------------------------
@@ -369,10 +381,13 @@ class VoucherBook:
 
     # -- issuing
 
-    def issue(self, work: bytes, count: int, *, now: datetime) -> list[str]:
+    def issue(self, work: bytes, count: int, *, now: datetime,
+              before_commit: Callable[[list[str]], None] | None = None) -> list[str]:
         """Issue *count* new codes for *work* in one transaction; return them formatted.
 
         This is the only time the codes exist in clear: the book keeps their hashes.
+        *before_commit* gets the codes inside the transaction (to write them where they
+        will be handed out): if it raises, no code was issued.
         ValueError unless 1 <= *count* <= MAX_ISSUE and *now* is aware; StorageError if
         SQLite fails (then no code was issued).
         """
@@ -406,7 +421,10 @@ class VoucherBook:
                                                .digest(), work, ts)).rowcount == 1:
                         codes.add(c)
             self._db.execute("RELEASE batch")
-            return [_group(c) for c in codes]
+            out = [_group(c) for c in codes]
+            if before_commit is not None:
+                before_commit(out)
+            return out
 
         return self._write(insert)
 

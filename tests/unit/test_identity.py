@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nacl.pwhash
 import nacl.signing
 import pytest
 from hypothesis import given, settings
@@ -89,6 +90,23 @@ def test_identity_created_with_default_cost_unlocks_with_its_passphrase(tmp_path
     assert load_public_identity(h) == made.public
 
 
+def test_init_seals_at_the_moderate_cost_and_an_interactive_key_still_opens(
+        tmp_path: Path) -> None:
+    """An offline guesser pays libsodium's moderate cost per passphrase tried; key files
+    sealed at the interactive cost by older versions still open."""
+    made = create_identity(tmp_path / "new", name="Ada", passphrase=PASS)
+    kdf = json.loads(_keyfile(tmp_path / "new").read_text())["kdf"]
+    assert (kdf["opslimit"], kdf["memlimit"]) == (nacl.pwhash.argon2id.OPSLIMIT_MODERATE,
+                                                  nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
+    assert bytes(load_identity(tmp_path / "new", passphrase=PASS).signing_key) == bytes(
+        made.signing_key)
+    old = create_identity(tmp_path / "old", name="Ada", passphrase=PASS,
+                          opslimit=nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                          memlimit=nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE)
+    assert bytes(load_identity(tmp_path / "old", passphrase=PASS).signing_key) == bytes(
+        old.signing_key)
+
+
 def test_keyfile_holds_no_plaintext_seed(home: Path) -> None:
     seed = bytes(load_identity(home, passphrase=PASS).signing_key)
     raw = _keyfile(home).read_bytes()
@@ -98,7 +116,9 @@ def test_keyfile_holds_no_plaintext_seed(home: Path) -> None:
 
 def test_keyfile_is_owner_only_after_create(home: Path) -> None:
     assert stat.S_IMODE(_keyfile(home).stat().st_mode) == 0o600
-    assert sorted(p.name for p in home.iterdir()) == [KEYFILE_NAME]  # no temp file left
+    # No temp file left; the home's lock file stays, as an flock's file does.
+    assert sorted(p.name for p in home.iterdir()) == ["home.lock", KEYFILE_NAME]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 
 def test_init_twice_refuses_to_overwrite_the_key(home: Path) -> None:
