@@ -194,10 +194,15 @@ ApiListenOpt = Annotated[
 ]
 
 
-def _api_listen(text: str | None) -> tuple[str, int] | None:
+def _api_listen(text: str | None, profile: Profile) -> tuple[str, int] | None:
     from p2pdist.swarm import parse_endpoint
+    from p2pdist.swarm._settings import check_bind
 
-    return parse_endpoint(text, option="--api-listen", allow_zero=True) if text else None
+    if not text:
+        return None
+    host, port = parse_endpoint(text, option="--api-listen", allow_zero=True)
+    check_bind(profile, host, option="--api-listen")
+    return host, port
 
 
 def _profile(local: bool) -> Profile:
@@ -548,9 +553,12 @@ def _run_table(node: Node, title: str, json_out: bool) -> None:
 
 def _listen(listen: str | None, profile: Profile) -> tuple[str, int]:
     from p2pdist.swarm import Profile, parse_endpoint
+    from p2pdist.swarm._settings import check_bind
 
     if listen:
-        return parse_endpoint(listen, option="--listen", allow_zero=True)
+        host, port = parse_endpoint(listen, option="--listen", allow_zero=True)
+        check_bind(profile, host, option="--listen")
+        return host, port
     return ("127.0.0.1", 0) if profile is Profile.LOCAL else ("0.0.0.0", 6881)  # noqa: S104
 
 
@@ -580,7 +588,7 @@ def seed(
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
-                api_listen=_api_listen(api_listen), control=True)
+                api_listen=_api_listen(api_listen, profile), control=True)
     works = node.seed_library(super_seed=super_seed)
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
@@ -706,7 +714,7 @@ def fetch(
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
-                api_listen=_api_listen(api_listen))
+                api_listen=_api_listen(api_listen, profile))
     started = time.monotonic()
     try:
         work, lic = node.fetch(

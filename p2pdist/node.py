@@ -6,7 +6,6 @@ Only this module and cli.py combine domains. The CLI calls one function here per
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -104,6 +103,7 @@ from p2pdist.swarm import (
     torrent_layout,
     torrent_name,
 )
+from p2pdist.swarm._settings import check_bind, license_address_allowed
 
 if TYPE_CHECKING:
     from p2pdist.paid import Shop
@@ -899,11 +899,16 @@ class Node:
         and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers. With *control* it
         also serves GET /status on 127.0.0.1 for `p2pdist status` (one such node per
         home: HomeInUse if another one answers)."""
+        # The local profile binds loopback only: refused before anything is started.
+        check_bind(profile, listen[0], option="--listen")
+        if api_listen is not None:
+            check_bind(profile, api_listen[0], option="--api-listen")
         self.home = home
         self.profile = profile
         self.started = time.monotonic()
         self._snaps: list[WorkSnapshot] = []
         self._collectors: dict[str, Collector | None] = {}
+        self._address_verdicts: dict[str, tuple[bool, float]] = {}  # host -> (ok, until)
         # Peers' claimed keys count only once proven through their /identity challenge,
         # bound to the API endpoint dialed (a relay cannot pass): ep -> key, and the proof.
         self._proven: dict[str, bytes] = {}
@@ -1271,13 +1276,19 @@ class Node:
         return self._collectors[key]
 
     def _may_send_to(self, host: str) -> bool:
-        """In the local profile, receipts go to loopback addresses only."""
-        if self.profile is not Profile.LOCAL:
-            return True
-        try:
-            return host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        """May receipts go to *host*, a collector a license names? Loopback only in the
+        local profile; in the internet profile, globally routable addresses only (a
+        publisher must not make every fan POST into the fan's own network). A name's
+        verdict is kept for 5 minutes, so DNS is not asked for every receipt."""
+        now = time.monotonic()
+        cached = self._address_verdicts.get(host)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        ok = license_address_allowed(self.profile, host)
+        if len(self._address_verdicts) >= 1024:
+            self._address_verdicts.clear()
+        self._address_verdicts[host] = (ok, now + 300.0)
+        return ok
 
     def _issue_receipts(self, key: str, *, final: bool) -> None:
         """Acknowledge verified bytes to each uploader that proved its key."""

@@ -410,7 +410,9 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
     errors: list[str] = []
     for host, port in _candidates(w, terms, seller, me):
         if not allow(host):
-            errors.append(f"{host}:{port} is not a loopback address (local network)")
+            errors.append(f"{host}:{port} is not an address this network profile may "
+                          "contact (loopback only in 'local'; a license's hint must be "
+                          "globally routable in 'internet')")
             continue
         try:
             # A fresh proof, bound to this endpoint, before anything is sent: a relay (a
@@ -575,21 +577,37 @@ def list_vouchers(home: Path, work: str) -> list[dict[str, object]]:
         return [r.to_dict() for r in book.rows(bytes.fromhex(w.work))]
 
 
+def _seen_hosts(home: Path, work: str) -> set[str]:
+    """The hosts where a seller of *work* proved its key to this node in the swarm (the
+    proofs themselves are checked again by _candidates)."""
+    w = Library(home).find(work)
+    hosts = set()
+    for entry in w.sellers_seen if w is not None else ():
+        try:
+            signed = SignedProof.from_bytes(bytes.fromhex(entry.rpartition(" ")[2]))
+            hosts.add(split_endpoint(signed.proof.endpoint)[0])
+        except (ValueError, P2PDistError):
+            continue
+    return hosts
+
+
 def buy_work(home: Path, identity: Identity, work: str, *, voucher: str,
              seller: str | None, profile: Any) -> BuyResult:
-    """`p2pdist buy`: pay with a voucher; in the local profile, loopback sellers only."""
-    import ipaddress
-
+    """`p2pdist buy`: pay with a voucher. In the local profile, loopback sellers only. In
+    the internet profile, the --seller the user names may be anywhere, and so may a
+    seller that proved its key in the swarm; the license's seller-api hint, which the
+    publisher wrote, must be globally routable (it must not reach into the buyer's own
+    network)."""
     from p2pdist._credit import open_ledger
     from p2pdist.swarm import Profile
+    from p2pdist.swarm._settings import license_address_allowed
 
     def allow(host: str) -> bool:
-        if profile is not Profile.LOCAL:
-            return True
-        try:
-            return host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        if profile is Profile.LOCAL or seller is None:
+            if profile is not Profile.LOCAL and host in _seen_hosts(home, work):
+                return True
+            return license_address_allowed(profile, host)
+        return True
 
     log = open_ledger(home, identity.public_key)
     try:

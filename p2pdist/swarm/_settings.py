@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
+import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from p2pdist.errors import InputError
 
-__all__ = ["Profile", "profile_from_env", "settings_for"]
+__all__ = ["Profile", "check_bind", "license_address_allowed", "profile_from_env",
+           "settings_for"]
 
 _DHT_ROUTERS = "router.bittorrent.com:6881,dht.libtorrent.org:25401"
 
@@ -26,6 +30,56 @@ def profile_from_env(local_flag: bool) -> Profile:
     if env not in ("", "internet"):
         raise InputError(f"P2PDIST_NETWORK must be 'local' or 'internet', not {env!r}")
     return Profile.INTERNET
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:192.168.1.1 is 192.168.1.1
+    return ip
+
+
+def check_bind(profile: Profile, host: str, *, option: str) -> None:
+    """The local profile binds loopback addresses only (127.0.0.0/8, ::1): InputError,
+    before anything is started, for 0.0.0.0, :: or any other address."""
+    ip = _ip(host)
+    if profile is Profile.LOCAL and (ip is None or not ip.is_loopback):
+        raise InputError(f"the local profile binds loopback addresses only, not {host} "
+                         f"({option})", remedy=f"use {option} 127.0.0.1:PORT, or leave "
+                         "the local profile to listen on other addresses")
+
+
+Resolver = Callable[[str], Sequence[str]]
+
+
+def _resolve(host: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+def license_address_allowed(profile: Profile, host: str, *,
+                            resolve: Resolver = _resolve) -> bool:
+    """May this node contact *host*, an address a signed license or a peer's hint gave
+    (a collector, a seller's API), not the user?
+
+    A publisher names that address, and every fan who fetches the work contacts it; so
+    it must not reach into the fan's own network (their router at 192.168.1.1, a service
+    on 127.0.0.1, a cloud metadata address). In ``local``: loopback only. In
+    ``internet``: globally routable unicast addresses only; a name counts only if every
+    address it resolves to does (and at least one does).
+    """
+    ip = _ip(host)
+    if profile is Profile.LOCAL:
+        return host == "localhost" or (ip is not None and ip.is_loopback)
+    addresses = [ip] if ip is not None else [_ip(a) for a in resolve(host)]
+    return bool(addresses) and all(
+        a is not None and a.is_global and not a.is_multicast for a in addresses)
 
 
 def settings_for(
