@@ -84,6 +84,6 @@ def replace_hidden(text: str, *, keep: str = "") -> str:
     """*text* with each hidden character but those in *keep* replaced by U+FFFD, one for
     one (so that styles laid over the text keep their offsets). The last guard before a
     terminal, which keeps the line breaks of its own layout."""
-    if not any(hidden(c) and c not in keep for c in text):
+    if text.isprintable() or not any(hidden(c) and c not in keep for c in text):
         return text
     return "".join("\ufffd" if hidden(c) and c not in keep else c for c in text)

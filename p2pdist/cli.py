@@ -70,7 +70,8 @@ class _PlainConsole(Console):
         for seg in super().render(renderable, options):
             # A control segment is rich's own (cursor moves of a live display), and so
             # are the line breaks of its layout; outside text never brings one (_s).
-            if seg.control is None and any(hidden(c) and c != "\n" for c in seg.text):
+            if seg.control is None and not seg.text.isprintable() \
+                    and any(hidden(c) and c != "\n" for c in seg.text):
                 yield Segment(replace_hidden(seg.text, keep="\n"), seg.style)
             else:
                 yield seg
@@ -231,7 +232,7 @@ def _json_text(obj: object) -> str:
     are written as \\u escapes instead, which JSON reads back as the same string.
     """
     text = json.dumps(obj, ensure_ascii=False)
-    if text.isascii() and "\x7f" not in text:
+    if text.isprintable():  # at C speed: no hidden character (nor a space but " ")
         return text
     return "".join(_json_escape(c) if hidden(c) else c for c in text)
 
