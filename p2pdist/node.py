@@ -869,6 +869,10 @@ class FetchResult:
             "peers": list(self.peers),
         }
 
+# Per-endpoint proof state kept for peers that are gone without trading payload, at most:
+# past it, what is kept for those is forgotten (every connection leaves an endpoint).
+MAX_IDLE_PEERS = 4096
+
 # A peer whose /identity proof fails (its API busy, a timeout) is asked again, with a
 # backoff from 1 s up to PROOF_RETRY_MAX, for as long as it is a peer: a plain
 # BitTorrent peer until then.
@@ -916,6 +920,7 @@ class Node:
         self._proving: set[str] = set()
         # A proof that failed is tried again, with a capped backoff, while the peer stays.
         self._failed_proofs: dict[str, tuple[int, float]] = {}  # ep -> (tries, retry at)
+        self._peers_cap = MAX_IDLE_PEERS  # see _forget_gone_peers
         self._late_proof = False  # a proof succeeded: receipts may be due for done works
         # Who asks (the proofs are bound to it): this home's key, or a throwaway one.
         self._asker = identity.public_key if identity is not None else _asker_key(home)
@@ -1139,6 +1144,7 @@ class Node:
                 self._on_complete(key)
         with self._lock:
             self._snaps = snaps
+        self._forget_gone_peers(snaps)
         if self.api is not None and self.profile is not Profile.LOCAL:
             # Behind a NAT, peers dial the address libtorrent learnt is ours outside.
             self.api.external_hosts = set(self.swarm.external_hosts)
@@ -1212,6 +1218,26 @@ class Node:
             host = ep.rpartition(":")[0].strip("[]")
             threading.Thread(target=self._prove, args=(ep, host, claim), daemon=True,
                              name=f"prove-{ep}").start()
+
+    def _forget_gone_peers(self, snaps: Sequence[WorkSnapshot]) -> None:
+        """Drop the proofs, failed tries and proven keys of endpoints that are gone and
+        traded no payload, once over MAX_IDLE_PEERS: a peer that only connects (from a
+        new port each time) must not grow the node's memory."""
+        with self._lock:
+            size = len(self._proven) + len(self._failed_proofs)
+            if size <= self._peers_cap:
+                return
+        keep = {p.endpoint for s in snaps for p in s.peers}
+        for key in self.swarm.works():
+            keep.update(self.swarm.verified_bytes(key))
+            keep.update(self.swarm.uploaded_bytes(key))
+        with self._lock:
+            keep |= self._proving
+            for m in (self._proven, self._proofs, self._failed_proofs):
+                for ep in [ep for ep in m if ep not in keep]:
+                    del m[ep]
+            self._peers_cap = max(MAX_IDLE_PEERS,
+                                  2 * (len(self._proven) + len(self._failed_proofs)))
 
     def _prove(self, ep: str, host: str, claim: PeerClaim) -> None:
         try:

@@ -26,6 +26,9 @@ __all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoin
 # Works held off the disk: every file at priority 0 (see Swarm._add). A torrent with more
 # files than this passes no verification (licensing's MAX_FILES, twice for a hybrid).
 _HOLD_FILES = 200_001
+# Client strings kept for peers that are gone without trading payload, at most (those
+# that traded some are kept for their receipts): past it, the gone ones are forgotten.
+MAX_IDLE_CLIENTS = 4096
 _DEFAULT_PRIORITY = 4
 
 
@@ -191,6 +194,7 @@ class Swarm:
         # Upload accounting: payload bytes sent per peer endpoint, kept after it leaves.
         self._uploaded: dict[str, dict[str, _Sent]] = {}
         self._clients: dict[str, str] = {}
+        self._clients_cap = MAX_IDLE_CLIENTS
         self.external_hosts: set[str] = set()  # our address as peers outside see it
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
@@ -459,7 +463,25 @@ class Swarm:
         """The client string a peer at *endpoint* sent in its handshake, if seen."""
         return self._clients.get(endpoint, "")
 
+    def _prune_clients(self) -> None:
+        """Forget the client strings of peers that are gone and traded no payload with
+        this session, once there are over MAX_IDLE_CLIENTS: every connection, even one
+        that says nothing but its handshake, leaves one behind."""
+        if len(self._clients) <= self._clients_cap:
+            return
+        keep: set[str] = set()
+        for k, h in self._handles.items():
+            keep.update(self._verified[k].totals() if k in self._verified else ())
+            keep.update(self._uploaded.get(k, {}))
+            with contextlib.suppress(RuntimeError):  # removed meanwhile
+                keep.update(f"{p.ip[0]}:{p.ip[1]}" for p in h.get_peer_info())
+        self._clients = {ep: c for ep, c in self._clients.items() if ep in keep}
+        # What must be kept (payload was traded) may itself be many: prune again only
+        # once as many more have come.
+        self._clients_cap = max(MAX_IDLE_CLIENTS, 2 * len(self._clients))
+
     def peers(self, key: str) -> list[PeerSnapshot]:
+        self._prune_clients()
         out = []
         sent = self._uploaded.setdefault(key, {})
         now = time.monotonic()

@@ -6,6 +6,7 @@ by our own classes signing with throwaway keys, the way a modified client would.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -404,3 +405,86 @@ def test_a_failing_voucher_book_answers_507_without_naming_any_local_path(
     assert doc["ok"] is False and "send it again" in doc["error"], doc
     for leak in (str(tmp_path), "seller-home-of-alice", VOUCHERS_NAME, "/tmp", "/root"):
         assert leak.encode() not in raw, (leak, raw)
+
+
+# -- peers that only say hello ---------------------------------------------------------
+
+
+def _hello(port: int, infohash: bytes, source: str, client: str) -> socket.socket:
+    """A raw BitTorrent connection that sends its handshake and a BEP 10 extension
+    handshake naming *client*, then nothing: what a modified client does for free."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    reserved = bytearray(8)
+    reserved[5] |= 0x10  # the extension protocol
+    s.sendall(b"\x13BitTorrent protocol" + bytes(reserved) + infohash + os.urandom(20))
+    ext = b"d1:mde1:v%d:%se" % (len(client), client.encode())
+    msg = bytes([20, 0]) + ext
+    s.sendall(len(msg).to_bytes(4, "big") + msg)
+    return s
+
+
+def test_peers_that_connect_from_new_ports_do_not_grow_the_nodes_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each connection is a new endpoint; the node kept a client string, a proof or a
+    # failed try per endpoint for its whole life. Past the caps (lowered here, so that
+    # a few hundred connections push past them) the gone ones are forgotten.
+    import p2pdist.node
+    import p2pdist.swarm._session
+    from p2pdist.identity import key_to_text
+    from p2pdist.node import Node, publish
+    from p2pdist.swarm import Profile
+
+    cap = 50
+    monkeypatch.setattr(p2pdist.swarm._session, "MAX_IDLE_CLIENTS", cap)
+    monkeypatch.setattr(p2pdist.node, "MAX_IDLE_PEERS", cap)
+    seller = stranger(0)
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.flac").write_bytes(os.urandom(300_000))
+    home = tmp_path / "ada"
+    res = publish(home, seller, album, title="Album", spdx="CC-BY-4.0",
+                  out=tmp_path / "album.torrent")
+    infohash = bytes.fromhex(res.infohash)
+    port = free_port()
+    node = Node(home, profile=Profile.LOCAL, listen=("127.0.0.1", port), identity=seller)
+    stop = threading.Event()
+
+    def ticking() -> None:
+        while not stop.is_set():
+            node.tick()
+            time.sleep(0.1)
+
+    ticker = threading.Thread(target=ticking, daemon=True)
+    try:
+        node.seed_library()
+        ticker.start()
+        seen = 0
+
+        def hello(n: int) -> socket.socket | None:
+            client = f"p2pdist/0.1.0 pk={key_to_text(stranger(n).public_key)} api=1"
+            with contextlib.suppress(OSError):
+                return _hello(port, infohash, f"127.1.{n // 200}.{n % 200 + 1}", client)
+            return None
+
+        with ThreadPoolExecutor(30) as pool:
+            for batch in range(10):
+                socks = list(pool.map(hello, range(batch * 30, batch * 30 + 30)))
+                time.sleep(0.8)  # the node polls its peers and tries their proofs
+                seen = max(seen, len(node.swarm._clients))
+                for s in socks:
+                    if s is not None:
+                        s.close()
+        time.sleep(1.0)
+        stop.set()
+        ticker.join(10)
+        node.tick()
+        clients = len(node.swarm._clients)
+        peers = len(node._proven) + len(node._failed_proofs)
+        print(f"300 hello-only peers: {clients} client strings kept (at most {seen} at "
+              f"once), {peers} proof records")
+        assert seen >= 30, "the peers were not seen: the test proves nothing"
+        assert clients <= cap + 30 and peers <= cap + 30, (clients, peers)
+    finally:
+        stop.set()
+        ticker.join(10)
+        node.close()
