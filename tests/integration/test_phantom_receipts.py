@@ -119,7 +119,8 @@ def _fetch_while_the_artists_counts_are_stale(w: World, fan: Path) -> dict[str, 
         time.sleep(0.05)
     w.ticker.hold()
     # Held: only this thread touches the session now. Wait until every byte left.
-    while sum(p.uploaded for p in w.node.swarm.peers(key)) < SIZE:
+    while max(sum(p.uploaded for p in w.node.swarm.peers(key)),  # exact, connected
+              w.node.swarm.status(key).total_payload_upload) < SIZE:  # a second late
         assert time.monotonic() < deadline and proc.poll() is None, "the transfer stalled"
         time.sleep(0.05)
     time.sleep(3.0)  # the fan's final receipt is at the artist's API by now, unbacked yet
