@@ -357,7 +357,7 @@ def certify(identity: Identity, artist: bytes, name: str, *, expires: datetime |
     except ValueError as e:
         raise InputError(f"cannot certify: {e}") from None
     signed = SignedCertificate.sign(cert, identity)
-    atomic_write(out, signed.to_bytes())
+    atomic_write(out, signed.to_bytes(), mode=None)  # public, handed to the artist: the umask
     return signed
 
 
@@ -438,7 +438,7 @@ def _finish(home: Path, prep: _Prepared, signed: SignedManifest, *, out: Path,
             os.replace(prep.staging, final)
         save_parent = final
         library.save_secret(lic.work, "key", seal_key(content_key, identity.public_key))
-    atomic_write(out, data)
+    atomic_write(out, data, mode=None)  # the .torrent is for sharing: the umask decides
     library.add(
         Work(
             work=lic.work, infohash=infohash, title=manifest.title,

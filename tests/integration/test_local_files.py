@@ -99,7 +99,9 @@ def test_another_local_user_can_read_nothing_in_any_home(tmp_path: Path) -> None
     # Secrets written outside the home are private too: voucher codes, a draft.
     assert stat.S_IMODE(codes_csv.stat().st_mode) == 0o600
     assert stat.S_IMODE(draft.stat().st_mode) == 0o600
-    # The plaintext a user unlocks is theirs: the umask decides, nothing is forced.
+    # A .torrent is made to be shared: like the plaintext a user unlocks, it is theirs,
+    # and the umask decides; nothing is forced.
+    assert stat.S_IMODE((tmp_path / "paid.torrent").stat().st_mode) == 0o666
     with _umask(0o027):
         run_cli(fan2, "unlock", paid["work"], "--dest", str(tmp_path / "plain-27"))
     for mask in (0, 0o027):
