@@ -294,7 +294,8 @@ def test_one_network_brings_at_most_32_new_keys_to_a_collector_that_credits_it_n
         tmp_path: Path) -> None:
     """The collector a license names keeps every downloader's receipts for the work (its
     job), as collected copies that never count as its credit; but fresh keys from one
-    /24 are capped at 32 per work an hour."""
+    /24 are capped at 32 per work an hour, and the audit finds the copies the artist's
+    ledger cannot back: they take nothing of the pool."""
     from tests.integration._story import Seeder
 
     new_keys_per_net = 32  # README: at most 32 new keys per work per /24 or /64 an hour
@@ -327,3 +328,20 @@ def test_one_network_brings_at_most_32_new_keys_to_a_collector_that_credits_it_n
     assert len(collected) == new_keys_per_net
     assert me.public_key not in _held(label)
     assert set(_held(label)) >= set(kept)
+    # The label audits its own bundle and the artist's: the copies it collected from the
+    # fresh keys are receipts the artist's ledger cannot back. They earn the artist no
+    # credit and make no ring of its one real downloader (the label itself).
+    bundles = []
+    for h in (artist, label):
+        run_cli(h, "receipts", "export", "--out", str(tmp_path / f"{h.name}.p2pb"))
+        bundles.append(str(tmp_path / f"{h.name}.p2pb"))
+    works = ["--works", pub["torrent"]]
+    report = json.loads(run_cli(label, "audit", *bundles, *works, "--json").stdout)
+    unbacked = [f for f in report["findings"] if f["kind"] == "unbacked-receipt"]
+    assert {f["kind"] for f in report["findings"]} == {"unbacked-receipt"}
+    assert len(unbacked) == new_keys_per_net
+    res = json.loads(run_cli(label, "payouts", *bundles, *works, "--pool", "100.00", "EUR",
+                             "--out", str(tmp_path / "statement.csv"), "--json").stdout)
+    assert res["statement"]["pool"]["downloaders"] == 1
+    assert {p["payee"]: p["total"] for p in res["statement"]["payees"]} == {
+        load_public_identity(artist).key_text: 10_000}
