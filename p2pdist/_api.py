@@ -67,6 +67,7 @@ __all__ = [
     "ask_proof",
     "client_string",
     "identify",
+    "network_of",
     "parse_client_string",
     "post",
     "prove_identity",

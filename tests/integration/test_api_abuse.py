@@ -27,6 +27,7 @@ from p2pdist._api import (
     MAX_PER_NETWORK,
     MAX_REQUEST_LINE,
     NodeApi,
+    network_of,
     prove_identity,
 )
 from p2pdist.errors import P2PDistError
@@ -434,3 +435,20 @@ def test_past_the_connection_cap_of_whole_requests_a_clean_503_then_served_again
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("address", "network"), [
+    ("127.0.0.1", "127.0.0.0/24"),
+    ("127.0.0.254", "127.0.0.0/24"),
+    ("127.0.1.1", "127.0.1.0/24"),
+    ("203.0.113.77", "203.0.113.0/24"),
+    ("::ffff:203.0.113.9", "203.0.113.0/24"),  # IPv4-mapped: counted with its IPv4 /24
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+])
+def test_connections_are_counted_per_24_or_64_network(address: str, network: str) -> None:
+    # One host of a /64 has 2**64 addresses, and a cheap VPS a /24 neighbourhood: a cap
+    # per address was no cap at all.
+    assert network_of(address) == network
