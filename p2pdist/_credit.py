@@ -73,6 +73,10 @@ SERVED = "upload.served"
 # node's next tick (which polls the counts, and finishes a proof under way) before the
 # 503 that has the downloader send it again (after 0.5 s and 1.5 s).
 BACKING_WAIT = 2.0
+# At most this many receipts wait for a tick at once; the others are answered 503 at
+# once. Each waiter holds one of the API's connections: 128 receipts from one claimed key,
+# sent from four /24s, held every slot for 2 s at a time and starved every other request.
+MAX_BACKING_WAITERS = 8
 # Served counts go to the ledger at most this often per (work, key), and before each
 # receipt they back.
 SERVED_SAVE_EVERY = 1.0
@@ -141,6 +145,7 @@ class Credit:
     _new_keys: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
     _ticks: dict[bytes, int] = field(default_factory=dict)  # observe_uploads calls per work
     _ticked: threading.Condition = field(init=False)
+    _waiters: int = 0  # receipts waiting in _check_backed now
 
     def __post_init__(self) -> None:
         self._ticked = threading.Condition(self._lock)
@@ -273,20 +278,30 @@ class Credit:
             # wait for.
             raise ApiError(403, "unserved", _UNSERVED)
         deadline = time.monotonic() + BACKING_WAIT
+        waiting = False
         with self._ticked:
             start = self._ticks.get(r.work, 0)
-            while True:
-                sent = self._served_base.get(k, 0) + self._served_now.get(k, 0)
-                if sent and r.bytes <= sent + RECEIPT_SLACK:
-                    return
-                connected = k in self._connected
-                # Two ticks came and went without the key on a connection: it is not
-                # one this node is serving now.
-                gone = not connected and self._ticks.get(r.work, 0) >= start + 2
-                left = deadline - time.monotonic()
-                if left <= 0 or gone:
-                    break
-                self._ticked.wait(min(left, 0.1))
+            try:
+                while True:
+                    sent = self._served_base.get(k, 0) + self._served_now.get(k, 0)
+                    if sent and r.bytes <= sent + RECEIPT_SLACK:
+                        return
+                    connected = k in self._connected
+                    # Two ticks came and went without the key on a connection: it is
+                    # not one this node is serving now.
+                    gone = not connected and self._ticks.get(r.work, 0) >= start + 2
+                    left = deadline - time.monotonic()
+                    if left <= 0 or gone:
+                        break
+                    if not waiting:
+                        if self._waiters >= MAX_BACKING_WAITERS:
+                            break  # 503 now: send it again
+                        self._waiters += 1
+                        waiting = True
+                    self._ticked.wait(min(left, 0.1))
+            finally:
+                if waiting:
+                    self._waiters -= 1
         if not gone:
             raise ApiError(503, "not-yet-backed",
                            f"this node has counted {sent} bytes sent to you, not yet the "

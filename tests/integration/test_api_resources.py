@@ -25,6 +25,7 @@ import nacl.signing
 import pytest
 
 from p2pdist._api import NodeApi, post
+from p2pdist.errors import P2PDistError
 from p2pdist.identity import Identity, load_public_identity
 from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
 from p2pdist.payouts.receipts import SignedReceipt, next_receipt
@@ -488,3 +489,68 @@ def test_peers_that_connect_from_new_ports_do_not_grow_the_nodes_memory(
         stop.set()
         ticker.join(10)
         node.close()
+
+
+def test_receipts_waiting_for_their_backing_cannot_hold_every_api_slot(
+        paid_seed: PaidSeed) -> None:
+    # A receipt that the node cannot back yet, from a key that a connected peer claims,
+    # waits up to 2 s for the next tick, holding its connection. One hello-only peer
+    # claiming a key, and that key's receipt sent 128 times at once from four /24s,
+    # held every slot: purchases and identity proofs got 503s. Now at most a few wait;
+    # the others are answered 503 ("send it again") at once.
+    from p2pdist._api import ask_proof
+    from p2pdist.identity import key_to_text
+
+    work, pk, size = paid_seed.work, paid_seed.pk, paid_seed.pub["size"]
+    who = stranger(30_000)
+    receipt = SignedReceipt.sign(next_receipt(
+        None, work=work, uploader=pk, downloader=who.public_key, total_bytes=size,
+        now=datetime.now(UTC)), who).to_bytes()
+    claim = _hello(paid_seed.port, bytes.fromhex(paid_seed.pub["infohash"]), "127.0.20.1",
+                   f"p2pdist/0.1.0 pk={key_to_text(who.public_key)} api=1")
+    codes = paid_seed.codes(3)
+    stop = threading.Event()
+    answers: dict[int, int] = {}
+
+    def flood(source: str) -> None:
+        while not stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", paid_seed.api, timeout=10,
+                                                  source_address=(source, 0))
+                conn.request("POST", "/receipts", body=receipt)
+                status = conn.getresponse().status
+                conn.close()
+            except OSError:
+                status = 0
+            answers[status] = answers.get(status, 0) + 1
+
+    try:
+        time.sleep(1.5)  # the node's ticks see the claim
+        sources = [f"127.0.{n}.{h}" for n in range(21, 25) for h in range(1, 33)]
+        threads = [threading.Thread(target=flood, args=(s,), daemon=True) for s in sources]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # every slot is asked for
+        took: list[tuple[str, int, float]] = []
+        for i, code in enumerate(codes):
+            t0 = time.monotonic()
+            status, _ = post("127.0.0.1", paid_seed.api, "/purchase",
+                             purchase(work, pk, code, 40_000 + i), timeout=10)
+            took.append(("purchase", status, time.monotonic() - t0))
+            t0 = time.monotonic()
+            try:
+                ask_proof("127.0.0.1", paid_seed.api, asker=stranger(50_000 + i).public_key,
+                          keys=(pk,), timeout=5)
+                took.append(("proof", 200, time.monotonic() - t0))
+            except P2PDistError as e:
+                took.append(("proof", 0, time.monotonic() - t0))
+                print(e)
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        claim.close()
+    for t in threads:
+        t.join(15)
+    print(took, answers)
+    assert all(status == 200 and seconds < 2.0 for _, status, seconds in took), took
+    assert answers.get(503, 0) > 0, answers  # the flood was answered: send it again
