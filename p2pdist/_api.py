@@ -548,15 +548,21 @@ class NodeApi:
 
     def __init__(self, identity: Identity | None, host: str = "127.0.0.1", port: int = 0,
                  *, token: str | None = None, max_connections: int = MAX_CONNECTIONS,
-                 max_per_network: int = MAX_PER_NETWORK) -> None:
-        """With an *identity* it answers GET /identity. With a *token*, every request must
+                 max_per_network: int = MAX_PER_NETWORK,
+                 external_hosts: Collection[str] = ()) -> None:
+        """With an *identity* it answers GET /identity, and signs its API port on the
+        address a request arrived on or on one of *external_hosts* (IP literals the user
+        configured, e.g. its public address behind a NAT). With a *token*, every request must
         carry ``Authorization: Bearer TOKEN`` (the control API); others get 401. The
         control API also refuses (403) a Host other than its loopback address and port,
         and any request with an Origin header (DNS rebinding, a web page)."""
         self.identity = identity
         # Addresses (no port) on which peers outside may reach this node, e.g. behind a
         # NAT: /identity vouches for these as well as the address a request arrived on.
-        self.external_hosts: set[str] = set()
+        # Fixed here, from the user's configuration only: an address a remote party
+        # suggests (a peer's BEP 10 yourip, libtorrent's vote) would let it choose an
+        # endpoint this node signs, and a relay there would pass as this node.
+        self.external_hosts: frozenset[str] = frozenset(external_hosts)
         self._routes: dict[tuple[str, str], Route] = {}
         if identity is not None:
             self._routes[("GET", "/identity")] = self._identity
@@ -626,7 +632,8 @@ class NodeApi:
     def _own_endpoints(self) -> set[str]:
         """The endpoints this node vouches for: its API port on the address the request
         arrived on (its bind address, or with a wildcard bind the interface dialed), or
-        on an external address it knows."""
+        on an external address the user configured (--external-address). Nothing a
+        remote party says about this node's address is ever signed."""
         local = getattr(_connection, "local", None)
         hosts = set(self.external_hosts)
         if local:

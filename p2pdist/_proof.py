@@ -7,8 +7,9 @@ IdentityProof, signed by the node it names (domain ``p2pdist/identity/v2``)::
 ``asker`` is the key of the node that asked, ``endpoint`` the API address it dialed, in
 one canonical text form (``1.2.3.4:7001``, ``[2001:db8::1]:7001``: an IP literal, never a
 name), and ``challenge`` the asker's fresh 32 random bytes. A node signs only an endpoint
-that is its own (its API port, and the address the request arrived on or an external
-address it knows), and the asker accepts only a proof of exactly the endpoint it dialed.
+that is its own (its API port, on the address the request arrived on or on an address
+the user configured with --external-address; never one a peer reported, such as BEP 10's
+yourip), and the asker accepts only a proof of exactly the endpoint it dialed.
 So a relay that forwards GET /identity to another node cannot pass as that node: the
 other node refuses to sign the relay's endpoint, or signs its own, which the asker did
 not dial. (The v1 proof signed ``challenge || pk`` alone, and a relay passed.)

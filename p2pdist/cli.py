@@ -195,6 +195,17 @@ ApiListenOpt = Annotated[
 ]
 
 
+ExternalAddressOpt = Annotated[
+    list[str] | None,
+    typer.Option("--external-address", metavar="HOST",
+                 help="Your public IP address, where peers reach your node API (behind a "
+                 "NAT, with its API port forwarded): identity proofs vouch for your key "
+                 "there too. Repeatable (IPv4 and IPv6). Without it a node proves its key "
+                 "only on the addresses it listens on; it never signs an address that "
+                 "peers report."),
+]
+
+
 def _api_listen(text: str | None, profile: Profile) -> tuple[str, int] | None:
     from p2pdist.swarm import parse_endpoint
     from p2pdist.swarm._settings import check_bind
@@ -574,6 +585,7 @@ def seed(
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
     api_listen: ApiListenOpt = None,
+    external_address: ExternalAddressOpt = None,
     super_seed: Annotated[
         bool, typer.Option("--super-seed", help="Initial seeding (BEP 16): each piece leaves "
                            "you about once and the fans trade the rest; for launching a work "
@@ -589,7 +601,8 @@ def seed(
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
-                api_listen=_api_listen(api_listen, profile), control=True)
+                api_listen=_api_listen(api_listen, profile), control=True,
+                external_addresses=external_address or ())
     works = node.seed_library(super_seed=super_seed)
     if json_out:
         _emit({"listen": f"127.0.0.1:{node.listen_port}" if profile.value == "local"
@@ -697,6 +710,7 @@ def fetch(
     upload_limit: UpLimitOpt = 0,
     download_limit: DownLimitOpt = 0,
     api_listen: ApiListenOpt = None,
+    external_address: ExternalAddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch a work by magnet link or .torrent, verifying its license before any byte."""
@@ -715,7 +729,8 @@ def fetch(
     node = Node(_home(), profile=profile, listen=_listen(listen, profile),
                 peers=_endpoints(peer), upload_limit=upload_limit * 1024,
                 download_limit=download_limit * 1024, identity=_node_identity(),
-                api_listen=_api_listen(api_listen, profile))
+                api_listen=_api_listen(api_listen, profile),
+                external_addresses=external_address or ())
     started = time.monotonic()
     try:
         work, lic = node.fetch(

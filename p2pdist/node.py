@@ -214,6 +214,26 @@ def parse_collector(text: str) -> Collector:
         raise InputError(f"--collector: {endpoint!r}: {e}", remedy=remedy) from None
 
 
+def external_address(text: str) -> str:
+    """One --external-address: an IP literal (IPv4, or IPv6 with or without brackets) in
+    its canonical form. A host name is refused: a proof names the IP that was dialed, and
+    a name resolved once would go stale (or be someone else's) when the address changes."""
+    import ipaddress
+
+    remedy = "give this node's public IP address, e.g. --external-address 203.0.113.7"
+    try:
+        ip = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise InputError(f"--external-address wants an IP address, not {text[:80]!r}",
+                         remedy=remedy) from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or ip.is_multicast:
+        raise InputError(f"--external-address {ip} is not an address peers can dial",
+                         remedy=remedy)
+    return ip.compressed
+
+
 def publish(
     home: Path,
     identity: Identity,
@@ -898,15 +918,20 @@ class Node:
         identity: Identity | None = None,
         api_listen: tuple[str, int] | None = None,
         control: bool = False,
+        external_addresses: Sequence[str] = (),
     ) -> None:
         """With an *identity* the node serves its API (default: the BitTorrent port + 1)
-        and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers. With *control* it
+        and names itself ``p2pdist/V pk=KEY api=PORT`` to its peers. Its identity proofs
+        vouch for its API port on the address a request arrived on and on each of
+        *external_addresses* (--external-address: the public address behind a NAT, as
+        the user configured it; never one that peers report). With *control* it
         also serves GET /status on 127.0.0.1 for `p2pdist status` (one such node per
         home: HomeInUse if another one answers)."""
         # The local profile binds loopback only: refused before anything is started.
         check_bind(profile, listen[0], option="--listen")
         if api_listen is not None:
             check_bind(profile, api_listen[0], option="--api-listen")
+        external = [external_address(a) for a in external_addresses]
         self.home = home
         self.profile = profile
         self.started = time.monotonic()
@@ -950,12 +975,12 @@ class Node:
             # that cannot be opened closes everything this node started.
             try:
                 try:
-                    self.api = NodeApi(identity, host, port)
+                    self.api = NodeApi(identity, host, port, external_hosts=external)
                 except P2PDistError:
                     if api_listen:
                         raise
                     # The default port is taken: any port will do, the handshake names it.
-                    self.api = NodeApi(identity, host, 0)
+                    self.api = NodeApi(identity, host, 0, external_hosts=external)
                 self.ledger = open_ledger(home, identity.public_key)
                 self.credit = Credit(identity, self.ledger, work_size=self._work_size,
                                      collector_of=self._collector_of,
@@ -1145,9 +1170,6 @@ class Node:
         with self._lock:
             self._snaps = snaps
         self._forget_gone_peers(snaps)
-        if self.api is not None and self.profile is not Profile.LOCAL:
-            # Behind a NAT, peers dial the address libtorrent learnt is ours outside.
-            self.api.external_hosts = set(self.swarm.external_hosts)
         if now >= self._next_resume:
             due = [s for s in snaps if s.status.state is TorrentState.DOWNLOADING
                    and self._resumed_done.setdefault(s.work, s.status.total_done)

@@ -584,8 +584,9 @@ class Swarm:
             elif isinstance(a, lt.listen_failed_alert):
                 self._errors.append(str(a.message()))
             elif isinstance(a, lt.external_ip_alert):
-                # The address peers outside see (libtorrent's vote over trackers, DHT and
-                # peers): the node API vouches for it in identity proofs, behind a NAT.
+                # The address peers say they see (libtorrent's vote over trackers, DHT
+                # and peers' BEP 10 yourip): a hint only. One peer can cast it, so it is
+                # never signed (identity proofs vouch for --external-address instead).
                 self.external_hosts = (self.external_hosts | {str(a.external_address)})
                 if len(self.external_hosts) > 4:
                     self.external_hosts = {str(a.external_address)}

@@ -247,11 +247,13 @@ def test_a_node_signs_only_its_own_endpoint() -> None:
         assert a.status == 400
 
 
-def test_a_node_vouches_for_an_external_address_it_knows() -> None:
-    with NodeApi(SELLER) as api:
-        api.external_hosts.add("203.0.113.7")
+def test_a_node_vouches_for_an_external_address_configured() -> None:
+    with NodeApi(SELLER, external_hosts=("203.0.113.7",)) as api:
         assert _ask(api.port, f"203.0.113.7:{api.port}")[0] == 200
         assert _ask(api.port, f"203.0.113.7:{api.port + 1}")[0] == 421
+        assert _ask(api.port, f"203.0.113.8:{api.port}")[0] == 421
+        # Fixed at start: nothing a peer says later can add to it.
+        assert isinstance(api.external_hosts, frozenset)
 
 
 def test_a_relayed_identity_answer_fails_verification() -> None:
