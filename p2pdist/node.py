@@ -91,6 +91,7 @@ from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE, Ledger, VerifyReport
 from p2pdist.payouts.receipts import SignedReceipt, verify_receipt
 from p2pdist.swarm import (
     Layout,
+    PeerConnection,
     PeerSnapshot,
     Profile,
     Swarm,
@@ -889,8 +890,8 @@ class FetchResult:
             "peers": list(self.peers),
         }
 
-# Per-endpoint proof state kept for peers that are gone without trading payload, at most:
-# past it, what is kept for those is forgotten (every connection leaves an endpoint).
+# Per-connection proof state kept for peers that are gone without trading payload, at
+# most: past it, what is kept for those is forgotten (every connection leaves a record).
 MAX_IDLE_PEERS = 4096
 
 # A peer whose /identity proof fails (its API busy, a timeout) is asked again, with a
@@ -939,12 +940,14 @@ class Node:
         self._collectors: dict[str, Collector | None] = {}
         self._address_verdicts: dict[str, tuple[bool, float]] = {}  # host -> (ok, until)
         # Peers' claimed keys count only once proven through their /identity challenge,
-        # bound to the API endpoint dialed (a relay cannot pass): ep -> key, and the proof.
-        self._proven: dict[str, bytes] = {}
-        self._proofs: dict[str, SignedProof] = {}
-        self._proving: set[str] = set()
+        # bound to the API endpoint dialed (a relay cannot pass): connection -> key, and
+        # the proof. Per connection, not per IP:PORT: a later connection from the same
+        # IP:PORT (a reused source port, a NAT) is another peer, unproven.
+        self._proven: dict[PeerConnection, bytes] = {}
+        self._proofs: dict[PeerConnection, SignedProof] = {}
+        self._proving: set[PeerConnection] = set()
         # A proof that failed is tried again, with a capped backoff, while the peer stays.
-        self._failed_proofs: dict[str, tuple[int, float]] = {}  # ep -> (tries, retry at)
+        self._failed_proofs: dict[PeerConnection, tuple[int, float]] = {}  # (tries, retry at)
         self._peers_cap = MAX_IDLE_PEERS  # see _forget_gone_peers
         self._late_proof = False  # a proof succeeded: receipts may be due for done works
         # Who asks (the proofs are bound to it): this home's key, or a throwaway one.
@@ -1158,8 +1161,8 @@ class Node:
             peers = tuple(self.swarm.peers(key))
             snaps.append(WorkSnapshot(key, self._titles.get(key, st.name), st, peers))
             uploaded = self.swarm.uploaded_bytes(key)
-            self._prove_peers([p.endpoint for p in peers] + list(self.swarm.verified_bytes(key))
-                              + list(uploaded))
+            self._prove_peers([p.connection for p in peers]
+                              + list(self.swarm.verified_bytes(key)) + list(uploaded))
             self._note_uploads(key, peers, uploaded)
             if st.state is TorrentState.DOWNLOADING or (late and key in self._completed):
                 self._issue_receipts(key, final=False)
@@ -1206,7 +1209,8 @@ class Node:
                 "credit": self.credit_of(s.work),
                 "peers": [{
                     "peer": p.endpoint, "client": p.client,
-                    "pk": key_to_text(proven[p.endpoint]) if p.endpoint in proven else None,
+                    "pk": key_to_text(proven[p.connection]) if p.connection in proven
+                    else None,
                     "downloaded": p.downloaded, "uploaded": p.uploaded,
                     "down_rate": p.down_rate, "up_rate": p.up_rate,
                 } for p in s.peers],
@@ -1225,43 +1229,43 @@ class Node:
         """Complete, with its resume data saved and the library record updated."""
         return key in self._completed
 
-    def _prove_peers(self, endpoints: Sequence[str]) -> None:
+    def _prove_peers(self, connections: Sequence[PeerConnection]) -> None:
         """Check, in the background, each new peer's claimed key through its API."""
-        for ep in endpoints:
-            claim = parse_client_string(self.swarm.peer_client(ep))
+        for c in connections:
+            claim = parse_client_string(self.swarm.peer_client(c))
             if claim is None or claim.api_port is None:
                 continue
             with self._lock:
-                if ep in self._proven or ep in self._proving:
+                if c in self._proven or c in self._proving:
                     continue
-                if time.monotonic() < self._failed_proofs.get(ep, (0, 0.0))[1]:
+                if time.monotonic() < self._failed_proofs.get(c, (0, 0.0))[1]:
                     continue
-                self._proving.add(ep)
-            host = ep.rpartition(":")[0].strip("[]")
-            threading.Thread(target=self._prove, args=(ep, host, claim), daemon=True,
-                             name=f"prove-{ep}").start()
+                self._proving.add(c)
+            host = c.endpoint.rpartition(":")[0].strip("[]")
+            threading.Thread(target=self._prove, args=(c, host, claim), daemon=True,
+                             name=f"prove-{c.endpoint}").start()
 
     def _forget_gone_peers(self, snaps: Sequence[WorkSnapshot]) -> None:
-        """Drop the proofs, failed tries and proven keys of endpoints that are gone and
-        traded no payload, once over MAX_IDLE_PEERS: a peer that only connects (from a
-        new port each time) must not grow the node's memory."""
+        """Drop the proofs, failed tries and proven keys of connections that are gone and
+        traded no payload, once over MAX_IDLE_PEERS: a peer that only connects must not
+        grow the node's memory."""
         with self._lock:
             size = len(self._proven) + len(self._failed_proofs)
             if size <= self._peers_cap:
                 return
-        keep = {p.endpoint for s in snaps for p in s.peers}
+        keep = {p.connection for s in snaps for p in s.peers}
         for key in self.swarm.works():
             keep.update(self.swarm.verified_bytes(key))
             keep.update(self.swarm.uploaded_bytes(key))
         with self._lock:
             keep |= self._proving
             for m in (self._proven, self._proofs, self._failed_proofs):
-                for ep in [ep for ep in m if ep not in keep]:
-                    del m[ep]
+                for c in [c for c in m if c not in keep]:
+                    del m[c]
             self._peers_cap = max(MAX_IDLE_PEERS,
                                   2 * (len(self._proven) + len(self._failed_proofs)))
 
-    def _prove(self, ep: str, host: str, claim: PeerClaim) -> None:
+    def _prove(self, c: PeerConnection, host: str, claim: PeerClaim) -> None:
         try:
             proof, _ = ask_proof(host, claim.api_port or 0, asker=self._asker,
                                  keys=(claim.pk,), timeout=5)
@@ -1269,25 +1273,26 @@ class Node:
             # Unproven for now: a plain BitTorrent peer until a later try succeeds (a
             # relay never does: its endpoint is not the key holder's).
             with self._lock:
-                self._proving.discard(ep)
-                tries = self._failed_proofs.get(ep, (0, 0.0))[0] + 1
-                self._failed_proofs[ep] = (
+                self._proving.discard(c)
+                tries = self._failed_proofs.get(c, (0, 0.0))[0] + 1
+                self._failed_proofs[c] = (
                     tries, time.monotonic() + min(PROOF_RETRY_MAX, 0.5 * 2 ** tries))
             return
         with self._lock:
-            self._proven[ep] = claim.pk
-            self._proofs[ep] = proof
-            self._proving.discard(ep)
-            self._failed_proofs.pop(ep, None)
+            self._proven[c] = claim.pk
+            self._proofs[c] = proof
+            self._proving.discard(c)
+            self._failed_proofs.pop(c, None)
             self._late_proof = True
 
-    def proven_key(self, endpoint: str, wait: float = 0.0) -> bytes | None:
-        """The key a peer proved, waiting up to *wait* s for a proof under way."""
+    def proven_key(self, connection: PeerConnection, wait: float = 0.0) -> bytes | None:
+        """The key the peer of *connection* proved, waiting up to *wait* s for a proof
+        under way."""
         deadline = time.monotonic() + wait
         while True:
             with self._lock:
-                pk = self._proven.get(endpoint)
-                busy = endpoint in self._proving
+                pk = self._proven.get(connection)
+                busy = connection in self._proving
             if pk is not None or not busy or time.monotonic() >= deadline:
                 return pk
             time.sleep(0.02)
@@ -1297,13 +1302,13 @@ class Node:
         each peer proved (None for plain BitTorrent clients)."""
         rows = sorted(self.swarm.verified_bytes(key).items(), key=lambda kv: -kv[1])
         out: list[dict[str, object]] = []
-        for ep, n in rows:
+        for c, n in rows:
             if n:
-                pk = self.proven_key(ep, wait=3.0)
+                pk = self.proven_key(c, wait=3.0)
                 pk_text = key_to_text(pk) if pk else None
                 receipt = self.receipts_issued(key).get(pk_text or "")
-                out.append({"peer": ep, "client": self.swarm.peer_client(ep), "bytes": n,
-                            "pk": pk_text, "receipt": receipt})
+                out.append({"peer": c.endpoint, "client": self.swarm.peer_client(c),
+                            "bytes": n, "pk": pk_text, "receipt": receipt})
         return out
 
     def _work_size(self, work: bytes) -> int | None:
@@ -1346,10 +1351,10 @@ class Node:
         if size is None:
             return
         per_key: dict[bytes, tuple[int, str, int]] = {}
-        for ep, n in self.swarm.verified_bytes(key).items():
-            pk = self.proven_key(ep, wait=3.0 if final else 0.0)
+        for c, n in self.swarm.verified_bytes(key).items():
+            pk = self.proven_key(c, wait=3.0 if final else 0.0)
             with self._lock:
-                proof = self._proofs.get(ep)
+                proof = self._proofs.get(c)
             if pk is None or proof is None:
                 continue  # a plain BitTorrent peer: data, but no receipts
             # Receipts go to the API endpoint on which the key was proven, and nowhere
@@ -1360,19 +1365,19 @@ class Node:
         self.credit.observe(bytes.fromhex(key), size, per_key, final=final)
 
     def _note_uploads(self, key: str, peers: Sequence[PeerSnapshot],
-                      uploaded: dict[str, int]) -> None:
+                      uploaded: dict[PeerConnection, int]) -> None:
         """Tell the credit what this session sent each proven key of *key*: the bytes
-        that back the receipts it will keep (summed over the key's proven endpoints)."""
+        that back the receipts it will keep (summed over the key's proven connections)."""
         if self.credit is None or key == "pending":
             return
         per_key: dict[bytes, int] = {}
-        for ep, n in uploaded.items():
-            pk = self.proven_key(ep)
+        for c, n in uploaded.items():
+            pk = self.proven_key(c)
             if pk is not None and n:
                 per_key[pk] = per_key.get(pk, 0) + n
         connected = []
         for p in peers:
-            claim = parse_client_string(p.client or self.swarm.peer_client(p.endpoint))
+            claim = parse_client_string(p.client or self.swarm.peer_client(p.connection))
             if claim is not None:
                 connected.append(claim.pk)
         self.credit.observe_uploads(bytes.fromhex(key), per_key, connected)

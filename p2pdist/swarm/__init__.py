@@ -3,7 +3,14 @@
 Status comes back as frozen snapshots with our own enums, never libtorrent objects.
 """
 
-from p2pdist.swarm._session import PeerSnapshot, Swarm, TorrentState, WorkStatus, parse_endpoint
+from p2pdist.swarm._session import (
+    PeerConnection,
+    PeerSnapshot,
+    Swarm,
+    TorrentState,
+    WorkStatus,
+    parse_endpoint,
+)
 from p2pdist.swarm._settings import Profile, profile_from_env
 from p2pdist.swarm._torrents import (
     MAX_TORRENT_SIZE,
@@ -21,6 +28,7 @@ __all__ = [
     "MAX_TORRENT_SIZE",
     "Layout",
     "LayoutFile",
+    "PeerConnection",
     "PeerSnapshot",
     "Profile",
     "Swarm",

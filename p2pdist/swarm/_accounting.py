@@ -27,22 +27,29 @@ size.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
 __all__ = ["BLOCK", "VerifiedBytes"]
 
 BLOCK = 16 * 1024
 
+# Who sent a block: the session names each peer connection (never a bare IP:PORT, which a
+# later connection may reuse).
+P = TypeVar("P", bound=Hashable)
 
-class VerifiedBytes:
+
+class VerifiedBytes(Generic[P]):
     __slots__ = ("_candidates", "_delivered", "_owed", "_passed", "_pending", "_settled",
                  "_totals")
 
     def __init__(self) -> None:
-        self._candidates: dict[int, dict[int, list[str]]] = {}  # in the order asked
-        self._delivered: dict[int, dict[int, str]] = {}  # reported in this attempt
+        self._candidates: dict[int, dict[int, list[P]]] = {}  # in the order asked
+        self._delivered: dict[int, dict[int, P]] = {}  # reported in this attempt
         self._owed: dict[int, dict[int, int]] = {}  # reports failed attempts still owe
         self._passed: set[int] = set()
-        self._pending: dict[int, dict[int, tuple[list[str], int]]] = {}  # (candidates, bytes)
-        self._totals: dict[str, int] = {}
+        self._pending: dict[int, dict[int, tuple[list[P], int]]] = {}  # (candidates, bytes)
+        self._totals: dict[P, int] = {}
         self._settled = False
 
     @property
@@ -50,7 +57,7 @@ class VerifiedBytes:
         """Whether settle() ran and no piece passed since."""
         return self._settled
 
-    def requested(self, piece: int, block: int, peer: str) -> None:
+    def requested(self, piece: int, block: int, peer: P) -> None:
         """We asked *peer* for this block."""
         if piece in self._passed:
             return
@@ -58,7 +65,7 @@ class VerifiedBytes:
         if peer not in candidates:
             candidates.append(peer)
 
-    def delivered(self, piece: int, block: int, peer: str) -> None:
+    def delivered(self, piece: int, block: int, peer: P) -> None:
         """*peer* delivered this block (libtorrent reports it once the block is written)."""
         if piece in self._passed:
             waiting = self._pending.get(piece, {}).pop(block, None)
@@ -82,7 +89,7 @@ class VerifiedBytes:
         self._owed.pop(piece, None)
         self._passed.add(piece)
         self._settled = False
-        waiting: dict[int, tuple[list[str], int]] = {}
+        waiting: dict[int, tuple[list[P], int]] = {}
         for block in range(-(-data_size // BLOCK)):
             n = min(BLOCK, data_size - block * BLOCK)
             peers = candidates.get(block, [])
@@ -120,13 +127,13 @@ class VerifiedBytes:
         self._pending.clear()
         self._settled = True
 
-    def totals(self) -> dict[str, int]:
+    def totals(self) -> dict[P, int]:
         return dict(self._totals)
 
-    def _credit(self, peer: str, n: int) -> None:
+    def _credit(self, peer: P, n: int) -> None:
         self._totals[peer] = self._totals.get(peer, 0) + n
 
-    def _discard(self, piece: int, block: int, peer: str) -> None:
+    def _discard(self, piece: int, block: int, peer: P) -> None:
         peers = self._candidates.get(piece, {}).get(block)
         if peers is not None and peer in peers:
             peers.remove(peer)

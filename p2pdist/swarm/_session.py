@@ -20,15 +20,21 @@ from p2pdist.swarm._accounting import BLOCK, VerifiedBytes
 from p2pdist.swarm._settings import Profile, settings_for
 from p2pdist.swarm._torrents import MAX_TORRENT_SIZE, Layout, layout_of, magnet_info
 
-__all__ = ["PeerSnapshot", "Swarm", "TorrentState", "WorkStatus", "parse_endpoint"]
+__all__ = ["PeerConnection", "PeerSnapshot", "Swarm", "TorrentState", "WorkStatus",
+           "parse_endpoint"]
 
 
 # Works held off the disk: every file at priority 0 (see Swarm._add). A torrent with more
 # files than this passes no verification (licensing's MAX_FILES, twice for a hybrid).
 _HOLD_FILES = 200_001
-# Client strings kept for peers that are gone without trading payload, at most (those
-# that traded some are kept for their receipts): past it, the gone ones are forgotten.
+# Connections (their client strings) kept for peers that are gone without trading payload,
+# at most (those that traded some are kept for their receipts): past it, the gone ones are
+# forgotten.
 MAX_IDLE_CLIENTS = 4096
+# A connection's late reports (a block written after it closed) are told from a later
+# connection's at the same IP:PORT by the peer id: this many connections are kept per
+# endpoint and work.
+_CONNECTIONS_PER_ENDPOINT = 4
 _DEFAULT_PRIORITY = 4
 
 
@@ -43,6 +49,21 @@ class TorrentState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class PeerConnection:
+    """One connection of a peer to this session: its IP:PORT, and a number no other
+    connection of the session has.
+
+    What the session knows of a peer (its client string, the bytes it sent and was sent)
+    and the key a node sees it prove belong to one connection, never to the IP:PORT: a
+    later connection from the same IP:PORT is another peer (loopback and a NAT reuse
+    source ports once a connection closed). A connection at an endpoint is new when its
+    peer id differs from the last one's there, or when the last one was seen gone."""
+
+    endpoint: str
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSnapshot:
     endpoint: str
     client: str
@@ -51,6 +72,7 @@ class PeerSnapshot:
     down_rate: int
     up_rate: int
     is_seed: bool
+    connection: PeerConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +212,16 @@ class Swarm:
         self._off_disk: list[lt.torrent_handle] = []  # held at priority 0 until release()
         # Verified-byte accounting: blocks are attributed to the peer that sent them and
         # credited only when their piece passes the hash check.
-        self._verified: dict[str, VerifiedBytes] = {}
-        # Upload accounting: payload bytes sent per peer endpoint, kept after it leaves.
-        self._uploaded: dict[str, dict[str, _Sent]] = {}
-        self._clients: dict[str, str] = {}
+        self._verified: dict[str, VerifiedBytes[PeerConnection]] = {}
+        # Upload accounting: payload bytes sent per peer connection, kept after it leaves.
+        self._uploaded: dict[str, dict[PeerConnection, _Sent]] = {}
+        self._clients: dict[PeerConnection, str] = {}
         self._clients_cap = MAX_IDLE_CLIENTS
+        # Per work, the connections seen at each endpoint (newest last), and the endpoints
+        # connected at the last look at the peer list.
+        self._connections: dict[str, dict[str, list[_Seen]]] = {}
+        self._live: dict[str, set[str]] = {}
+        self._serial = 0
         self.external_hosts: set[str] = set()  # our address as peers outside see it
         self._resume: dict[str, bytes] = {}
         self._errors: list[str] = []
@@ -259,6 +286,8 @@ class Swarm:
             self._off_disk.append(h)
         self._verified[key] = VerifiedBytes()
         self._uploaded[key] = {}
+        self._connections[key] = {}
+        self._live[key] = set()
         for p in peers:
             h.connect_peer(p)
 
@@ -351,6 +380,8 @@ class Swarm:
         self._handles[new] = self._handles.pop(old)
         self._verified[new] = self._verified.pop(old)
         self._uploaded[new] = self._uploaded.pop(old, {})
+        self._connections[new] = self._connections.pop(old, {})
+        self._live[new] = self._live.pop(old, set())
         if old in self._disk:
             self._disk[new] = self._disk.pop(old)
 
@@ -363,6 +394,8 @@ class Swarm:
         h = self._handles.pop(key, None)
         self._verified.pop(key, None)
         self._uploaded.pop(key, None)
+        self._connections.pop(key, None)
+        self._live.pop(key, None)
         self._disk.pop(key, None)
         if h is not None:
             if h in self._off_disk:
@@ -429,8 +462,8 @@ class Swarm:
             disk_full=disk_full,
         )
 
-    def verified_bytes(self, key: str) -> dict[str, int]:
-        """Payload bytes per peer endpoint whose pieces passed the hash check."""
+    def verified_bytes(self, key: str) -> dict[PeerConnection, int]:
+        """Payload bytes per peer connection whose pieces passed the hash check."""
         v = self._verified.get(key)
         if v is None:
             return {}
@@ -442,10 +475,11 @@ class Swarm:
             v.settle()
         return v.totals()
 
-    def uploaded_bytes(self, key: str) -> dict[str, int]:
-        """Payload bytes this session sent per peer endpoint in *key*, kept after the peer
-        left (see _Sent: exact while it is connected, then estimated for the last moments)."""
-        return {ep: s.total() for ep, s in self._uploaded.get(key, {}).items()}
+    def uploaded_bytes(self, key: str) -> dict[PeerConnection, int]:
+        """Payload bytes this session sent per peer connection in *key*, kept after the
+        peer left (see _Sent: exact while it is connected, then estimated for the last
+        moments)."""
+        return {c: s.total() for c, s in self._uploaded.get(key, {}).items()}
 
     def live_clients(self, key: str) -> list[str]:
         """The client strings of the peers connected to *key* right now. Safe to call
@@ -459,53 +493,98 @@ class Swarm:
         except RuntimeError:  # removed meanwhile
             return []
 
-    def peer_client(self, endpoint: str) -> str:
-        """The client string a peer at *endpoint* sent in its handshake, if seen."""
-        return self._clients.get(endpoint, "")
+    def peer_client(self, connection: PeerConnection) -> str:
+        """The client string a peer sent in the handshake of *connection*, if seen."""
+        return self._clients.get(connection, "")
+
+    def _connection(self, key: str, ep: str, pid: bytes, *, connected: bool = False
+                    ) -> PeerConnection:
+        """The connection at *ep* with peer id *pid* in *key*: the newest one there with
+        that peer id, or a new one. *connected*: the peer list shows it connected now, so
+        one seen gone is not it (the same peer came back on the same port), and the
+        others at *ep* are gone (one connection per endpoint and work). Otherwise a block
+        report, which may come from a connection that closed since (libtorrent reports a
+        block once it is written)."""
+        seen = self._connections.setdefault(key, {}).setdefault(ep, [])
+        for s in reversed(seen):
+            if s.pid == pid:
+                if not (connected and s.gone):
+                    if connected:
+                        for other in seen:
+                            other.gone = other is not s
+                    return s.connection
+                break
+        if connected:
+            for other in seen:
+                other.gone = True
+        self._serial += 1
+        new = _Seen(PeerConnection(ep, self._serial), pid)
+        seen.append(new)
+        del seen[:-_CONNECTIONS_PER_ENDPOINT]
+        return new.connection
 
     def _prune_clients(self) -> None:
-        """Forget the client strings of peers that are gone and traded no payload with
-        this session, once there are over MAX_IDLE_CLIENTS: every connection, even one
-        that says nothing but its handshake, leaves one behind."""
-        if len(self._clients) <= self._clients_cap:
+        """Forget the connections (and client strings) of peers that are gone and traded
+        no payload with this session, once there are over MAX_IDLE_CLIENTS: every
+        connection, even one that says nothing but its handshake, leaves one behind."""
+        size = max(len(self._clients), sum(len(c) for c in self._connections.values()))
+        if size <= self._clients_cap:
             return
-        keep: set[str] = set()
+        keep: set[PeerConnection] = set()
+        live: set[str] = set()
         for k, h in self._handles.items():
             keep.update(self._verified[k].totals() if k in self._verified else ())
             keep.update(self._uploaded.get(k, {}))
             with contextlib.suppress(RuntimeError):  # removed meanwhile
-                keep.update(f"{p.ip[0]}:{p.ip[1]}" for p in h.get_peer_info())
-        self._clients = {ep: c for ep, c in self._clients.items() if ep in keep}
+                live.update(f"{p.ip[0]}:{p.ip[1]}" for p in h.get_peer_info())
+        self._clients = {c: t for c, t in self._clients.items()
+                         if c in keep or c.endpoint in live}
+        for k, at in self._connections.items():
+            self._connections[k] = {
+                ep: seen for ep, seen in at.items()
+                if ep in live or any(s.connection in keep for s in seen)}
         # What must be kept (payload was traded) may itself be many: prune again only
         # once as many more have come.
-        self._clients_cap = max(MAX_IDLE_CLIENTS, 2 * len(self._clients))
+        self._clients_cap = max(MAX_IDLE_CLIENTS, 2 * len(self._clients),
+                                2 * sum(len(c) for c in self._connections.values()))
 
     def peers(self, key: str) -> list[PeerSnapshot]:
         self._prune_clients()
         out = []
         sent = self._uploaded.setdefault(key, {})
         now = time.monotonic()
+        live: set[str] = set()
         for p in self._handles[key].get_peer_info():
             ip, port = p.ip
+            ep = f"{ip}:{port}"
+            live.add(ep)
+            conn = self._connection(key, ep, p.pid.to_bytes(), connected=True)
             client = _client_text(p.client)
             if client:
-                self._clients[f"{ip}:{port}"] = client
+                self._clients[conn] = client
             if p.total_upload:
-                s = sent.get(f"{ip}:{port}")
+                s = sent.get(conn)
                 if s is None:
-                    s = sent[f"{ip}:{port}"] = _Sent()
+                    s = sent[conn] = _Sent()
                 s.polled(int(p.total_upload), int(p.payload_up_speed), now)
             out.append(
                 PeerSnapshot(
-                    endpoint=f"{ip}:{port}",
+                    endpoint=ep,
                     client=client,
                     downloaded=int(p.total_download),
                     uploaded=int(p.total_upload),
                     down_rate=int(p.payload_down_speed),
                     up_rate=int(p.payload_up_speed),
                     is_seed=bool(p.flags & lt.peer_info.seed),
+                    connection=conn,
                 )
             )
+        # A connection not in the list is gone: one that comes to its endpoint next is new.
+        at = self._connections.get(key, {})
+        for ep in self._live.get(key, set()) - live:
+            for seen in at.get(ep, ()):
+                seen.gone = True
+        self._live[key] = live
         return out
 
     # -- alerts and resume data -----------------------------------------------------------
@@ -534,27 +613,29 @@ class Swarm:
             if isinstance(a, lt.block_finished_alert | lt.block_downloading_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
-                    ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
+                    pid = a.pid.to_bytes()
+                    conn = self._connection(k, f"{a.endpoint[0]}:{a.endpoint[1]}", pid)
                     piece, block = int(a.piece_index), int(a.block_index)
                     if isinstance(a, lt.block_downloading_alert):
-                        self._verified[k].requested(piece, block, ep)
+                        self._verified[k].requested(piece, block, conn)
                     else:
-                        if ep not in self._clients:
+                        if conn not in self._clients:
                             self.peers(k)  # learn its client string while it is connected
-                        if ep not in self._clients:
+                        if conn not in self._clients:
                             # Gone already: a transfer that ends between two polls ends
                             # with libtorrent closing the seed-to-seed link. Name the peer
                             # by its peer id (until its handshake's string is seen).
-                            self._clients[ep] = _client_from_peer_id(a.pid.to_bytes())
-                        self._verified[k].delivered(piece, block, ep)
+                            self._clients[conn] = _client_from_peer_id(pid)
+                        self._verified[k].delivered(piece, block, conn)
             elif isinstance(a, lt.block_uploaded_alert):
                 k = self._key_of(a.handle)
                 if k is not None:
-                    ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
-                    s = self._uploaded.setdefault(k, {}).get(ep)
+                    conn = self._connection(k, f"{a.endpoint[0]}:{a.endpoint[1]}",
+                                            a.pid.to_bytes())
+                    s = self._uploaded.setdefault(k, {}).get(conn)
                     if s is None:
-                        s = self._uploaded[k][ep] = _Sent()
-                        if ep not in self._clients:
+                        s = self._uploaded[k][conn] = _Sent()
+                        if conn not in self._clients:
                             self.peers(k)  # learn its client string while it is connected
                     s.block_sent(time.monotonic())
             elif isinstance(a, lt.piece_finished_alert):
@@ -631,8 +712,17 @@ class Swarm:
         self.close()
 
 
+class _Seen:
+    """A connection seen at an endpoint: its peer id, and whether it was seen gone."""
+
+    __slots__ = ("connection", "gone", "pid")
+
+    def __init__(self, connection: PeerConnection, pid: bytes) -> None:
+        self.connection, self.pid, self.gone = connection, pid, False
+
+
 class _Sent:
-    """Payload bytes sent to one peer endpoint.
+    """Payload bytes sent over one peer connection.
 
     libtorrent counts a connection's payload bytes exactly, as they are written
     (peer_info.total_upload), but only while the peer is connected; its per-torrent total
