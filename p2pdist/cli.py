@@ -777,7 +777,8 @@ def fetch(
                             f" Unlocked {len(unlocked)} file(s) with your license grant"))
         elif lic is not None and lic.manifest.encryption is not None:
             out.print("This work is for sale: the files are encrypted. Buy it with "
-                      f"p2pdist buy {work.work[:16]} --voucher CODE, then p2pdist unlock.")
+                      f"p2pdist buy {work.work[:16]} (it asks for the voucher code), then "
+                      "p2pdist unlock.")
         if lic is not None:
             _print_license(lic)
         else:
@@ -873,10 +874,61 @@ def vouchers_list(
     out.print(f"{used} of {len(rows)} redeemed")
 
 
+def _one_line(text: str, where: str) -> str:
+    from p2pdist.errors import InputError
+
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InputError(f"{where} holds {'no' if not lines else 'more than one'} voucher "
+                         "code", remedy="give exactly one code, on one line")
+    return lines[0]
+
+
+def _voucher_code(voucher: str | None, voucher_file: Path | None) -> str:
+    """The voucher code, from where the user put it. A code in argv is readable by every
+    user of this machine (/proc/PID/cmdline): it still works, with a warning; stdin
+    (``--voucher -``), a file and a prompt without echo keep it off the command line."""
+    from p2pdist.errors import InputError
+
+    if voucher is not None and voucher_file is not None:
+        raise InputError("give --voucher or --voucher-file, not both")
+    if voucher_file is not None:
+        try:
+            return _one_line(voucher_file.read_text(encoding="utf-8"), str(voucher_file))
+        except OSError as e:
+            raise InputError(f"cannot read {voucher_file}: {e.strerror}",
+                             remedy="check the --voucher-file path") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{voucher_file} is not UTF-8 text",
+                             remedy="put the voucher code in the file as plain text") from None
+    if voucher == "-":
+        return _one_line(sys.stdin.readline(), "standard input")
+    if voucher is not None:
+        err.print(_line(("warning:", "yellow"), " a voucher code on the command line can be "
+                        "read by other users of this machine; use --voucher-file FILE, "
+                        "--voucher - (standard input) or the prompt instead."))
+        return voucher
+    if not sys.stdin.isatty():
+        raise InputError("no voucher code given, and no terminal to ask in",
+                         remedy="give --voucher-file FILE, or --voucher - with the code "
+                         "on standard input")
+    return str(typer.prompt("Voucher code", hide_input=True, err=True)).strip()
+
+
 @app.command()
 def buy(
     source: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
-    voucher: Annotated[str, typer.Option("--voucher", help="A voucher code for this work.")],
+    voucher: Annotated[
+        str | None, typer.Option("--voucher", help="A voucher code for this work, or - to "
+                                 "read it from standard input. A code on the command line "
+                                 "can be read by every user of this machine (ps): prefer "
+                                 "--voucher -, --voucher-file, or no option at all (a "
+                                 "prompt that does not echo).")
+    ] = None,
+    voucher_file: Annotated[
+        Path | None, typer.Option("--voucher-file", help="Read the voucher code from this "
+                                  "file (its one line).")
+    ] = None,
     seller: Annotated[
         str | None, typer.Option("--seller", help="HOST:PORT of a seller's node API "
                                  "(default: a seller seen in the swarm, or the license's hint).")
@@ -887,7 +939,9 @@ def buy(
     """Buy a paid work from a seller its license names, paying with a voucher code."""
     from p2pdist.paid import buy_work
 
-    res = buy_work(_home(), _unlock(), _work_ref(source), voucher=voucher, seller=seller,
+    work = _work_ref(source)
+    code = _voucher_code(voucher, voucher_file)
+    res = buy_work(_home(), _unlock(), work, voucher=code, seller=seller,
                    profile=_profile(local))
     if json_out:
         _emit(res.to_dict())

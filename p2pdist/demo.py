@@ -57,13 +57,15 @@ class _Demo:
         self.env = {**os.environ, "P2PDIST_NETWORK": "local", "P2PDIST_PASSPHRASE": PASSPHRASE,
                     "COLUMNS": "160"}
 
-    def cli(self, who: str, *args: str, timeout: float = 300) -> Any:
-        """Run one command; its --json answer (an object or a list), else {}."""
+    def cli(self, who: str, *args: str, timeout: float = 300, stdin: str | None = None
+            ) -> Any:
+        """Run one command (*stdin* on its standard input); its --json answer (an object
+        or a list), else {}."""
         cmd = [sys.executable, "-m", "p2pdist", "--home", str(self.root / who), *args]
         line = escape(f"$ p2pdist --home {who} {' '.join(_short(a) for a in args)}")
         self.console.print(f"[dim]{line}[/]")
         cp = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout,
-                            check=False)
+                            check=False, input=stdin)
         if cp.returncode != 0:
             raise P2PDistError(f"demo step failed ({who}): {cp.stderr.strip() or cp.stdout}")
         return json.loads(cp.stdout) if "--json" in args else {}
@@ -254,13 +256,13 @@ def _paid(d: _Demo, root: Path) -> None:
         d.cli("fan1", "fetch", pub["torrent"], "--dest", str(root / "fan1-night"), "--local",
               "--peer", f"127.0.0.1:{ada_port}", "--json")
         console.print("  Fan 1 holds the ciphertext: it can reseed it, not play it")
-        b1 = d.cli("fan1", "buy", pub["work"], "--voucher", codes[0], "--seller",
-                   f"127.0.0.1:{ada_port + 1}", "--json")
+        b1 = d.cli("fan1", "buy", pub["work"], "--voucher", "-", "--seller",
+                   f"127.0.0.1:{ada_port + 1}", "--json", stdin=codes[0] + "\n")
         with d.seeder("fan1", fan1_port):
             d.cli("fan2", "fetch", pub["torrent"], "--dest", str(root / "fan2-night"),
                   "--local", "--peer", f"127.0.0.1:{fan1_port}", "--json")
-        b2 = d.cli("fan2", "buy", pub["work"], "--voucher", codes[1], "--seller",
-                   f"127.0.0.1:{ada_port + 1}", "--json")
+        b2 = d.cli("fan2", "buy", pub["work"], "--voucher", "-", "--seller",
+                   f"127.0.0.1:{ada_port + 1}", "--json", stdin=codes[1] + "\n")
     d.cli("fan2", "unlock", pub["work"], "--dest", str(root / "fan2-night-plain"))
     if _digest(root / "fan2-night-plain" / "Night Songs") != _digest(album):
         raise P2PDistError("fan 2's unlocked copy differs from the original")

@@ -505,7 +505,7 @@ def unlock(library: Library, identity: Identity, work: str, dest: Path, *,
     raw = library.secret(w.work, "grant")
     if raw is None:
         raise NotLicensed(f"not licensed: you have not bought {w.title}",
-                          remedy=f"buy it with p2pdist buy {w.work[:16]} --voucher CODE")
+                          remedy=f"buy it with p2pdist buy {w.work[:16]}")
     grant = SignedGrant.from_bytes(raw)
     verify_grant(grant, work=bytes.fromhex(w.work), buyer=identity.public_key,
                  sellers=terms.sellers, key_id=enc.key_id)
