@@ -61,8 +61,8 @@ def _vote(port: int, info_hash: bytes, yourip: str, *, source: str = "127.0.0.1"
             chunk = s.recv(68 - len(got))
             assert chunk, "the node closed the connection during the handshake"
             got += chunk
-        payload = b"\x00" + lt.bencode({b"m": {}, b"v": b"evil",
-                                        b"yourip": ipaddress.ip_address(yourip).packed})
+        fields: Any = {b"m": {}, b"v": b"evil", b"yourip": ipaddress.ip_address(yourip).packed}
+        payload = b"\x00" + lt.bencode(fields)
         s.sendall(struct.pack(">IB", len(payload) + 1, 20) + payload)
     except BaseException:
         s.close()

@@ -209,3 +209,51 @@ def test_another_local_user_reading_buy_cmdline_finds_no_voucher_code(
     assert any(code.encode() in c for c in seen)
     assert WARNING in cp.stderr
     assert shop.redeemed() == before + 3
+
+
+def _run_in_terminal(args: list[str], answer: str, timeout: float = 120) -> tuple[int, bytes]:
+    """Run *args* on a new pseudo-terminal (its controlling terminal and standard streams);
+    type *answer* once it asks. (exit status, everything it wrote to the terminal)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: nothing here may return into pytest
+        try:
+            os.execve(args[0], args, _env())  # noqa: S606 (sys.executable, our CLI)
+        finally:
+            os._exit(127)
+    seen, typed = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not typed and b"Voucher code" in seen:
+                time.sleep(0.2)  # echo off happens right after the prompt is written
+                os.write(fd, answer.encode() + b"\n")
+                typed = True
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen
+
+
+def test_buy_without_a_code_option_asks_for_it_on_the_terminal_without_echo(
+        shop: Shop) -> None:
+    fan = shop.fan()
+    before = shop.redeemed()
+    code = shop.code()
+    status, seen = _run_in_terminal(_buy_args(shop, fan), code)
+    assert status == 0, seen.decode(errors="replace")
+    assert b"Voucher code" in seen and b"payment_ref" in seen
+    assert code.encode() not in seen  # not echoed
+    assert WARNING.encode() not in seen
+    assert shop.redeemed() == before + 1
