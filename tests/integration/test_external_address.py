@@ -19,6 +19,8 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -167,3 +169,34 @@ def test_seed_external_address_is_signed_and_a_name_is_refused(tmp_path: Path) -
         assert cp.returncode == 1, cp.stderr
         assert "--external-address" in cp.stderr and "Traceback" not in cp.stderr
     assert "--external-address" in run_cli(home, "fetch", "--help").stdout
+
+
+def _private_netns() -> list[str] | None:
+    """A command prefix that runs its command in a new network namespace holding only a
+    loopback that is up, or None where this machine cannot make one (not root, no
+    unshare or ip)."""
+    prefix = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if ok.returncode == 0 else None
+
+
+def test_seed_in_the_internet_profile_never_signs_a_yourip_vote(tmp_path: Path) -> None:
+    """The reviewer's attack end to end: the real `seed` in the internet profile (where
+    the old code signed libtorrent's vote), inside a network namespace with only a
+    loopback, so nothing can leave the machine."""
+    prefix = _private_netns()
+    if prefix is None:
+        pytest.skip("needs a private network namespace (root, unshare, ip): the "
+                    "in-process test above covers the same seam")
+    home = tmp_path / "seller"
+    pub = publish(home, make_album(tmp_path / "studio" / "album", [200_000]))
+    cp = subprocess.run([*prefix, sys.executable, "-m", "tests.integration._netns_yourip",
+                         str(home), pub["torrent"]], capture_output=True, text=True,
+                        timeout=150, check=False, cwd=Path(__file__).parents[2])
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    signed = json.loads(cp.stdout.strip().splitlines()[-1])
+    for step in ("before", "after_one_vote", "after_thirty_votes"):
+        assert signed[step] == ["127.0.0.1", CONFIGURED], (step, signed)
