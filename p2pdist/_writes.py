@@ -17,10 +17,11 @@ its sanitiser), never our reading of the same bytes:
    file needs --overwrite (InputError). --dest itself is the one a person chose: it
    may be a link they made.
 
-Both run while the work is held off the disk (swarm's *off_disk*), before --dest is
-created. libtorrent opens its files by name afterwards: someone who can write into
---dest while the fetch runs can still swap a folder for a link; the checks cover the
-folder as it is when the download is released.
+Both run while the work is held in a staging folder of its own in the node home
+(p2pdist._staging), before --dest is created and the work moved there; libtorrent
+has created nothing in --dest, nor read anything there. It opens its files by name
+afterwards: someone who can write into --dest while the fetch runs can still swap a
+folder for a link; the checks cover the folder as it is when the download is released.
 """
 
 from __future__ import annotations

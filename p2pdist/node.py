@@ -43,6 +43,7 @@ from p2pdist._files import read_bounded
 from p2pdist._home import ensure_home, make_private_dirs
 from p2pdist._paths import UNSAFE_PATHS_REMEDY, paths_problem
 from p2pdist._proof import SignedProof, split_endpoint
+from p2pdist._staging import Staging, sweep
 from p2pdist._text import is_printable
 from p2pdist._writes import LINK_REMEDY, check_dest, check_layout
 from p2pdist.errors import (
@@ -716,9 +717,12 @@ def check_source_license(
         client_version=client_version(home),
     ) as swarm:
         swarm.add_magnet("m", magnet, Path(tmp), peers=peers)
-        _need_peer_source(swarm, "m", peers)
-        info = _wait_metadata(swarm, "m", timeout, peers)
-        return verify_work(info, _layout(swarm, "m"))
+        try:
+            _need_peer_source(swarm, "m", peers)
+            info = _wait_metadata(swarm, "m", timeout, peers)
+            return verify_work(info, _layout(swarm, "m"))
+        finally:
+            swarm.remove("m")  # waits for libtorrent to be done with *tmp*
 
 
 def _need_peer_source(swarm: Swarm, key: str, peers: Sequence[tuple[str, int]]) -> None:
@@ -958,6 +962,7 @@ class Node:
         # Before the session starts: a second node in this home must not touch it.
         self.control = ControlServer(home) if control else None
         self.library = Library(home)
+        sweep(home)  # staging folders a fetch that crashed left behind (p2pdist._staging)
         self.peers = tuple(peers)
         try:
             self.swarm = Swarm(
@@ -1074,72 +1079,82 @@ class Node:
         known = next((w for w in self.library.all() if {w.work, w.infohash} & set(src.hashes)),
                      None)
         key = known.work if known else "pending"
-        if known and Path(known.save_path) == dest and self.library.resume(known.work):
-            self.swarm.add_resume(key, self.library.resume(known.work) or b"", dest,
-                                  peers=self.peers, hold=True)
-        elif known and Path(known.save_path) == dest:
-            self.swarm.add_torrent(key, self.library.torrent(known.work), dest,
-                                   peers=self.peers, hold=True)
-        elif src.torrent is not None:
-            self.swarm.add_torrent(key, src.torrent, dest, peers=self.peers, hold=True,
-                                   off_disk=True)
-        else:
-            self.swarm.add_magnet(key, src.magnet or "", dest, peers=self.peers)
+        # A work fetched into *dest* before resumes there. Any other waits in a staging
+        # folder of its own, never *dest*, until every check passed (p2pdist._staging):
+        # libtorrent creates files and links as soon as it knows the file list.
         here = known is not None and Path(known.save_path) == dest
+        staging = None if here else Staging(self.home, src.hashes[0] if src.hashes else "")
         try:
-            if src.magnet and not here:
-                _need_peer_source(self.swarm, key, self.peers)  # or wait for metadata in vain
-            info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
-            lic: License | None
+            if staging is None and known and self.library.resume(known.work):
+                self.swarm.add_resume(key, self.library.resume(known.work) or b"", dest,
+                                      peers=self.peers, hold=True)
+            elif staging is None and known:
+                self.swarm.add_torrent(key, self.library.torrent(known.work), dest,
+                                       peers=self.peers, hold=True)
+            elif staging is not None and src.torrent is not None:
+                self.swarm.add_torrent(key, src.torrent, staging.path, peers=self.peers,
+                                       hold=True, off_disk=True)
+            elif staging is not None:
+                self.swarm.add_magnet(key, src.magnet or "", staging.path, peers=self.peers)
             try:
-                # (1) signatures (2) content binding (3) terms (4) libtorrent's own paths
-                lic = verify_work(info, _layout(self.swarm, key))
-            except NotLicensed:
-                if not allow_unlicensed:
-                    raise
-                lic = None
-                if on_warning:
-                    on_warning("this torrent carries no p2pdist license: fetched on your word")
-            if require_trusted:
-                if lic is None:
-                    raise NotTrusted("an unlicensed torrent has no holder to trust")
-                check_trusted(self.home, lic)
-            # What a work already fetched into *dest* wrote there is its own to resume.
-            _check_paths(info, _layout(self.swarm, key), dest, overwrite=overwrite or here)
-            if not here:
-                _need_peer_source(self.swarm, key, self.peers)
-        except P2PDistError:
-            self.swarm.remove(key)
-            raise
-        work_id = hashlib.sha256(info).hexdigest()
-        if key == "pending":
-            self.swarm.rekey(key, work_id)
-            key = work_id
-        made = not os.path.lexists(dest)
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            self.swarm.remove(key)
-            raise InputError(f"cannot create {dest}: {e.strerror}") from None
-        if made and dest.is_symlink():  # not the one the user gave: made since the check
-            self.swarm.remove(key)
-            raise MalformedObject(f"{dest} became a symbolic link while the fetch started",
-                                  remedy=LINK_REMEDY)
-        status = self.swarm.status(key)
-        work = Work(
-            work=work_id,
-            infohash=hashlib.sha1(info).hexdigest(),  # noqa: S324 - BitTorrent v1 id
-            title=lic.manifest.title if lic else status.name,
-            license=lic.manifest.terms.license_id if lic else "unlicensed",
-            role=known.role if known else "fetched",
-            save_path=str(dest),
-            size=lic.manifest.content.total_size if lic else status.total_wanted,
-            added=known.added if known else now_iso(),
-            complete=False,
-            magnet=known.magnet if known else (src.magnet or ""),
-        )
-        if not known or Path(known.save_path) != dest:
-            self.library.add(work, src.torrent or self.swarm.torrent_bytes(key) or b"")
+                if src.magnet and not here:
+                    _need_peer_source(self.swarm, key, self.peers)  # or wait in vain
+                info = _wait_metadata(self.swarm, key, metadata_timeout, self.peers)
+                lic: License | None
+                try:
+                    # (1) signatures (2) content binding (3) terms (4) libtorrent's paths
+                    lic = verify_work(info, _layout(self.swarm, key))
+                except NotLicensed:
+                    if not allow_unlicensed:
+                        raise
+                    lic = None
+                    if on_warning:
+                        on_warning("this torrent carries no p2pdist license: fetched on "
+                                   "your word")
+                if require_trusted:
+                    if lic is None:
+                        raise NotTrusted("an unlicensed torrent has no holder to trust")
+                    check_trusted(self.home, lic)
+                # What a work already fetched into *dest* wrote there is its own to resume.
+                _check_paths(info, _layout(self.swarm, key), dest, overwrite=overwrite or here)
+                if not here:
+                    _need_peer_source(self.swarm, key, self.peers)
+                work_id = hashlib.sha256(info).hexdigest()
+                if key == "pending":
+                    self.swarm.rekey(key, work_id)
+                    key = work_id
+                made = not os.path.lexists(dest)
+                try:
+                    dest.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise InputError(f"cannot create {dest}: {e.strerror}") from None
+                if made and dest.is_symlink():  # not the one the user gave: made since
+                    raise MalformedObject(f"{dest} became a symbolic link while the fetch "
+                                          "started", remedy=LINK_REMEDY)
+                if staging is not None:  # checked: from the staging folder to *dest*
+                    self.swarm.move(key, dest)
+                status = self.swarm.status(key)
+                work = Work(
+                    work=work_id,
+                    infohash=hashlib.sha1(info).hexdigest(),  # noqa: S324 - BitTorrent v1 id
+                    title=lic.manifest.title if lic else status.name,
+                    license=lic.manifest.terms.license_id if lic else "unlicensed",
+                    role=known.role if known else "fetched",
+                    save_path=str(dest),
+                    size=lic.manifest.content.total_size if lic else status.total_wanted,
+                    added=known.added if known else now_iso(),
+                    complete=False,
+                    magnet=known.magnet if known else (src.magnet or ""),
+                )
+                if not here:
+                    self.library.add(work, src.torrent or self.swarm.torrent_bytes(key) or b"")
+            except BaseException:
+                # A staged work goes with what libtorrent made in its folder (see remove).
+                self.swarm.remove(key)
+                raise
+        finally:
+            if staging is not None:
+                staging.remove()
         self._titles[key] = work.title
         self.swarm.release(key)
         self.swarm.connect(key, self.peers)

@@ -24,9 +24,12 @@ __all__ = ["PeerConnection", "PeerSnapshot", "Swarm", "TorrentState", "WorkStatu
            "parse_endpoint"]
 
 
-# Works held off the disk: every file at priority 0 (see Swarm._add). A torrent with more
-# files than this passes no verification (licensing's MAX_FILES, twice for a hybrid).
+# A magnet held off the disk: this many files at priority 0 (see Swarm._add). A torrent
+# with more files than this passes no verification (licensing's MAX_FILES, twice for a
+# hybrid); libtorrent creates the ones past it, but in the staging folder (see _add).
 _HOLD_FILES = 200_001
+# How long move() and the removal of a staged work wait for libtorrent's disk thread.
+DISK_WAIT = 120.0
 # Connections (their client strings) kept for peers that are gone without trading payload,
 # at most (those that traded some are kept for their receipts): past it, the gone ones are
 # forgotten.
@@ -210,6 +213,10 @@ class Swarm:
             self._ses.set_peer_class_filter(pcf)
         self._handles: dict[str, lt.torrent_handle] = {}
         self._off_disk: list[lt.torrent_handle] = []  # held at priority 0 until release()
+        # Added off the disk and still in the caller's staging folder (no move() asked).
+        self._staged: list[lt.torrent_handle] = []
+        self._moves: dict[str, str] = {}  # key -> "" once moved, else what failed
+        self._deleting: list[lt.torrent_handle] = []  # removed, files being deleted
         # Verified-byte accounting: blocks are attributed to the peer that sent them and
         # credited only when their piece passes the hash check.
         self._verified: dict[str, VerifiedBytes[PeerConnection]] = {}
@@ -264,9 +271,13 @@ class Swarm:
             atp.flags |= lt.torrent_flags.upload_mode
         if off_disk:
             # Upload mode alone does not keep libtorrent off the disk: once it knows the
-            # file list it makes the folders, the empty files and any symlinks. Priority
-            # 0 keeps it from creating anything until release(), i.e. until the names
-            # were checked. (For a magnet, libtorrent cuts the list to the file count.)
+            # file list it makes the folders, the empty files and any symlinks, and it
+            # reads the files already there. So the save path of a work not checked yet
+            # is a staging folder of its own (the caller's), moved to its real place
+            # only once checked (move()). Priority 0 keeps libtorrent from creating
+            # even there: for a magnet, as many files as any verifiable work has
+            # (libtorrent cuts the list to the file count, and gives files past it the
+            # default priority: those it creates, in the staging folder).
             # Not for a work already verified: it would skip checking the files there.
             n = atp.ti.num_files() if atp.ti is not None else _HOLD_FILES
             atp.file_priorities = [0] * n
@@ -284,6 +295,7 @@ class Swarm:
         self._handles[key] = h
         if off_disk:
             self._off_disk.append(h)
+            self._staged.append(h)
         self._verified[key] = VerifiedBytes()
         self._uploaded[key] = {}
         self._connections[key] = {}
@@ -302,9 +314,12 @@ class Swarm:
         hold: bool = False,
         off_disk: bool = False,
     ) -> None:
-        """Add a torrent file's bytes. *hold* keeps it from downloading until release();
-        *off_disk* (with *hold*, for a torrent whose names are not checked yet) also
-        keeps libtorrent from creating any folder, empty file or link in *save_path*."""
+        """Add a torrent file's bytes. *hold* keeps it from downloading until release().
+        *off_disk* (with *hold*, for a torrent whose names are not checked yet): then
+        *save_path* is a private staging folder for this work alone, libtorrent creates
+        as little as it can there until release(), and move() takes the work to its
+        real place once checked; removed before that, what libtorrent made in the
+        staging folder is deleted."""
         if len(torrent) > MAX_TORRENT_SIZE:
             raise SourceError("the torrent is too large")
         try:
@@ -343,8 +358,9 @@ class Swarm:
         *,
         peers: Sequence[tuple[str, int]] = (),
     ) -> None:
-        """Add a magnet link held and off the disk: metadata comes (BEP 9), nothing is
-        written until release()."""
+        """Add a magnet link held and off the disk (see add_torrent's *off_disk*: the
+        *save_path* is a staging folder): metadata comes (BEP 9), nothing is downloaded
+        until release()."""
         magnet_info(uri)
         atp = lt.parse_magnet_uri(uri)
         atp.save_path = str(save_path)
@@ -373,6 +389,28 @@ class Swarm:
             self._off_disk.remove(h)
         h.unset_flags(lt.torrent_flags.upload_mode)
 
+    def move(self, key: str, save_path: Path, *, timeout: float = DISK_WAIT) -> None:
+        """Move a work added off the disk from its staging folder to *save_path*, once it
+        is checked, and wait until libtorrent has. A file already where the work's
+        goes in *save_path* is kept, never replaced, and the work rechecked (libtorrent's
+        dont_replace). StorageError when the move fails."""
+        h = self._handles[key]
+        if h in self._staged:  # from now on remove() leaves its files alone
+            self._staged.remove(h)
+        self._moves.pop(key, None)
+        h.move_storage(str(save_path), lt.move_flags_t.dont_replace)
+        deadline = time.monotonic() + timeout
+        while key not in self._moves:
+            if time.monotonic() > deadline:
+                raise StorageError(f"libtorrent did not move the work to {save_path} within "
+                                   f"{timeout:.0f} s", remedy="run the same fetch again")
+            self._ses.wait_for_alert(100)
+            self._drain()
+        problem = self._moves.pop(key)
+        if problem:
+            raise StorageError(f"cannot move the work to {save_path}: {problem}",
+                               remedy="check the folder's permissions and free space")
+
     def rekey(self, old: str, new: str) -> None:
         """Name a work by *new* from now on (its id is known once the metadata is)."""
         if new in self._handles:
@@ -382,6 +420,8 @@ class Swarm:
         self._uploaded[new] = self._uploaded.pop(old, {})
         self._connections[new] = self._connections.pop(old, {})
         self._live[new] = self._live.pop(old, set())
+        if old in self._moves:
+            self._moves[new] = self._moves.pop(old)
         if old in self._disk:
             self._disk[new] = self._disk.pop(old)
 
@@ -390,17 +430,35 @@ class Swarm:
         for p in peers:
             h.connect_peer(p)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, *, timeout: float = DISK_WAIT) -> None:
+        """Take *key* out of the session. A work still in its staging folder (added off
+        the disk, never moved) goes with what libtorrent made there, and this waits
+        until libtorrent is done with that folder (its deletion comes after every disk
+        job of the work, such as the one creating its empty files and links), so that
+        the caller can remove the folder for good."""
         h = self._handles.pop(key, None)
         self._verified.pop(key, None)
         self._uploaded.pop(key, None)
         self._connections.pop(key, None)
         self._live.pop(key, None)
         self._disk.pop(key, None)
-        if h is not None:
-            if h in self._off_disk:
-                self._off_disk.remove(h)
+        self._moves.pop(key, None)
+        if h is None:
+            return
+        if h in self._off_disk:
+            self._off_disk.remove(h)
+        if h not in self._staged:
             self._ses.remove_torrent(h)
+            return
+        self._staged.remove(h)
+        self._deleting.append(h)
+        self._ses.remove_torrent(h, lt.session.delete_files)
+        deadline = time.monotonic() + timeout
+        while h in self._deleting and time.monotonic() < deadline:
+            self._ses.wait_for_alert(100)
+            self._drain()
+        if h in self._deleting:  # the caller removes the folder anyway; sweep the rest
+            self._deleting.remove(h)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -655,6 +713,13 @@ class Swarm:
                 k = self._key_of(a.handle)
                 if k is not None:
                     self._resume.setdefault(k, b"")
+            elif isinstance(a, lt.storage_moved_alert | lt.storage_moved_failed_alert):
+                k = self._key_of(a.handle)
+                if k is not None:
+                    failed = isinstance(a, lt.storage_moved_failed_alert)
+                    self._moves[k] = str(a.message()) if failed else ""
+            elif isinstance(a, lt.torrent_deleted_alert | lt.torrent_delete_failed_alert):
+                self._deleting = [h for h in self._deleting if h != a.handle]
             elif isinstance(a, lt.file_error_alert):
                 # On a write error libtorrent puts the work in upload mode and goes on
                 # quietly: remember the first error, or a fetch waits for data in vain.

@@ -876,3 +876,95 @@ def test_a_link_in_dest_that_leads_inside_it_is_not_followed_either(
     assert (cp.returncode, doc["kind"]) == (3, "MalformedObject"), doc
     assert "symbolic link" in doc["error"] and doc["remedy"], doc
     assert snapshot(scene.root, scene.fan) == before
+
+
+# -- more files than the hold covers ---------------------------------------------------------
+#
+# A magnet's file list is unknown until a peer sends it, so the fetch held the work with
+# a fixed count of files at priority 0 (swarm's _HOLD_FILES). A torrent with more files
+# got the default priority for the rest, and libtorrent created those (empty files, BEP
+# 47 links) in --dest the moment the metadata came, before any check: through a link
+# already in --dest, outside it. A held work now lives in a staging folder in the home.
+
+
+def _overflowing_info() -> tuple[dict[str, Any], bytes]:
+    """An info dict with a real file, empty files up to the hold's last index, and past
+    it an empty file and a BEP 47 link (to the real file), both in a folder 'sub'."""
+    from p2pdist.swarm._session import _HOLD_FILES
+
+    data = os.urandom(PIECE)
+    files: list[dict[str, Any]] = [{"length": PIECE, "path": [b"a.bin"]}]
+    files += [{"length": 0, "path": [b"z", b"%d" % i]} for i in range(_HOLD_FILES)]
+    files += [{"length": 0, "path": [b"sub", b"pwned.txt"]},
+              {"attr": b"l", "length": 0, "path": [b"sub", b"lnk"],
+               "symlink path": [b"a.bin"]}]
+    assert len(files) > _HOLD_FILES + 1
+    return {"name": b"evil", "piece length": PIECE, "pieces": _pieces(data),
+            "files": files}, data
+
+
+@pytest.fixture(scope="module")
+def overflow_seeder(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[int, dict[str, str]]]:
+    """A raw libtorrent session seeding the overflowing torrent twice: with no license,
+    and with Mallory's valid license of a one-file work (the file list is not that)."""
+    import libtorrent as lt
+
+    root = tmp_path_factory.mktemp("mallory-overflow")
+    info, data = _overflowing_info()
+    manifest = {**_base_manifest(CCTerms("CC-BY-4.0")),
+                "content": _content([(("evil", "a.bin"), PIECE)], info["pieces"])}
+    torrents = {"unlicensed": _canonical.encode({"info": info}),
+                "licensed-but-wrong": _signed_torrent(info, manifest)}
+    ses = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False,
+                      "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+                      "allow_multiple_connections_per_ip": True})
+    magnets = {}
+    try:
+        for name, torrent in torrents.items():
+            ti = lt.torrent_info(lt.bdecode(torrent))
+            assert ti.num_files() == len(info["files"])  # libtorrent reads them all
+            seed = root / name
+            (seed / "evil").mkdir(parents=True)
+            (seed / "evil" / "a.bin").write_bytes(data)
+            atp = lt.add_torrent_params()
+            atp.ti, atp.save_path = ti, str(seed)
+            # Resume data saying it has the one piece, with every file but a.bin at
+            # priority 0: the seeder serves the metadata at once, without creating or
+            # checking 200,000 empty files first.
+            atp.have_pieces = [True]
+            atp.file_priorities = [4] + [0] * (ti.num_files() - 1)
+            ses.add_torrent(atp)
+            magnets[name] = lt.make_magnet_uri(ti)
+        deadline = time.monotonic() + 10
+        while not ses.listen_port() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield ses.listen_port(), magnets
+    finally:
+        del ses
+
+
+@pytest.mark.slow  # 6 MB of metadata per fetch, and libtorrent reading 200,000 files
+@pytest.mark.parametrize("case", ["unlicensed", "licensed-but-wrong"])
+def test_magnet_with_more_files_than_the_hold_covers_writes_nothing_before_the_checks(
+        case: str, scene: Scene, overflow_seeder: tuple[int, dict[str, str]]) -> None:
+    port, magnets = overflow_seeder
+    # The fan's --dest holds a link named as the work, leading outside it.
+    scene.dest.mkdir()
+    (scene.dest / "evil").symlink_to(scene.canary)
+    watched = (scene.root, scene.fan)
+    before = snapshot(*watched)
+    cp = run_cli(scene.fan, "fetch", magnets[case], "--dest", str(scene.dest), "--local",
+                 "--peer", f"127.0.0.1:{port}", "--metadata-timeout", "90", "--json",
+                 check=False, timeout=150)
+    assert "Traceback" not in cp.stderr, cp.stderr
+    doc = json.loads(cp.stdout.splitlines()[-1])
+    kinds = {"unlicensed": ("NotLicensed",),
+             "licensed-but-wrong": ("ContentMismatch", "MalformedObject")}[case]
+    assert (cp.returncode, doc.get("kind")) in {(3, k) for k in kinds}, doc
+    assert doc["remedy"], doc
+    # Nothing in --dest, beside it, or where its link leads (no 'sub/pwned.txt', no
+    # 'sub/lnk'), and nothing left in the fan's home: no staging folder either.
+    assert snapshot(*watched) == before, "something changed on disk"
+    assert not (scene.canary / "sub").exists()
+    assert not (scene.fan / "held").exists()
