@@ -182,6 +182,7 @@ def test_sixteen_fans_spread_a_work_via_opentracker_and_every_byte_is_receipted(
     for fan in fans:
         assert digests(tmp_path / f"{fan.name}-music" / "Launch") == want, fan.name
 
+    print(f"artist: uploaded {launched['uploaded']}, credit {launched['credit']}")
     # Spread: the artist uploaded at most 3x the work; the fans carried the rest.
     assert launched["uploaded"] <= 3 * size, launched
     assert launched["credit"] <= launched["uploaded"], launched
