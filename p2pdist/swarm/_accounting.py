@@ -17,8 +17,11 @@ into the piece's next attempt, without being asked again. Hence, per block:
   reported: that report, when it comes, is dropped and never counts for a later attempt;
 - when its piece passes, a block goes to the peer whose delivery was reported, or to the
   only peer that may have delivered it; otherwise it waits for its report, and
-  ``settle()`` (once the download is complete and no report can come) gives it to the
-  candidate that sent the most verified bytes.
+  ``settle()`` (once the download is complete and no report can come) gives it to a
+  candidate that sent us bytes not credited yet (libtorrent's exact payload count per
+  connection, less its credit: a candidate whose bytes are all credited did not send
+  it, its request was cancelled), the one that sent the most verified bytes among those
+  (or among all candidates, when none has such bytes).
 
 A piece is credited, block by block, once: at most its size less its padding. A work is
 thus never credited more than its size, and a complete download is credited exactly its
@@ -27,7 +30,7 @@ size.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Generic, TypeVar
 
 __all__ = ["BLOCK", "VerifiedBytes"]
@@ -116,14 +119,20 @@ class VerifiedBytes(Generic[P]):
         self._passed.discard(piece)
         self._pending.pop(piece, None)
 
-    def settle(self) -> None:
+    def settle(self, received: Mapping[P, int] | None = None) -> None:
         """The download is complete: no delivery report will come. Give each block still
-        waiting to the candidate that has sent the most verified bytes (the one asked
-        last on a tie)."""
+        waiting to a candidate with bytes not yet credited in *received* (payload bytes
+        each peer sent us, exact): of those, or of all candidates when none has any, the
+        one that has sent the most verified bytes (the one asked last on a tie)."""
+        spare = {p: n - self._totals.get(p, 0) for p, n in (received or {}).items()}
         for waiting in self._pending.values():
             for peers, n in waiting.values():
                 if peers:
-                    self._credit(max(reversed(peers), key=lambda p: self._totals.get(p, 0)), n)
+                    able = [p for p in peers if spare.get(p, 0) >= n] or peers
+                    peer = max(reversed(able), key=lambda p: self._totals.get(p, 0))
+                    if peer in spare:
+                        spare[peer] -= n
+                    self._credit(peer, n)
         self._pending.clear()
         self._settled = True
 

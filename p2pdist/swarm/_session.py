@@ -222,6 +222,10 @@ class Swarm:
         self._verified: dict[str, VerifiedBytes[PeerConnection]] = {}
         # Upload accounting: payload bytes sent per peer connection, kept after it leaves.
         self._uploaded: dict[str, dict[PeerConnection, _Sent]] = {}
+        # Payload bytes received per peer connection, libtorrent's exact count (as of the
+        # last look while it was connected): settle() tells by it who sent a block whose
+        # delivery report never came.
+        self._received: dict[str, dict[PeerConnection, int]] = {}
         self._clients: dict[PeerConnection, str] = {}
         self._clients_cap = MAX_IDLE_CLIENTS
         # Per work, the connections seen at each endpoint (newest last), and the endpoints
@@ -298,6 +302,7 @@ class Swarm:
             self._staged.append(h)
         self._verified[key] = VerifiedBytes()
         self._uploaded[key] = {}
+        self._received[key] = {}
         self._connections[key] = {}
         self._live[key] = set()
         for p in peers:
@@ -418,6 +423,7 @@ class Swarm:
         self._handles[new] = self._handles.pop(old)
         self._verified[new] = self._verified.pop(old)
         self._uploaded[new] = self._uploaded.pop(old, {})
+        self._received[new] = self._received.pop(old, {})
         self._connections[new] = self._connections.pop(old, {})
         self._live[new] = self._live.pop(old, set())
         if old in self._moves:
@@ -439,6 +445,7 @@ class Swarm:
         h = self._handles.pop(key, None)
         self._verified.pop(key, None)
         self._uploaded.pop(key, None)
+        self._received.pop(key, None)
         self._connections.pop(key, None)
         self._live.pop(key, None)
         self._disk.pop(key, None)
@@ -527,10 +534,11 @@ class Swarm:
             return {}
         if not v.settled and self._handles[key].status().is_seeding:
             # Complete: libtorrent reports no more deliveries once it holds every piece.
-            # Take in the last pieces and the reports that came before, then settle the
-            # blocks still waiting.
+            # Take in the last pieces and the reports that came before, and what each
+            # connected peer sent, then settle the blocks still waiting.
             self._drain()
-            v.settle()
+            self.peers(key)
+            v.settle(self._received.get(key, {}))
         return v.totals()
 
     def uploaded_bytes(self, key: str) -> dict[PeerConnection, int]:
@@ -597,6 +605,9 @@ class Swarm:
                 live.update(f"{p.ip[0]}:{p.ip[1]}" for p in h.get_peer_info())
         self._clients = {c: t for c, t in self._clients.items()
                          if c in keep or c.endpoint in live}
+        for k, got in self._received.items():
+            self._received[k] = {c: n for c, n in got.items()
+                                 if c in keep or c.endpoint in live}
         for k, at in self._connections.items():
             self._connections[k] = {
                 ep: seen for ep, seen in at.items()
@@ -620,6 +631,9 @@ class Swarm:
             client = _client_text(p.client)
             if client:
                 self._clients[conn] = client
+            if p.total_download:
+                got = self._received.setdefault(key, {})
+                got[conn] = max(got.get(conn, 0), int(p.total_download))
             if p.total_upload:
                 s = sent.get(conn)
                 if s is None:

@@ -103,6 +103,45 @@ def test_settle_gives_unreported_blocks_to_the_peer_that_sent_most() -> None:
     assert v.totals() == {"honest": PIECE + BLOCK}
 
 
+def test_settle_gives_an_unreported_block_to_the_candidate_whose_bytes_are_not_all_credited(
+) -> None:
+    # End game in a swarm: the last block was asked of the seed (which sent this fan the
+    # most) and of another fan; the other fan answered and the seed's request was
+    # cancelled. Every byte the seed sent is credited already: it did not send the block,
+    # and a receipt crediting it would claim more than the seed uploaded.
+    v = VerifiedBytes()
+    for b in range(4):
+        v.requested(0, b, "seed")
+        v.delivered(0, b, "seed")
+    v.piece_passed(0, PIECE)
+    v.requested(1, 0, "seed")
+    v.requested(1, 0, "fan")
+    v.piece_passed(1, BLOCK)  # its report never comes: the download completed
+    v.settle(received={"seed": PIECE, "fan": BLOCK})
+    assert v.totals() == {"seed": PIECE, "fan": BLOCK}
+
+
+def test_settle_prefers_the_most_verified_of_the_candidates_that_sent_spare_bytes() -> None:
+    # A liar's corrupt piece left it bytes that were never credited; the honest peer sent
+    # the two waiting blocks: of the two candidates with spare bytes, the one that sent
+    # verified data gets them.
+    v = VerifiedBytes()
+    for b in range(4):
+        v.delivered(0, b, "liar")
+    v.piece_failed(0)
+    for b in range(4):
+        v.delivered(0, b, "honest")
+    v.piece_passed(0, PIECE)
+    v.requested(1, 0, "liar")
+    v.requested(1, 0, "honest")
+    v.requested(2, 0, "liar")
+    v.requested(2, 0, "honest")
+    v.piece_passed(1, BLOCK)
+    v.piece_passed(2, BLOCK)
+    v.settle(received={"liar": PIECE, "honest": PIECE + 2 * BLOCK})
+    assert v.totals() == {"honest": PIECE + 2 * BLOCK}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["req", "del", "pass", "fail"]),
                           st.integers(0, 3), st.integers(0, 3), st.sampled_from("abc")),
