@@ -138,6 +138,8 @@ __all__ = [
 # costs it about this much. Big works have big resume data (their v2 hash trees), so it
 # is saved at most this many bytes per second.
 RESUME_EVERY = 1.0
+# How long a stopped torrent waits for its disk error to arrive before it is blamed on a peer.
+ERROR_SETTLE = 2.0
 RESUME_WRITE_RATE = 1024 * 1024
 RECONNECT_EVERY = 3.0
 MAX_TITLE = 300
@@ -1536,6 +1538,15 @@ def wait_complete(
             # that fails its hash check.
             raise _disk_error(snap.status, node.library.get(key).save_path)
         if snap.status.state is TorrentState.ERROR:
+            # libtorrent's disk thread posts the failed write (file_error_alert) on its
+            # own time: a hybrid torrent whose write failed can stop on "v1 and v2 hashes
+            # do not describe the same data" a tick before the write's own error arrives.
+            settle = time.monotonic() + ERROR_SETTLE
+            while not snap.status.disk_error and time.monotonic() < settle:
+                time.sleep(0.05)
+                snap = {s.work: s for s in node.tick()}[key]
+            if snap.status.disk_error:
+                raise _disk_error(snap.status, node.library.get(key).save_path)
             raise _storage_error(snap.status.error)
         if snap.status.complete and node.finished(key):
             return snap
