@@ -1383,13 +1383,23 @@ class Node:
 
     def _note_uploads(self, key: str, peers: Sequence[PeerSnapshot],
                       uploaded: dict[PeerConnection, int]) -> None:
-        """Tell the credit what this session sent each proven key of *key*: the bytes
-        that back the receipts it will keep (summed over the key's proven connections)."""
+        """Tell the credit what this session sent each key of *key*: the bytes that back
+        the receipts it will keep, summed over the connections that proved the key or
+        claimed it in their handshake.
+
+        A claim is enough here. A receipt still needs the key's own signature, so bytes
+        sent to a peer that claimed someone else's key only give that key's real holder
+        room it already had; and a fan whose connection closed before its proof came
+        back (a full disk stopped its fetch) must not find the bytes it really got
+        missing from its backing, or every later cumulative receipt of it is refused."""
         if self.credit is None or key == "pending":
             return
         per_key: dict[bytes, int] = {}
         for c, n in uploaded.items():
             pk = self.proven_key(c)
+            if pk is None:
+                claim = parse_client_string(self.swarm.peer_client(c))
+                pk = claim.pk if claim is not None else None
             if pk is not None and n:
                 per_key[pk] = per_key.get(pk, 0) + n
         connected = []
