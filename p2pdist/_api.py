@@ -15,9 +15,10 @@ silent at most READ_TIMEOUT and must send its whole request within REQUEST_DEADL
 so a slow-loris client trickling a byte at a time is cut off too); at most
 MAX_CONNECTIONS are served at once and MAX_PER_NETWORK from one /24 (IPv4) or /64 (IPv6)
 network, so that many addresses of one network count as one (503 and 429 beyond). When
-every slot is taken, a new connection takes the slot of the one that has waited longest
-without sending its whole request, so that requests which arrive whole are served
-whatever idle sockets are held. Every
+every slot is taken, or every slot of the new connection's network, it takes the slot of
+the one (of that network) that has waited longest without sending its whole request, so
+that requests which arrive whole are served whatever idle or trickling sockets are held,
+even by a neighbour in the same /24. Every
 refusal is JSON ``{"ok": false, "reason", "error"}``, a 4xx for anything a client can
 send, never the standard library's HTML page or a traceback on stderr. Built on the
 standard library's ThreadingHTTPServer: one thread per connection, which the caps keep
@@ -222,8 +223,10 @@ class _Server(ThreadingHTTPServer):
     *max_per_network* from one /24 or /64 (a 503 or 429 beyond, written at once), and
     each must send its request line within LINE_DEADLINE and its whole request within
     REQUEST_DEADLINE (a reaper in the accept loop cuts off the slow ones, however
-    steadily they trickle). When all slots are held, the connection that has waited
-    longest without a whole request gives its slot to the new one."""
+    steadily they trickle). When all slots are held, or all of the new connection's
+    network's, the connection (of that network) that has waited longest without a whole
+    request gives its slot to the new one (408 to it); 503 or 429 only when every one
+    holds a whole request."""
 
     daemon_threads = True
     request_queue_size = 128  # a flood waits here to be refused, rather than be dropped
@@ -254,14 +257,16 @@ class _Server(ThreadingHTTPServer):
             c.deadline = None
             return not c.expired
 
-    def _evict_one(self) -> bool:
-        """Cut the connection that has waited longest without sending its whole request
-        and free its slot; False if every connection holds a whole request. Lock held."""
+    def _evict_one(self, network: str | None = None) -> bool:
+        """Cut the connection (of *network*, or of any) that has waited longest without
+        sending its whole request and free its slot; False if every such connection holds
+        a whole request. Lock held."""
         # No request line yet first, then the oldest: an idle socket goes before a
         # request whose headers are on their way.
         waiting = sorted(((c.line_deadline is None, c.accepted, id(r)), r, c)
                          for r, c in self._conns.items()
-                         if not c.evicted and c.deadline is not None)
+                         if not c.evicted and c.deadline is not None
+                         and (network is None or c.network == network))
         for _, request, c in waiting:
             if c.line_deadline is None or not _line_pending(request):
                 break
@@ -284,7 +289,11 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         network = network_of(str(client_address[0]))
         with self._conns_lock:
-            if self._per_network.get(network, 0) >= self.max_per_network:
+            # A network at its cap gives the slot of its own slowest connection, as the
+            # whole server does at its cap: a neighbour trickling header bytes on every
+            # slot of the /24 cannot keep an honest request of that /24 out.
+            if self._per_network.get(network, 0) >= self.max_per_network \
+                    and not self._evict_one(network):
                 refused: tuple[int, str] | None = (
                     429, f"over {self.max_per_network} connections from {network}")
             elif self._live >= self.max_connections and not self._evict_one():
