@@ -18,8 +18,12 @@ connected, waits up to BACKING_WAIT for the next tick and is then answered 503 (
 again": the downloader's outbox does); from any other key it is refused (403
 "unserved" or "unbacked").
 
-New keys: one source network (/24 for IPv4, /64 for IPv6) brings at most
-NEW_KEYS_PER_NET downloader keys per work per NEW_KEYS_WINDOW seconds (429 beyond).
+New keys: as a collector, one source network (/24 for IPv4, /64 for IPv6) brings at
+most NEW_KEYS_PER_NET new downloader keys of collected copies per work per
+NEW_KEYS_WINDOW seconds (429 beyond): a budget of its own, since a collected copy is
+backed by nothing at the collector. Received receipts have no key cap: each is backed by
+bytes this node really sent that key. A full budget costs an honest fan of that network
+only its copy at the collector; its uploader's own copy is what pays.
 
 Collector: a work's manifest may name a collector (key and API endpoint). Downloaders
 send it a copy of every receipt they issue for that work; a node whose key is the
@@ -140,8 +144,9 @@ class Credit:
     _saved: dict[tuple[bytes, bytes], tuple[int, float]] = field(default_factory=dict)
     # (work, downloader) of peers connected now that claim that key (proven or not yet).
     _connected: set[tuple[bytes, bytes]] = field(default_factory=set)
-    # (work, downloader) with a kept receipt; (work, network) -> when each new key came.
-    _known: set[tuple[bytes, bytes]] = field(default_factory=set)
+    # Collector side: (work, downloader) with a kept collected copy; (work, network) ->
+    # when each new downloader key of its collected copies came.
+    _known_collected: set[tuple[bytes, bytes]] = field(default_factory=set)
     _new_keys: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
     _ticks: dict[bytes, int] = field(default_factory=dict)  # observe_uploads calls per work
     _ticked: threading.Condition = field(init=False)
@@ -165,8 +170,8 @@ class Credit:
                 r = SignedReceipt.from_bytes(payload).receipt
                 if r.key not in index or r.seq > index[r.key].seq:
                     index[r.key] = r
-                if kind != ISSUED:
-                    self._known.add((r.work, r.downloader))
+                if kind == COLLECTED:
+                    self._known_collected.add((r.work, r.downloader))
         for payload in self.log.payloads(SERVED):
             work, down, n = parse_served(payload)
             k = (work, down)
@@ -210,13 +215,17 @@ class Credit:
             if prev is not None and (r == prev or r.seq <= prev.seq or r.bytes < prev.bytes):
                 raise ApiError(409, "replayed" if r == prev else "rollback",
                                f"receipt seq {r.seq} is not after the kept seq {prev.seq}")
-            if (r.work, r.downloader) not in self._known:
+            # Only a collected copy is capped: a received receipt is backed by bytes this
+            # node really sent that key, and a cap there only lets fresh keys (free ones
+            # at a collector, or cheap real fetches) refuse an honest fan's real receipt.
+            if collecting and (r.work, r.downloader) not in self._known_collected:
                 self._admit_new_key(r.work, source)
             if not collecting:
                 self._save_served(r.work, r.downloader, time.monotonic())
             self.log.append(kind, signed.to_bytes())
             index[r.key] = r
-            self._known.add((r.work, r.downloader))
+            if collecting:
+                self._known_collected.add((r.work, r.downloader))
         return {"ok": True, "seq": r.seq, "bytes": r.bytes,
                 "kept_as": "collected" if collecting else "received"}
 

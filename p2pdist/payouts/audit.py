@@ -38,26 +38,30 @@ the first one read is the one counted.
                        not the terms' price
     unknown-work       receipts or payments for a work the audit was  work, receipts,
                        not given                                      payments, first
-    unbacked-receipt   the latest receipt of a (work, uploader,       receipt, at, served
-                       downloader) acknowledges more than the
-                       uploader's own ledger says it sent that key
-                       (upload.served) plus RECEIPT_SLACK; judged
-                       only for an uploader whose bundle is given and
-                       records what it serves
+    unbacked-receipt   the latest receipt of a (work, uploader,       receipt, at, served,
+                       downloader) acknowledges more than the         uploader (no-bundle,
+                       uploader's own ledger says it sent that key    records-nothing,
+                       (upload.served) plus RECEIPT_SLACK, or its     served-less)
+                       uploader's ledger says it sent that key
+                       nothing, or no bundle of the uploader is given
 
 ``at`` is where an entry sits: ``{bundle, node, seq, kind}`` (the bundle's index in the
 input, the node key text, the entry's seq in that node's chain, the ledger kind).
 ``receipt`` is ``{work, uploader, downloader, seq, bytes, ts}``, ``payment`` is the
 payment receipt's fields. Keys are in their one text form, hashes and ids in hex.
 
-An unbacked receipt counts for nothing further: no credit, no over-size or Sybil finding,
-no share of a pool (``transfers()`` leaves it out). It catches receipts that the
-uploader never accepted (a fresh key's receipt kept only by a collector, or in the
-downloader's own bundle) and receipts a node kept without serving them (a modified node,
-an old version that records what it serves elsewhere). It cannot catch an uploader that
-writes false served records in its own ledger (its chain is its word), nor judge an
-uploader whose bundle is missing or that records nothing (a version before records);
-and the bytes a node sent but lost in a crash before saving them look unbacked.
+A receipt counts only when its uploader's own ledger backs it: the bundle of that
+uploader, as given, holds ``upload.served`` records for that downloader and work
+covering the receipt's bytes within RECEIPT_SLACK (the node's own slack). Any other
+receipt is unbacked and counts for nothing further: no credit, no verified downloader,
+no over-size or Sybil finding, no share of a pool (``transfers()`` leaves it out). So a
+receipt signed by a throwaway key naming a made-up uploader (no bundle) or an honest
+fan that only downloaded (its bundle serves nobody), kept by a collector, counts for
+nothing and cannot make that fan look like a Sybil ring's hub. It cannot catch an
+uploader that writes false served records in its own ledger (its chain is its word:
+the bound is what each uploader's own chain claims). An uploader whose bundle is
+missing, or predates served records, earns nothing; and the bytes a node sent but lost
+in a crash before saving them look unbacked.
 
 Besides the findings the report carries the verified evidence the payout layer needs:
 the payment receipts that hold (verified, deduplicated, by a named seller at the price,
@@ -698,17 +702,24 @@ class _Audit:
         """The latest receipts their uploader's own ledger does not back (see module)."""
         found: set[bytes] = set()
         for key, v in self.latest.items():
-            if key[32:64] not in self.recording:
-                continue
             sent, at = self.served.get(key, (0, None))
-            if v[1] <= sent + RECEIPT_SLACK and (sent or not v[1]):
+            if sent and v[1] <= sent + RECEIPT_SLACK:
                 continue
+            up = key[32:64]
+            # Why the uploader's side does not back it: no bundle of it was given, its
+            # bundle records nothing it served (a version before records), or it records
+            # less (or nothing) sent to this downloader.
+            uploader = ("no-bundle" if up not in self.chains else
+                        "records-nothing" if up not in self.recording else "served-less")
+            said = {"no-bundle": "whose bundle the audit was not given",
+                    "records-nothing": "whose bundle records nothing it served",
+                    "served-less": f"whose own ledger says it sent that key {sent}"}
             found.add(key)
             self._find(out, "unbacked-receipt",
                        f"{key_to_text(key[64:])} acknowledges {v[1]} bytes of work "
-                       f"{key[:16].hex()}… from {key_to_text(key[32:64])}, whose own "
-                       f"ledger says it sent that key {sent}",
-                       **_latest_json(key, v), served={"bytes": sent, "at": at})
+                       f"{key[:16].hex()}… from {key_to_text(up)}, {said[uploader]}",
+                       **_latest_json(key, v), served={"bytes": sent, "at": at},
+                       uploader=uploader)
         return found
 
     def _over_size(self, out: list[Finding], unbacked: set[bytes]) -> None:

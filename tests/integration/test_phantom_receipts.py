@@ -27,7 +27,7 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from p2pdist.identity import Identity, load_identity, load_public_identity
+from p2pdist.identity import Identity, key_to_text, load_identity, load_public_identity
 from p2pdist.node import Node
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
 from p2pdist.swarm import Profile
@@ -345,3 +345,139 @@ def test_one_network_brings_at_most_32_new_keys_to_a_collector_that_credits_it_n
     assert res["statement"]["pool"]["downloaders"] == 1
     assert {p["payee"]: p["total"] for p in res["statement"]["payees"]} == {
         load_public_identity(artist).key_text: 10_000}
+
+
+# -- the collector's exception, attacked (review of finding 4) ---------------------------
+
+
+def _phantom_of(work: bytes, uploaders: list[bytes], size: int) -> list[bytes]:
+    """One fresh key's receipts, 'I received *size* bytes from you', to each uploader."""
+    me = Identity("phantom", nacl.signing.SigningKey.generate())
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [SignedReceipt.sign(TransferReceipt(work=work, uploader=up,
+                                               downloader=me.public_key, seq=1, bytes=size,
+                                               ts=now), me).to_bytes() for up in uploaders]
+
+
+def _export(homes: list[Path], into: Path) -> list[str]:
+    into.mkdir(exist_ok=True)
+    out = []
+    for h in homes:
+        b = into / f"{h.name}.p2pb"
+        run_cli(h, "receipts", "export", "--out", str(b))
+        out.append(str(b))
+    return out
+
+
+def _payouts(label: Path, bundles: list[str], torrent: str, out: Path) -> dict[str, Any]:
+    res: dict[str, Any] = json.loads(run_cli(
+        label, "payouts", *bundles, "--works", torrent, "--pool", "100.00", "EUR",
+        "--out", str(out), "--json").stdout)
+    return res
+
+
+def test_phantom_receipts_at_a_collector_naming_made_up_uploaders_or_a_download_only_fan_take_no_pool(  # noqa: E501
+        tmp_path: Path) -> None:
+    """The artist's node is its work's collector, and keeps every downloader's receipts
+    naming any uploader (its job). The attacker, with no download at all, posts it
+    receipts from 30 fresh keys naming two made-up uploaders X1 and X2 (no bundle), and
+    from 6 fresh keys naming honest fan F1, who only downloaded. On the old code the
+    audit found nothing unbacked, made F1 a suspected Sybil ring's hub, and the pool
+    paid X1 and X2 9.30 EUR of the artist's 10.00."""
+    from tests.integration._story import Seeder
+
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist, f1, f2, label = (tmp_path / n for n in ("ada", "fan1", "fan2", "label"))
+    for h in (artist, f1, f2, label):
+        run_cli(h, "init", "--name", h.name)
+    a_pk = load_public_identity(artist)
+    bt, api = free_port(), free_port()
+    pub = publish(artist, album, "--collector", f"{a_pk.key_text}@127.0.0.1:{api}")
+    work = bytes.fromhex(pub["work"])
+    seeder = ["--api-listen", f"127.0.0.1:{api}"]
+    with Seeder(artist, bt, *seeder):
+        for fan in (f1, f2):
+            got = json.loads(run_cli(fan, "fetch", pub["magnet"], "--dest",
+                                     str(tmp_path / f"{fan.name}-copy"), "--local", "--json",
+                                     "--peer", f"127.0.0.1:{bt}").stdout)
+            [mine] = [p["receipt"] for p in got["peers"] if p["pk"]]
+            assert mine["bytes"] == pub["size"] and mine["acknowledged"] == mine["seq"]
+    homes = [artist, f1, f2]
+    control = _payouts(label, _export(homes, tmp_path / "control"), pub["torrent"],
+                       tmp_path / "control.json")["statement"]
+    artist_share = {"payee": a_pk.key_text, "holder": 9_000, "redistributor": 1_000,
+                    "total": 10_000}
+    assert [{k: p[k] for k in artist_share} for p in control["payees"]] == [artist_share]
+    assert control["pool"]["downloaders"] == 2
+
+    # The attacker: throwaway keys, no download, straight to the collector's API.
+    x1, x2 = (Identity("x", nacl.signing.SigningKey.generate()).public_key for _ in "xx")
+    f1_pk = load_public_identity(f1).public_key
+    made_up: list[bytes] = []
+    with Seeder(artist, bt, *seeder):
+        for i in range(36):
+            uploaders, source = ([x1, x2], "127.0.0.1") if i < 30 else ([f1_pk], "127.0.1.1")
+            for body in _phantom_of(work, uploaders, MiB // 2 if i < 30 else MiB):
+                a = _post_from(api, body, source)
+                assert a.status == 200 and a.doc["kept_as"] == "collected", a.raw[:300]
+                made_up.append(SignedReceipt.from_bytes(body).receipt.downloader)
+        assert _status_credit(artist, pub["work"]) == 2 * pub["size"]  # not its credit
+    bundles = _export(homes, tmp_path / "attacked")
+    works = ["--works", pub["torrent"]]
+    report = json.loads(run_cli(label, "audit", *bundles, *works, "--json").stdout)
+    kinds = {f["kind"] for f in report["findings"]}
+    assert kinds == {"unbacked-receipt"}, report["findings"]  # no suspected-sybil at all
+    unbacked = [f["evidence"] for f in report["findings"]]
+    assert len(unbacked) == 66
+    why = {(e["receipt"]["uploader"], e["uploader"]) for e in unbacked}
+    assert why == {(key_to_text(x1), "no-bundle"), (key_to_text(x2), "no-bundle"),
+                   (key_to_text(f1_pk), "records-nothing")}
+    assert {e["receipt"]["downloader"] for e in unbacked} == {key_to_text(k)
+                                                              for k in made_up}
+    st = _payouts(label, bundles, pub["torrent"], tmp_path / "attacked.json")["statement"]
+    # Exactly the control's figures: 2 verified downloaders, the artist 90.00 + 10.00;
+    # the made-up keys and the honest fan get nothing, nobody is excluded as a Sybil.
+    assert [{k: p[k] for k in artist_share} for p in st["payees"]] == [artist_share]
+    assert st["pool"] == control["pool"]
+    assert {ln["payee"] for ln in st["lines"]} == {a_pk.key_text}
+
+
+def test_fresh_keys_filling_a_collectors_key_budget_cannot_refuse_an_honest_fans_real_receipt(
+        tmp_path: Path) -> None:
+    """The artist's node is its work's collector. 33 fresh keys post it receipts naming
+    made-up uploaders from 127.0.0.9, in the honest fan's /24: free (no download), they
+    fill that /24's budget of new keys of collected copies. Then the fan really fetches
+    the work from the artist from 127.0.0.1: on the old code its receipt drew on the same
+    budget and was refused (429: acknowledged 0, the artist kept nothing of it)."""
+    from tests.integration._story import Seeder
+
+    new_keys_per_net = 32  # README: a collector's budget, per work per /24 an hour
+    album = make_album(tmp_path / "studio" / "First Light", [MiB])
+    artist, fan = tmp_path / "ada", tmp_path / "fan"
+    run_cli(artist, "init", "--name", "ada")
+    run_cli(fan, "init", "--name", "fan")
+    a_pk = load_public_identity(artist)
+    bt, api = free_port(), free_port()
+    pub = publish(artist, album, "--collector", f"{a_pk.key_text}@127.0.0.1:{api}")
+    work = bytes.fromhex(pub["work"])
+    with Seeder(artist, bt, "--api-listen", f"127.0.0.1:{api}"):
+        answers = []
+        for _ in range(new_keys_per_net + 1):
+            x = Identity("x", nacl.signing.SigningKey.generate()).public_key
+            [body] = _phantom_of(work, [x], 1)
+            answers.append(_post_from(api, body, "127.0.0.9").status)
+        assert answers == [200] * new_keys_per_net + [429]  # the budget is full
+        got = json.loads(run_cli(fan, "fetch", pub["magnet"], "--dest",
+                                 str(tmp_path / "copy"), "--local", "--json",
+                                 "--peer", f"127.0.0.1:{bt}").stdout)
+        [mine] = [p["receipt"] for p in got["peers"] if p["pk"]]
+        assert mine["bytes"] == pub["size"] and mine["acknowledged"] == mine["seq"], mine
+        assert _status_credit(artist, pub["work"]) == pub["size"]
+    fan_pk = load_public_identity(fan).public_key
+    assert _held(artist)[fan_pk][-1] == (mine["seq"], pub["size"])
+
+
+def _post_from(port: int, body: bytes, source: str) -> Answer:
+    return exchange(port, b"POST /receipts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/octet-stream\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body), source=source)

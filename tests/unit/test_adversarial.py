@@ -133,12 +133,18 @@ def test_a_node_that_keeps_receipts_beyond_what_it_served_is_an_unbacked_finding
     assert set(found) == {key_to_text(F1.public_key), key_to_text(F2.public_key)}
     assert found[key_to_text(F1.public_key)]["bytes"] == 300_000  # type: ignore[index]
     assert report.transfer_count == 2 and list(report.transfers()) == []
-    # Within the slack (the uploader's counts lag a tick), and from a node that records
-    # nothing (an older version), a receipt is not judged.
+    # Within the slack (the uploader's counts lag a tick) a receipt is backed; from a
+    # node that records nothing it served (a version before served records) it is not,
+    # and earns that uploader nothing.
     near = nodes.bundle(F2, [_served(CC, F1, SIZE - 100_000),
                              ("receipt.received", receipt(CC, F2, F1, 1, SIZE))])
-    old = nodes.bundle(MALLORY, [("receipt.received", receipt(CC, MALLORY, F3, 1, SIZE))])
-    assert "unbacked-receipt" not in _kinds(audit([near, old], AUDIT_WORKS))
+    old = nodes.bundle(MALLORY, [("receipt.received", receipt(CC, MALLORY, F3, 1, SIZE))],
+                       served=False)
+    report = audit([near, old], AUDIT_WORKS)
+    [f] = [f for f in report.findings if f.kind == "unbacked-receipt"]
+    assert f.evidence["uploader"] == "records-nothing"
+    assert f.evidence["receipt"]["uploader"] == key_to_text(MALLORY.public_key)  # type: ignore[index]
+    assert [s.receipt.uploader for s in report.transfers()] == [F2.public_key]
 
 
 def test_colluding_buyer_inflates_served_by(nodes: Nodes) -> None:
@@ -148,8 +154,13 @@ def test_colluding_buyer_inflates_served_by(nodes: Nodes) -> None:
     inflated = [("receipt.issued", receipt(PAID, F2, MALLORY, 1, 600_000)),
                 ("receipt.issued", receipt(PAID, accomplice, MALLORY, 1, SIZE))]
     pay = payment(MALLORY, ARTIST, work=PAID, served=[(F2, 375_000), (accomplice, 625_000)])
+    # F2 records what it really sent; the accomplice's node writes that it sent the
+    # whole work (its chain is its word, so its receipt is backed).
+    uploaders = [nodes.bundle(F2, [_served(PAID, MALLORY, 600_000)]),
+                 nodes.bundle(accomplice, [_served(PAID, MALLORY, SIZE)])]
     report = audit([nodes.bundle(MALLORY, [*inflated, ("payment.received", pay)]),
-                    nodes.bundle(ARTIST, [("payment.issued", pay)])], AUDIT_WORKS)
+                    nodes.bundle(ARTIST, [("payment.issued", pay)]), *uploaders],
+                   AUDIT_WORKS)
     assert "over-size" in _kinds(report)
     st = _payout(report)
     assert st.sums_exactly

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p2pdist import _canonical
+from p2pdist.errors import MalformedObject
 from p2pdist.identity import Identity, key_to_text
 from p2pdist.licensing import CCTerms, PaidTerms
 from p2pdist.payouts import audit as audit_mod
@@ -36,6 +37,7 @@ from p2pdist.payouts.receipts import (
     DOMAIN,
     SignedReceipt,
     TransferReceipt,
+    served_record,
     verify_receipt,
 )
 
@@ -91,10 +93,35 @@ class Nodes:
         self.n += 1
         return Ledger(self.root / f"node-{self.n}.db", node=who.public_key)
 
-    def bundle(self, who: Identity, items: Items) -> bytes:
+    def bundle(self, who: Identity, items: Items, *, served: bool = True) -> bytes:
+        """*who*'s node holding *items*. As a real node does, it records what it sent a
+        downloader (``upload.served``) before each receipt it keeps as that uploader,
+        unless *items* give their own served records or *served* is False (a node that
+        records nothing: an old version, or a cheat)."""
+        if served and not any(kind == "upload.served" for kind, _ in items):
+            items = [x for item in items for x in (*_served_first(who, item), item)]
         with self.ledger(who) as led:
             led.append_many(items)
             return led.export_bundle(who, now=T0 + timedelta(days=1))
+
+
+def _served_first(who: Identity, item: tuple[str, bytes]) -> list[tuple[str, bytes]]:
+    kind, payload = item
+    if kind != "receipt.received":
+        return []
+    try:
+        r = SignedReceipt.from_bytes(payload).receipt
+    except MalformedObject:
+        return []
+    if r.uploader != who.public_key:
+        return []
+    return [("upload.served", served_record(r.work, r.downloader, r.bytes))]
+
+
+def serving(nodes: Nodes, who: Identity, *sent: tuple[bytes, Identity, int]) -> bytes:
+    """A bundle of uploader *who* recording only what it sent: (work, downloader, bytes)."""
+    return nodes.bundle(who, [("upload.served", served_record(w, d.public_key, n))
+                              for w, d, n in sent])
 
 
 @pytest.fixture
@@ -135,7 +162,10 @@ def honest_swarm(nodes: Nodes) -> tuple[list[bytes], dict[str, bytes]]:
     with nodes.ledger(F1) as led:
         led.append_many([("receipt.issued", r["f1<f2.1"]), ("receipt.issued", r["f1<f3.1"])])
         early = led.export_bundle(F1, now=T0)
-        led.append_many([("receipt.issued", r["f1<f2.2"]), ("receipt.received", r["f2<f1.1"]),
+        led.append_many([("receipt.issued", r["f1<f2.2"]),
+                         *_served_first(F1, ("receipt.received", r["f2<f1.1"])),
+                         ("receipt.received", r["f2<f1.1"]),
+                         *_served_first(F1, ("receipt.received", r["f2<f1.2"])),
                          ("receipt.received", r["f2<f1.2"]), ("payment.received", pay)])
         late = led.export_bundle(F1, now=T0 + timedelta(days=1))
     bundles = [
@@ -157,7 +187,8 @@ def test_honest_swarm_has_no_findings_and_counts_each_entry_once(nodes: Nodes) -
     calls: list[tuple[int, int | None]] = []
     report = audit(bundles, WORKS, progress=lambda done, total: calls.append((done, total)))
     assert report.findings == () and report.ok
-    assert report.counts() == {"bundles": 6, "bad_bundles": 0, "nodes": 4, "entries": 16,
+    # (16 receipts and payments, and 7 served records before the receipts uploaders kept)
+    assert report.counts() == {"bundles": 6, "bad_bundles": 0, "nodes": 4, "entries": 23,
                                "receipts": 14, "payment_entries": 2, "transfers": 5,
                                "payments": 1}
     assert calls == [(i, 6) for i in range(1, 7)]
@@ -186,7 +217,8 @@ def test_evidence_for_payouts_is_the_verified_latest_receipts_and_payments(
 def test_two_exports_of_one_node_with_different_histories_are_a_fork(nodes: Nodes) -> None:
     honest = nodes.bundle(F1, [("receipt.issued", receipt(CC, F2, F1, 1, 100))])
     rewritten = nodes.bundle(F1, [("receipt.issued", receipt(CC, F3, F1, 1, 900))])
-    report = audit([honest, rewritten], WORKS)
+    report = audit([honest, rewritten, serving(nodes, F2, (CC, F1, 100)),
+                    serving(nodes, F3, (CC, F1, 900))], WORKS)
     f = only(report, "fork")
     ev = f.evidence
     assert ev["node"] == k(F1) and ev["seq"] == 1
@@ -214,7 +246,8 @@ def test_a_bundle_with_a_forged_receipt_is_a_bad_bundle_and_counts_for_nothing(
     good = receipt(CC, F2, F1, 1, 100)
     real = SignedReceipt.from_bytes(receipt(CC, F3, F1, 1, 999_999))
     forged = SignedReceipt(real.receipt_bytes, bytes(64)).to_bytes()  # F1 never signed it
-    bad = nodes.bundle(F3, [("receipt.received", good), ("receipt.received", forged)])
+    bad = nodes.bundle(F3, [("receipt.received", good), ("receipt.received", forged)],
+                       served=False)
     fine = nodes.bundle(F2, [("receipt.received", good)])
     report = audit([bad, fine, b"not a bundle"], WORKS)
     assert kinds(report) == ["bad-bundle", "bad-bundle"]
@@ -243,8 +276,9 @@ def test_the_same_receipt_recorded_twice_by_one_node_is_a_duplicate(nodes: Nodes
     ev = only(audit([data], WORKS), "duplicate-receipt").evidence
     assert ev["receipt"] == {"work": CC.hex(), "uploader": k(F2), "downloader": k(F1),
                              "seq": 1, "bytes": 100, "ts": "2025-01-01T00:00:01Z"}
-    assert ev["at"] == [{"bundle": 0, "node": k(F2), "seq": 1, "kind": "receipt.received"},
-                        {"bundle": 0, "node": k(F2), "seq": 2, "kind": "receipt.received"}]
+    # (each after the served record F2 wrote before it)
+    assert ev["at"] == [{"bundle": 0, "node": k(F2), "seq": 2, "kind": "receipt.received"},
+                        {"bundle": 0, "node": k(F2), "seq": 4, "kind": "receipt.received"}]
 
 
 def test_a_receipt_stream_going_backwards_in_one_chain_is_a_rollback(nodes: Nodes) -> None:
@@ -278,7 +312,8 @@ def test_latest_receipts_crediting_more_than_the_work_are_over_size(nodes: Nodes
     data = nodes.bundle(F1, [("receipt.issued", receipt(CC, F2, F1, 1, 700_000)),
                              ("receipt.issued", receipt(CC, F3, F1, 1, 200_000)),
                              ("receipt.issued", receipt(CC, F3, F1, 2, 600_000))])
-    ev = only(audit([data], WORKS), "over-size").evidence
+    uploaders = [serving(nodes, F2, (CC, F1, 700_000)), serving(nodes, F3, (CC, F1, 600_000))]
+    ev = only(audit([data, *uploaders], WORKS), "over-size").evidence
     assert ev["work"] == CC.hex() and ev["downloader"] == k(F1)
     assert ev["size"] == SIZE and ev["credited"] == 1_300_000
     rs = ev["receipts"]
@@ -340,7 +375,10 @@ def test_fans_who_pay_upload_or_use_two_uploaders_are_not_sybils(nodes: Nodes) -
     items += [("payment.received", payment(fans[0], ARTIST)),
               ("receipt.received", receipt(PAID, fans[1], fans[2], 1, 10)),
               ("receipt.received", receipt(PAID, F2, fans[3], 1, 10))]
-    assert kinds(audit([nodes.bundle(MALLORY, items)], WORKS)) == []
+    # (fan 1 and F2 back what they sent in their own bundles)
+    backing = [serving(nodes, fans[1], (PAID, fans[2], 10)),
+               serving(nodes, F2, (PAID, fans[3], 10))]
+    assert kinds(audit([nodes.bundle(MALLORY, items), *backing], WORKS)) == []
     # four fresh keys are below the default threshold, and suspected at sybil_min=4
     four = [("receipt.received", receipt(CC, MALLORY, f, 1, 1)) for f in fans[:4]]
     data = nodes.bundle(MALLORY, four)
