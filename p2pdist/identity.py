@@ -69,6 +69,13 @@ MAX_MEMLIMIT = 256 * 1024 * 1024
 # 2-core machine (interactive, 0.1 s and 64 MiB, is the cost for keys that stay online).
 DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+# `init --kdf` (env P2PDIST_KDF): the named argon2id costs a key may be sealed at. A seed
+# box with little memory may pick "interactive"; nothing above the load caps is offered.
+KDF_COSTS = {
+    "moderate": (DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
+    "interactive": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                    nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE),
+}
 MAX_NAME_LEN = 200
 _SEALED_LEN = (nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
                + nacl.bindings.crypto_sign_SEEDBYTES)

@@ -20,6 +20,10 @@ PASSPHRASE = "correct horse battery staple"
 def _local_network_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("P2PDIST_NETWORK", "local")
     monkeypatch.setenv("P2PDIST_PASSPHRASE", PASSPHRASE)
+    # Test homes are sealed at argon2id's interactive cost: the suite unlocks keys a few
+    # thousand times, 0.4 s each more at the moderate default. The default's own tests
+    # (tests/unit/test_identity.py, test_kdf_choice) clear this.
+    monkeypatch.setenv("P2PDIST_KDF", "interactive")
     from p2pdist.swarm import Profile, profile_from_env
 
     assert profile_from_env(False) is Profile.LOCAL

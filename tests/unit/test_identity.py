@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -479,3 +482,25 @@ def test_garbage_key_or_signature_raises_invalid_signature_only(
 def test_degenerate_public_key_verifies_nothing(pk: bytes) -> None:
     with pytest.raises(InvalidSignature):
         verify_signature(pk=pk, domain=b"d", message=b"m", signature=bytes(64))
+
+
+def test_init_seals_at_the_moderate_cost_unless_told_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init` through the real CLI: the moderate cost by default; `--kdf interactive` for
+    a small seed box; a name it doesn't know is a clear error that writes no key."""
+    from tests.conftest import run_cli
+
+    monkeypatch.delenv("P2PDIST_KDF")
+    env = {k: v for k, v in os.environ.items() if k != "P2PDIST_KDF"}
+    for home, args, want in (
+            (tmp_path / "default", (), nacl.pwhash.argon2id.MEMLIMIT_MODERATE),
+            (tmp_path / "small", ("--kdf", "interactive"),
+             nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE)):
+        cp = subprocess.run([sys.executable, "-m", "p2pdist", "--home", str(home), "init",
+                             "--name", "Ada", *args], capture_output=True, text=True,
+                            env=env, check=False, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        assert json.loads(_keyfile(home).read_text())["kdf"]["memlimit"] == want
+    bad = run_cli(tmp_path / "bad", "init", "--name", "Ada", "--kdf", "weak", check=False)
+    assert bad.returncode == 1 and "--kdf moderate or interactive" in bad.stderr
+    assert not (tmp_path / "bad" / "identity.key").exists()
