@@ -770,7 +770,7 @@ def attack(scene: Scene, port: int, hand: Hand, *args: str,
     before = snapshot(*watched)
     dest_existed = scene.dest.exists()
     cp = run_cli(scene.fan, *args, source, "--local", "--peer", f"127.0.0.1:{port}",
-                 "--metadata-timeout", "20", "--json", check=False, timeout=90)
+                 "--metadata-timeout", "60", "--json", check=False, timeout=150)
     assert "Traceback" not in cp.stderr, cp.stderr
     doc: dict[str, Any] = json.loads(cp.stdout.splitlines()[-1])
     assert doc.get("ok") is False, (cp.stdout, cp.stderr)
