@@ -58,8 +58,9 @@ from p2pdist.payouts.receipts import (
     SignedReceipt,
     TransferReceipt,
     next_receipt,
-    parse_served,
+    parse_served_rate,
     rejection_reason,
+    served_backing,
     served_record,
     verify_receipt,
 )
@@ -138,10 +139,15 @@ class Credit:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _senders: list[threading.Thread] = field(default_factory=list)
     # Uploader side: (work, downloader) -> bytes sent, as saved in the ledger before this
-    # session, and as counted in this session; when last saved (bytes, monotonic time).
+    # session (what its last record backs: see load), and as counted in this session;
+    # the last record (bytes, monotonic time or None if of an earlier session, rate).
     _served_base: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
     _served_now: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
-    _saved: dict[tuple[bytes, bytes], tuple[int, float]] = field(default_factory=dict)
+    _saved: dict[tuple[bytes, bytes], tuple[int, float | None, int]] = \
+        field(default_factory=dict)
+    # (work, downloader) -> when this session began sending it (the work's tick before).
+    _since: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
+    _last_tick: dict[bytes, float] = field(default_factory=dict)  # per work
     # (work, downloader) of peers connected now that claim that key (proven or not yet).
     _connected: set[tuple[bytes, bytes]] = field(default_factory=set)
     # Collector side: (work, downloader) with a kept collected copy; (work, network) ->
@@ -172,11 +178,20 @@ class Credit:
                     index[r.key] = r
                 if kind == COLLECTED:
                     self._known_collected.add((r.work, r.downloader))
+        last: dict[tuple[bytes, bytes], tuple[int, int]] = {}
         for payload in self.log.payloads(SERVED):
-            work, down, n = parse_served(payload)
-            k = (work, down)
-            self._served_base[k] = max(self._served_base.get(k, 0), n)
-            self._saved[k] = (self._served_base[k], 0.0)
+            work, down, n, rate = parse_served_rate(payload)
+            if (work, down) not in last or n >= last[work, down][0]:
+                last[work, down] = (n, rate)  # the latest of the highest
+        for (work, down), (n, rate) in last.items():
+            # A last record with a rate: the node was sending that key when it wrote it,
+            # and was not stopped cleanly since (that writes a record without one). It
+            # may have sent up to SERVED_LOST_SECONDS of that rate more before it died,
+            # bytes the key's receipts acknowledge: they back it (and the records from
+            # now on count them), capped by the work's size.
+            base = served_backing(n, rate, self.work_size(work))
+            self._served_base[work, down] = base
+            self._saved[work, down] = (base, None, rate)
 
     # -- uploader side --------------------------------------------------------------------
 
@@ -245,30 +260,60 @@ class Credit:
             for pk, n in sent.items():
                 k = (work, pk)
                 if n > self._served_now.get(k, 0):
+                    if k not in self._served_now:
+                        self._since[k] = self._last_tick.get(work, now - SERVED_SAVE_EVERY)
                     self._served_now[k] = n
                     last = self._saved.get(k)
-                    if last is None or now - last[1] >= SERVED_SAVE_EVERY:
+                    if last is None or last[1] is None or now - last[1] >= SERVED_SAVE_EVERY:
                         self._save_served(work, pk, now)
+            for k, (n, at, rate) in list(self._saved.items()):
+                # Sending to a key stopped a save interval ago: say so (rate 0), so that
+                # a crash from now on adds nothing to its backing.
+                if k[0] == work and rate and at is not None and now - at >= SERVED_SAVE_EVERY \
+                        and self._served_base.get(k, 0) + self._served_now.get(k, 0) <= n:
+                    self._save_served(work, k[1], now, stopped=True)
+            self._last_tick[work] = now
             self._connected = {k for k in self._connected if k[0] != work}
             self._connected.update((work, pk) for pk in connected)
             self._ticks[work] = self._ticks.get(work, 0) + 1
             self._ticked.notify_all()
 
     def save_served(self) -> None:
-        """Write every served count that grew since it was last saved (at close)."""
+        """At a clean close: write every served count that grew since it was last saved,
+        and each as stopped (no rate): nothing more was sent after it."""
         now = time.monotonic()
         with self._lock:
-            for work, pk in list(self._served_now):
-                self._save_served(work, pk, now)
+            for work, pk in set(self._served_now) | set(self._saved):
+                self._save_served(work, pk, now, stopped=True)
 
-    def _save_served(self, work: bytes, pk: bytes, now: float) -> None:
-        # Under self._lock.
+    def _save_served(self, work: bytes, pk: bytes, now: float, *,
+                     stopped: bool = False) -> None:
+        """Record what this node sent *pk* of *work*, if it grew (or, *stopped*, if the
+        last record still has a rate); with the rate since the last record, unless
+        *stopped*. Under self._lock."""
         k = (work, pk)
         n = self._served_base.get(k, 0) + self._served_now.get(k, 0)
+        size = self.work_size(work)
+        if size is not None:
+            n = min(n, max(size, self._served_base.get(k, 0)))
         last = self._saved.get(k)
-        if n and (last is None or n > last[0]):
-            self.log.append(SERVED, served_record(work, pk, n))
-            self._saved[k] = (n, now)
+        if not n or (last is not None and n <= last[0] and not (stopped and last[2])):
+            return
+        rate = 0
+        if not stopped:
+            if last is not None and last[1] is not None:
+                ref_n, ref_t = last[0], last[1]
+            else:
+                ref_n, ref_t = self._served_base.get(k, 0), self._since.get(k, now - 1.0)
+            took = now - ref_t
+            # B/s, rounded up; over a short interval (a receipt's save came soon after
+            # the last) no less than the rate of the last record of this session.
+            rate = -(-(n - ref_n) * 10 // max(1, round(max(took, 0.2) * 10)))
+            if took < SERVED_SAVE_EVERY and last is not None and last[1] is not None:
+                rate = max(rate, last[2])
+            rate = max(rate, 1)  # still sending, however slowly
+        self.log.append(SERVED, served_record(work, pk, n, rate))
+        self._saved[k] = (n, now, rate)
 
     def _check_backed(self, r: TransferReceipt) -> None:
         """Return if what this node sent r.downloader of r.work backs r; else ApiError.

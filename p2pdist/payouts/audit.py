@@ -41,7 +41,10 @@ the first one read is the one counted.
     unbacked-receipt   the latest receipt of a (work, uploader,       receipt, at, served,
                        downloader) acknowledges more than the         uploader (no-bundle,
                        uploader's own ledger says it sent that key    records-nothing,
-                       (upload.served) plus RECEIPT_SLACK, or its     served-less)
+                       (upload.served, plus what its rate sends in    served-less)
+                       SERVED_LOST_SECONDS if that record has one:
+                       the node may have died sending) plus
+                       RECEIPT_SLACK, or its
                        uploader's ledger says it sent that key
                        nothing, or no bundle of the uploader is given
 
@@ -60,8 +63,9 @@ fan that only downloaded (its bundle serves nobody), kept by a collector, counts
 nothing and cannot make that fan look like a Sybil ring's hub. It cannot catch an
 uploader that writes false served records in its own ledger (its chain is its word:
 the bound is what each uploader's own chain claims). An uploader whose bundle is
-missing, or predates served records, earns nothing; and the bytes a node sent but lost
-in a crash before saving them look unbacked.
+missing, or predates served records, earns nothing. A node killed while sending is
+given, past its last record, what that record's rate sends in SERVED_LOST_SECONDS
+(capped by the work's size), as the node itself does.
 
 Besides the findings the report carries the verified evidence the payout layer needs:
 the payment receipts that hold (verified, deduplicated, by a named seller at the price,
@@ -102,7 +106,8 @@ from p2pdist.payouts.receipts import (
     RECEIPT_SLACK,
     SignedReceipt,
     TransferReceipt,
-    parse_served,
+    parse_served_rate,
+    served_backing,
 )
 
 __all__ = [
@@ -417,7 +422,7 @@ class _Bundle:
     issued: dict[bytes, dict[str, object]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     unknown: dict[bytes, _Unknown] = field(default_factory=dict)
-    served: dict[bytes, tuple[int, dict[str, object]]] = field(default_factory=dict)
+    served: dict[bytes, tuple[int, dict[str, object], int]] = field(default_factory=dict)
     entries: int = 0
     receipts: int = 0
     payment_entries: int = 0
@@ -439,8 +444,9 @@ class _Audit:
         self.entries = self.receipts = self.payment_entries = 0
         self.b = _Bundle(-1)
         self.sybils: set[bytes] = set()
-        # work + node + downloader -> the most the node's ledger says it sent, and where.
-        self.served: dict[bytes, tuple[int, dict[str, object]]] = {}
+        # work + node + downloader -> the most the node's ledger says it sent, where, and
+        # what that record backs (served_backing: more if the node may have died sending).
+        self.served: dict[bytes, tuple[int, dict[str, object], int]] = {}
         self.recording: set[bytes] = set()  # nodes whose ledgers record what they serve
 
     # -- findings
@@ -545,13 +551,15 @@ class _Audit:
             self._payment(b, e)
         elif kind == SERVED_KIND:
             try:
-                work, down, n = parse_served(e.payload)
+                work, down, n, rate = parse_served_rate(e.payload)
             except MalformedObject:
                 raise _bad(e, "served-malformed", "holds a served record that does not "
                            "parse") from None
             key = work + e.node + down
-            if key not in b.served or n > b.served[key][0]:
-                b.served[key] = (n, _at(b.index, e.node, e.seq, e.kind))
+            if key not in b.served or n >= b.served[key][0]:  # the latest of the highest
+                info = self.works.get(work)
+                b.served[key] = (n, _at(b.index, e.node, e.seq, e.kind),
+                                 served_backing(n, rate, info.size if info else None))
 
     def _receipt(self, b: _Bundle, e: Entry) -> None:
         b.receipts += 1
@@ -702,8 +710,8 @@ class _Audit:
         """The latest receipts their uploader's own ledger does not back (see module)."""
         found: set[bytes] = set()
         for key, v in self.latest.items():
-            sent, at = self.served.get(key, (0, None))
-            if sent and v[1] <= sent + RECEIPT_SLACK:
+            sent, at, backed = self.served.get(key, (0, None, 0))
+            if sent and v[1] <= backed + RECEIPT_SLACK:
                 continue
             up = key[32:64]
             # Why the uploader's side does not back it: no bundle of it was given, its

@@ -39,6 +39,7 @@ __all__ = [
     "REASONS",
     "RECEIPT_SLACK",
     "RECEIPT_TYPE",
+    "SERVED_LOST_SECONDS",
     "SERVED_TYPE",
     "ReceiptRejected",
     "ReceiptTooLarge",
@@ -46,7 +47,9 @@ __all__ = [
     "TransferReceipt",
     "next_receipt",
     "parse_served",
+    "parse_served_rate",
     "rejection_reason",
+    "served_backing",
     "served_record",
     "verify_receipt",
 ]
@@ -71,7 +74,16 @@ SERVED_TYPE: Final = "p2pdist/served"
 # What a kept receipt may acknowledge beyond the served record: the uploader's counts of
 # its connections lag what the downloader verified by up to a tick.
 RECEIPT_SLACK: Final = 128 * 1024
+# A served record may carry the rate (bytes a second) the node was sending that key at
+# when it wrote it; a record without one (rate 0) says the sending to that key had stopped
+# (the node wrote it when the count stood still for a save interval, or at a clean close).
+# A node killed while sending loses the bytes sent since its last record: after such a
+# record, a key's backing is its count plus what that rate sends in SERVED_LOST_SECONDS
+# (the save interval, a tick, and as much again for a rate still rising), capped by the
+# work's size (served_backing).
+SERVED_LOST_SECONDS: Final = 4
 _SERVED_KEYS = frozenset({"type", "v", "work", "downloader", "bytes"})
+_SERVED_RATE_KEYS = _SERVED_KEYS | {"rate"}
 
 REASONS: Final = ("wrong-uploader", "unknown-work", "over-size", "replayed", "rollback")
 
@@ -380,19 +392,42 @@ def next_receipt(
     )
 
 
-def served_record(work: bytes, downloader: bytes, n: int) -> bytes:
-    """The ledger payload saying this node has sent *downloader* *n* bytes of *work*."""
-    if len(work) != 32 or len(downloader) != 32 or not 0 <= n <= MAX_COUNT:
+def served_record(work: bytes, downloader: bytes, n: int, rate: int = 0) -> bytes:
+    """The ledger payload saying this node has sent *downloader* *n* bytes of *work*, and
+    was sending it *rate* bytes a second (0: not sending any more)."""
+    if len(work) != 32 or len(downloader) != 32 or not 0 <= n <= MAX_COUNT \
+            or not 0 <= rate <= MAX_COUNT:
         raise ValueError("a served record is a 32-byte work, a 32-byte key and a count")
-    return _canonical.encode({"bytes": n, "downloader": downloader, "type": SERVED_TYPE,
-                              "v": 1, "work": work})
+    d: dict[str, Any] = {"bytes": n, "downloader": downloader, "type": SERVED_TYPE,
+                         "v": 1, "work": work}
+    if rate:
+        d["rate"] = rate
+    return _canonical.encode(d)
 
 
 def parse_served(payload: bytes) -> tuple[bytes, bytes, int]:
     """(work, downloader, bytes) of a served record; MalformedObject for anything else."""
-    d = _dict(_canonical.decode(payload, max_size=256, what="served record"),
-              "served record", _SERVED_KEYS)
+    work, downloader, n, _ = parse_served_rate(payload)
+    return work, downloader, n
+
+
+def parse_served_rate(payload: bytes) -> tuple[bytes, bytes, int, int]:
+    """(work, downloader, bytes, rate) of a served record (rate 0 if it has none)."""
+    d = _canonical.decode(payload, max_size=256, what="served record")
+    d = _dict(d, "served record",
+              _SERVED_RATE_KEYS if isinstance(d, dict) and "rate" in d else _SERVED_KEYS)
     _check_version(d, SERVED_TYPE, "served record")
     return (_bytes(d["work"], "served record's work id", 32),
             _bytes(d["downloader"], "served record's downloader key", 32),
-            _int(d["bytes"], "served bytes", 0, MAX_COUNT))
+            _int(d["bytes"], "served bytes", 0, MAX_COUNT),
+            _int(d.get("rate", 0), "served rate", 0, MAX_COUNT))
+
+
+def served_backing(n: int, rate: int, size: int | None = None) -> int:
+    """What a key's latest served record (*n* bytes, at *rate*) backs, RECEIPT_SLACK left
+    out: *n*, plus what *rate* sends in SERVED_LOST_SECONDS if the node may have been
+    killed while sending (rate > 0), capped by the work's *size* (if known)."""
+    if not rate:
+        return n
+    backed = n + rate * SERVED_LOST_SECONDS
+    return backed if size is None else max(n, min(backed, size))

@@ -322,3 +322,113 @@ def _status(home: Path) -> dict[str, Any]:
 def _work_state(home: Path) -> dict[str, Any]:
     w: dict[str, Any] = _status(home)["works"][0]
     return w
+
+
+def _served_rows(home: Path, downloader: bytes) -> list[tuple[int, int]]:
+    """(bytes, rate) of every served record for *downloader*, read while the node runs."""
+    import sqlite3
+
+    from p2pdist.payouts.receipts import parse_served_rate
+    try:
+        with sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True) as db:
+            rows = list(db.execute("SELECT payload FROM entries WHERE kind = ? ORDER BY seq",
+                                   (SERVED,)))
+    except sqlite3.Error:
+        return []  # not created yet, or being written
+    out = []
+    for (payload,) in rows:
+        _, down, n, rate = parse_served_rate(payload)
+        if down == downloader:
+            out.append((n, rate))
+    return out
+
+
+@pytest.mark.parametrize("moment", [0.3, 0.95])
+def test_a_seeder_killed_mid_transfer_keeps_the_honest_fans_receipts_and_no_phantoms(
+        tmp_path: Path, moment: float) -> None:
+    # The seeder writes what it sent each key at most once a second; a SIGKILL loses what
+    # it sent since (its libtorrent kept sending), and the fan's cumulative receipts
+    # acknowledge those bytes: every later receipt of the fan was refused as unbacked
+    # ("4 of 6 runs" in review). Its last record carries its send rate, and with no clean
+    # stop after it, backs that rate over SERVED_LOST_SECONDS more. *moment*: how long
+    # after a record the kill comes (the loss grows with it; the save interval is 1 s).
+    album = make_album(tmp_path / "studio" / "Album", [8 * MiB])
+    artist, fan = tmp_path / "artist", tmp_path / "fan"
+    pub = publish(artist, album)
+    run_cli(fan, "init", "--name", "fan")
+    a_pk = load_public_identity(artist).public_key
+    f_pk = load_public_identity(fan).public_key
+    port, api = free_port(), free_port()
+    args = ("seed", "--local", "--listen", f"127.0.0.1:{port}", "--api-listen",
+            f"127.0.0.1:{api}", "--upload-limit", str(RATE_KIB), "--json")
+    procs: list[subprocess.Popen[str]] = []
+
+    def seed() -> subprocess.Popen[str]:
+        p = start_cli(artist, *args)
+        procs.append(p)
+        assert p.stdout is not None
+        assert "{" in p.stdout.readline(), p.stderr.read() if p.stderr else ""
+        return p
+
+    try:
+        seeder = seed()
+        fetch = start_cli(fan, "fetch", pub["torrent"], "--dest", str(tmp_path / "music"),
+                          "--local", "--json", "--peer", f"127.0.0.1:{port}",
+                          "--stall-timeout", "90")
+        procs.append(fetch)
+        deadline = time.monotonic() + 60
+        while True:  # a record of 2 MiB or more sent to the fan, then the kill
+            rows = _served_rows(artist, f_pk)
+            if rows and rows[-1][0] >= 2 * MiB:
+                break
+            assert time.monotonic() < deadline and seeder.poll() is None, rows
+            time.sleep(0.02)
+        time.sleep(moment)
+        seeder.send_signal(signal.SIGKILL)
+        seeder.communicate(timeout=30)
+        before = _served_rows(artist, f_pk)
+        assert before[-1][1] > 0, before  # it was sending: its last record has a rate
+        seed()
+        out, err = fetch.communicate(timeout=120)
+        assert fetch.returncode == 0, err
+        done = json.loads(out)
+        assert digests(tmp_path / "music" / "Album") == digests(album)
+        # The fan's final receipt (the whole work) is kept, acknowledged and in the
+        # artist's ledger, although the artist's records missed what it sent last.
+        mine = [p["receipt"] for p in done["peers"] if p["pk"]]
+        assert mine and all(r["acknowledged"] == r["seq"] for r in mine), done["peers"]
+        assert max(r["bytes"] for r in mine) == pub["size"], done["peers"]
+        assert max(_held(artist, a_pk, f_pk)) == max(r["seq"] for r in mine)
+        # A phantom key still gets nothing: it has no record, so no backing.
+        me = Identity("phantom", nacl.signing.SigningKey.generate())
+        r = TransferReceipt(work=bytes.fromhex(pub["work"]), uploader=a_pk,
+                            downloader=me.public_key, seq=1, bytes=pub["size"],
+                            ts=datetime.now(UTC).replace(microsecond=0))
+        status, doc = post("127.0.0.1", api, "/receipts",
+                           SignedReceipt.sign(r, me).to_bytes(), timeout=10)
+        assert (status, doc.get("reason")) == (403, "unserved"), doc
+        procs[-1].send_signal(signal.SIGINT)
+        procs[-1].communicate(timeout=30)
+        assert procs[-1].returncode == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=30)
+    # The clean stop wrote the fan's count as stopped (no rate): a crash from now on adds
+    # nothing to it.
+    after = _served_rows(artist, f_pk)
+    assert after[-1][1] == 0, after
+    # The audit applies the same bound: the fan's receipts are backed, nothing unbacked.
+    label = tmp_path / "label"
+    run_cli(label, "init", "--name", "label")
+    bundles = []
+    for h in (artist, fan):
+        b = tmp_path / f"{h.name}.p2pb"
+        run_cli(h, "receipts", "export", "--out", str(b))
+        bundles.append(str(b))
+    report = json.loads(run_cli(label, "audit", *bundles, "--works", pub["torrent"],
+                                "--json").stdout)
+    assert not [f for f in report["findings"] if f["kind"] == "unbacked-receipt"], \
+        report["findings"]
+    run_cli(artist, "ledger", "verify")
