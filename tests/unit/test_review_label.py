@@ -15,7 +15,7 @@ from p2pdist.licensing import License
 from p2pdist.node import PublishResult, publish
 from p2pdist.payouts import audit as audit_mod
 from p2pdist.payouts.ledger import Ledger
-from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt, served_record
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -52,6 +52,19 @@ def bundle(tmp_path: Path, who: Identity, items: list[tuple[str, bytes]]) -> Pat
     return p
 
 
+def served_bundles(tmp_path: Path, work: bytes,
+                   kept: list[tuple[Identity, Identity, int]]) -> list[Path]:
+    """Each uploader's own bundle, as its node writes it: a served record for what it
+    sent a downloader, then that downloader's receipt (a receipt counts only when its
+    uploader's own ledger backs it)."""
+    by_up: dict[str, tuple[Identity, list[tuple[str, bytes]]]] = {}
+    for up, down, n in kept:
+        _, items = by_up.setdefault(up.name, (up, []))
+        items += [("upload.served", served_record(work, down.public_key, n)),
+                  ("receipt.received", receipt(work, up, down, n))]
+    return [bundle(tmp_path, up, items) for up, items in by_up.values()]
+
+
 def test_every_key_of_a_sybil_ring_is_left_out_of_the_pool_not_only_those_listed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The finding's evidence lists at most MAX_EVIDENCE_ITEMS keys; the pool must still
@@ -60,11 +73,10 @@ def test_every_key_of_a_sybil_ring_is_left_out_of_the_pool_not_only_those_listed
     lic, _ = cc_work(tmp_path)
     work = bytes.fromhex(lic.work)
     ring = [ident(f"sybil-{i}") for i in range(6)]
-    items = [("receipt.received", receipt(work, MALLORY, s, 1000)) for s in ring]
-    items += [("receipt.received", receipt(work, ADA, FAN, 1000)),
-              ("receipt.received", receipt(work, MALLORY, FAN, 1000))]
-    b = bundle(tmp_path, MALLORY, items)
-    res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"), now=T0)
+    kept = [(MALLORY, s, 1000) for s in ring] + [(ADA, FAN, 1000), (MALLORY, FAN, 1000)]
+    bundles = served_bundles(tmp_path, work, kept)
+    res = payout(LABEL, bundles, [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"),
+                 now=T0)
     assert res.statement.pool is not None
     assert res.statement.pool.downloaders == 1 and res.statement.pool.excluded == 6
 
@@ -74,14 +86,14 @@ def test_every_ring_is_left_out_of_the_pool_past_the_findings_cap(
     monkeypatch.setattr(audit_mod, "MAX_FINDINGS_PER_KIND", 1)
     lic, _ = cc_work(tmp_path)
     work = bytes.fromhex(lic.work)
-    items = []
+    kept = []
     for u in range(2):
         up = ident(f"uploader-{u}")
-        items += [("receipt.received", receipt(work, up, ident(f"sybil-{u}-{i}"), 1000))
-                  for i in range(5)]
-    items += [("receipt.received", receipt(work, ADA, FAN, 1000))]
-    b = bundle(tmp_path, MALLORY, items)
-    res = payout(LABEL, [b], [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"), now=T0)
+        kept += [(up, ident(f"sybil-{u}-{i}"), 1000) for i in range(5)]
+    kept += [(ADA, FAN, 1000)]
+    bundles = served_bundles(tmp_path, work, kept)
+    res = payout(LABEL, bundles, [lic], out=tmp_path / "st.json", pool=("10.00", "EUR"),
+                 now=T0)
     assert res.statement.pool is not None
     assert res.statement.pool.downloaders == 1 and res.statement.pool.excluded == 10
 
