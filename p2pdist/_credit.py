@@ -266,12 +266,6 @@ class Credit:
                     last = self._saved.get(k)
                     if last is None or last[1] is None or now - last[1] >= SERVED_SAVE_EVERY:
                         self._save_served(work, pk, now)
-            for k, (n, at, rate) in list(self._saved.items()):
-                # Sending to a key stopped a save interval ago: say so (rate 0), so that
-                # a crash from now on adds nothing to its backing.
-                if k[0] == work and rate and at is not None and now - at >= SERVED_SAVE_EVERY \
-                        and self._served_base.get(k, 0) + self._served_now.get(k, 0) <= n:
-                    self._save_served(work, k[1], now, stopped=True)
             self._last_tick[work] = now
             self._connected = {k for k in self._connected if k[0] != work}
             self._connected.update((work, pk) for pk in connected)
@@ -305,11 +299,14 @@ class Credit:
                 ref_n, ref_t = last[0], last[1]
             else:
                 ref_n, ref_t = self._served_base.get(k, 0), self._since.get(k, now - 1.0)
-            took = now - ref_t
-            # B/s, rounded up; over a short interval (a receipt's save came soon after
-            # the last) no less than the rate of the last record of this session.
-            rate = -(-(n - ref_n) * 10 // max(1, round(max(took, 0.2) * 10)))
-            if took < SERVED_SAVE_EVERY and last is not None and last[1] is not None:
+            # B/s since the last record, rounded up; and never less than the last record
+            # of this session says: the highest rate of the session. The counts come in
+            # bursts (a connection's bytes count for its key once it claimed or proved
+            # it; a second without growth was seen while bytes flowed), so one slow
+            # interval says little of what a kill right after it loses.
+            took = max(now - ref_t, 0.2)
+            rate = -(-(n - ref_n) * 10 // max(1, round(took * 10)))
+            if last is not None and last[1] is not None:
                 rate = max(rate, last[2])
             rate = max(rate, 1)  # still sending, however slowly
         self.log.append(SERVED, served_record(work, pk, n, rate))

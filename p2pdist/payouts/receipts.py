@@ -75,8 +75,8 @@ SERVED_TYPE: Final = "p2pdist/served"
 # its connections lag what the downloader verified by up to a tick.
 RECEIPT_SLACK: Final = 128 * 1024
 # A served record may carry the rate (bytes a second) the node was sending that key at
-# when it wrote it; a record without one (rate 0) says the sending to that key had stopped
-# (the node wrote it when the count stood still for a save interval, or at a clean close).
+# (the highest of its session so far); a record without one (rate 0) says the sending to
+# that key had stopped (the node wrote it at a clean close).
 # A node killed while sending loses the bytes sent since its last record: after such a
 # record, a key's backing is its count plus what that rate sends in SERVED_LOST_SECONDS
 # (the save interval, a tick, and as much again for a rate still rising), capped by the

@@ -343,15 +343,16 @@ def _served_rows(home: Path, downloader: bytes) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("moment", [0.3, 0.95])
+@pytest.mark.parametrize("moment", ["0.95 s after a record", "4.6 s into the fetch"])
 def test_a_seeder_killed_mid_transfer_keeps_the_honest_fans_receipts_and_no_phantoms(
-        tmp_path: Path, moment: float) -> None:
+        tmp_path: Path, moment: str) -> None:
     # The seeder writes what it sent each key at most once a second; a SIGKILL loses what
     # it sent since (its libtorrent kept sending), and the fan's cumulative receipts
     # acknowledge those bytes: every later receipt of the fan was refused as unbacked
     # ("4 of 6 runs" in review). Its last record carries its send rate, and with no clean
-    # stop after it, backs that rate over SERVED_LOST_SECONDS more. *moment*: how long
-    # after a record the kill comes (the loss grows with it; the save interval is 1 s).
+    # stop after it, backs the session's highest rate over SERVED_LOST_SECONDS more.
+    # *moment*: the kill comes just before a record is due (the loss grows with the time
+    # since the last; the save interval is 1 s), or when the review's did.
     album = make_album(tmp_path / "studio" / "Album", [8 * MiB])
     artist, fan = tmp_path / "artist", tmp_path / "fan"
     pub = publish(artist, album)
@@ -376,14 +377,15 @@ def test_a_seeder_killed_mid_transfer_keeps_the_honest_fans_receipts_and_no_phan
                           "--local", "--json", "--peer", f"127.0.0.1:{port}",
                           "--stall-timeout", "90")
         procs.append(fetch)
-        deadline = time.monotonic() + 60
-        while True:  # a record of 2 MiB or more sent to the fan, then the kill
+        began = time.monotonic()
+        deadline = began + 60
+        while moment.endswith("record"):  # a record of 2 MiB or more sent to the fan, then the kill
             rows = _served_rows(artist, f_pk)
             if rows and rows[-1][0] >= 2 * MiB:
                 break
             assert time.monotonic() < deadline and seeder.poll() is None, rows
             time.sleep(0.02)
-        time.sleep(moment)
+        time.sleep(0.95 if moment.endswith("record") else max(0.0, began + 4.6 - time.monotonic()))
         seeder.send_signal(signal.SIGKILL)
         seeder.communicate(timeout=30)
         before = _served_rows(artist, f_pk)
