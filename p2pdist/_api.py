@@ -211,6 +211,7 @@ class _Conn:
     line and its whole request (None: read whole)."""
 
     network: str
+    address: str
     accepted: float
     line_deadline: float | None
     deadline: float | None
@@ -260,10 +261,25 @@ class _Server(ThreadingHTTPServer):
     def _evict_one(self, network: str | None = None) -> bool:
         """Cut the connection (of *network*, or of any) that has waited longest without
         sending its whole request and free its slot; False if every such connection holds
-        a whole request. Lock held."""
-        # No request line yet first, then the oldest: an idle socket goes before a
-        # request whose headers are on their way.
-        waiting = sorted(((c.line_deadline is None, c.accepted, id(r)), r, c)
+        a whole request. Lock held.
+
+        The slot is taken from the heaviest user first: within a network, from the
+        address that holds most of its connections; across the server, from the network
+        that holds most. One neighbour reconnecting as fast as it is cut then only cuts
+        its own sockets, never the one request an honest client of that /24 just sent
+        (which a loaded machine may not have read yet)."""
+        held: dict[str, int] = {}
+        for c in self._conns.values():
+            if not c.evicted and (network is None or c.network == network):
+                group = c.address if network is not None else c.network
+                held[group] = held.get(group, 0) + 1
+
+        def heaviest(c: _Conn) -> int:
+            return -held.get(c.address if network is not None else c.network, 0)
+
+        # The heaviest user's first; then no request line yet, then the oldest: an idle
+        # socket goes before a request whose headers are on their way.
+        waiting = sorted(((heaviest(c), c.line_deadline is None, c.accepted, id(r)), r, c)
                          for r, c in self._conns.items()
                          if not c.evicted and c.deadline is not None
                          and (network is None or c.network == network))
@@ -287,7 +303,8 @@ class _Server(ThreadingHTTPServer):
             del self._per_network[c.network]
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        network = network_of(str(client_address[0]))
+        address = str(client_address[0])
+        network = network_of(address)
         with self._conns_lock:
             # A network at its cap gives the slot of its own slowest connection, as the
             # whole server does at its cap: a neighbour trickling header bytes on every
@@ -301,7 +318,7 @@ class _Server(ThreadingHTTPServer):
             else:
                 refused = None
                 now = time.monotonic()
-                self._conns[request] = _Conn(network, now, now + LINE_DEADLINE,
+                self._conns[request] = _Conn(network, address, now, now + LINE_DEADLINE,
                                              now + REQUEST_DEADLINE)
                 self._live += 1
                 self._per_network[network] = self._per_network.get(network, 0) + 1
