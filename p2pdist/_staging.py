@@ -7,7 +7,7 @@ work's files go. p2pdist's checks (the license, libtorrent's layout and --dest, 
 p2pdist._writes) come after. So a work being fetched is added with its own private
 folder in the node home as its save path, never --dest:
 
-    HOME/held/<infohash>-XXXXXXXX/    0700, like every folder of the home
+    HOME/held/<infohash16>-<8 random chars from mkdtemp>/    0700, like every folder of the home
 
 and only once every check passed is its storage moved to --dest (Swarm.move). Whatever
 a hostile torrent made libtorrent create in the meantime (a file past the priority list,
