@@ -54,6 +54,9 @@ trust_app = typer.Typer(help="The keys you trust: artists and labels.", no_args_
 app.add_typer(trust_app, name="trust")
 statement_app = typer.Typer(help="Payout statements signed by a label.", no_args_is_help=True)
 app.add_typer(statement_app, name="statement")
+label_app = typer.Typer(help="A label's signed decisions on the works it pays (its other "
+                        "commands: certify, audit, payouts).", no_args_is_help=True)
+app.add_typer(label_app, name="label")
 
 
 class _PlainConsole(Console):
@@ -1222,6 +1225,31 @@ def payouts(
                         f"{format_price(paid, cur)} ", mark))
     out.print(f"Wrote {_s(res.out, 4096)} and the signed statement {_s(res.signed, 4096)} "
               "(artists check it with: p2pdist statement verify FILE)")
+
+
+@label_app.command("decide")
+def label_decide(
+    original: Annotated[str, typer.Argument(help="The work that came first (its 64-hex id).")],
+    copies: Annotated[list[str] | None, typer.Argument(
+        help="The works that copy it. None: ORIGINAL is a work of its own (it shares a file "
+        "with others without copying them).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """As a label, sign which work of a group of copies is the original, into your ledger."""
+    from p2pdist.label import decide_copies
+
+    res = decide_copies(_home(), _unlock(), original, copies or [])
+    if json_out:
+        _emit(res.to_dict())
+        return
+    d = res.signed.decision
+    out.print(_line(("✓", "green"), f" {d.original.hex()} is the original"
+                    + (f"; {len(d.copies)} cop{'y' if len(d.copies) == 1 else 'ies'} of it:"
+                       if d.copies else ", a work of its own")))
+    for c in d.copies:
+        out.print(f"  {c.hex()}")
+    out.print(f"  signed and kept as entry {res.seq} of your ledger; `p2pdist receipts "
+              "export` carries it")
 
 
 @statement_app.command("verify")

@@ -4,6 +4,7 @@ domains).
 
     audit_bundles()   verify every bundle, cross-check them: an AuditReport with findings
     payout()          audit, then the payout statement of what holds, signed by the label
+    decide_copies()   sign which work of a group of copies is the original, into the ledger
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from p2pdist.identity import Identity, atomic_write, key_from_text
 from p2pdist.library import Library
 from p2pdist.licensing import License, parse_price, verify_info
 from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
+from p2pdist.payouts.copies import (
+    DECISION_KIND,
+    MAX_COPIES,
+    CopyDecision,
+    SignedCopyDecision,
+)
 from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE
 from p2pdist.payouts.report import to_csv, to_html, to_json
 from p2pdist.payouts.statement import (
@@ -33,8 +40,8 @@ from p2pdist.payouts.statement import (
 )
 from p2pdist.swarm import MAX_TORRENT_SIZE, info_section
 
-__all__ = ["AuditFailed", "PayoutResult", "audit_bundles", "load_works", "payout",
-           "verify_statement_file"]
+__all__ = ["AuditFailed", "DecisionResult", "PayoutResult", "audit_bundles", "decide_copies",
+           "load_works", "parse_work_id", "payout", "verify_statement_file"]
 
 FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
 
@@ -187,3 +194,51 @@ def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
         read_bounded(path, MAX_STATEMENT_SIZE, what="a signed statement"))
     verify_statement(signed, label=expected)
     return signed.statement
+
+
+def parse_work_id(text: str, what: str) -> bytes:
+    """A work id as `audit` and `works` print it: 64 hexadecimal digits."""
+    t = text.strip().lower()
+    if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
+        raise InputError(f"{what} {text[:80]!r} is not a work id",
+                         remedy="give the 64-hex work id that `p2pdist audit --json` or "
+                         "`p2pdist works` prints")
+    return bytes.fromhex(t)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    signed: SignedCopyDecision
+    seq: int  # its entry in this node's ledger
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.signed.decision.to_json(), "kind": DECISION_KIND, "seq": self.seq}
+
+
+def decide_copies(home: Path, identity: Identity, original: str, copies: Sequence[str], *,
+                  now: datetime | None = None) -> DecisionResult:
+    """`label decide`: sign that *original* came first and *copies* copy it, and append
+    the decision to this node's ledger (kind ``decision.copy``), so the next
+    `receipts export` carries it to whoever audits. With no copies, the decision says the
+    original is a work of its own. Only decisions by the label that audits count."""
+    from p2pdist._credit import open_ledger
+
+    first = parse_work_id(original, "ORIGINAL")
+    ids = [parse_work_id(c, "COPY") for c in copies]
+    if first in ids:
+        raise InputError("ORIGINAL is also named as a COPY",
+                         remedy="a work is not a copy of itself: name it once")
+    if len(set(ids)) != len(ids):
+        raise InputError("a COPY is named twice", remedy="name each copy once")
+    if len(ids) > MAX_COPIES:
+        raise InputError(f"{len(ids)} copies in one decision; at most {MAX_COPIES}",
+                         remedy="sign several decisions for one original")
+    decision = CopyDecision(identity.public_key, first, tuple(ids),
+                            (now or datetime.now(UTC)).replace(microsecond=0))
+    signed = SignedCopyDecision.sign(decision, identity)
+    log = open_ledger(home, identity.public_key)
+    try:
+        entry = log.append(DECISION_KIND, signed.to_bytes())
+    finally:
+        log.close()
+    return DecisionResult(signed, entry.seq)
