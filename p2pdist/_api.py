@@ -7,6 +7,12 @@ Public part (any peer may call it):
                                  and only for an endpoint that is its own
   POST /receipts                 (issue 3) a downloader's signed receipt for this node
   POST /purchase                 a buyer's signed purchase request, on a seller (paid.Shop)
+  POST /payments                 a seller-signed payment receipt, on the work's collector
+                                 (p2pdist/_credit.py Credit.collect_payment): kept as
+                                 ``payment.collected`` once its license names this node
+                                 as collector and the seller and terms verify; the same
+                                 sale again is 200 "already kept"; 404 unknown-work,
+                                 403 not-collector / not-a-seller, 413, 422 otherwise
 
 Bounded by design, for whatever arrives: the request line, the header lines and the body
 are capped before they are read (414, 431, 413); a connection must send its request

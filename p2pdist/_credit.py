@@ -30,11 +30,22 @@ send it a copy of every receipt they issue for that work; a node whose key is th
 work's collector accepts receipts naming any uploader, with the same checks otherwise
 (but none of backing: it served nothing), and keeps them as ``receipt.collected``:
 copies that prove only what their downloader signed, never credit of the collector.
+
+Payment receipts (POST /payments): a buyer's node sends the seller-signed payment
+receipt of its purchase to the work's collector (send_payment), after proving that the
+collector's key answers on the license's endpoint. A node keeps one (``payment.collected``)
+only for a work whose license it holds and whose manifest names it as collector, once
+the named seller's signature and the terms verify; the same signed sale twice is
+answered "already kept" and kept once. New buyer keys of collected payments have a
+budget of their own per source network, as collected receipts do. The collector's
+ledger then holds every sale its buyers delivered, evidence beside the seller's own
+bundle: a sale missing from that bundle is a withheld sale.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import threading
 import time
@@ -45,12 +56,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from p2pdist._api import ApiError, post
+from p2pdist._api import ApiError, ask_proof, post
 from p2pdist._home import ensure_home
 from p2pdist.errors import MalformedObject, P2PDistError, StorageError, VerificationError
 from p2pdist.identity import Identity
-from p2pdist.licensing import Collector
+from p2pdist.licensing import Collector, License, PaidTerms
 from p2pdist.payouts.ledger import Entry, Ledger
+from p2pdist.payouts.payments import (
+    MAX_PAYMENT_SIZE,
+    PaymentRejected,
+    SignedPayment,
+    verify_payment,
+)
 from p2pdist.payouts.receipts import (
     MAX_RECEIPT_SIZE,
     RECEIPT_SLACK,
@@ -65,14 +82,15 @@ from p2pdist.payouts.receipts import (
     verify_receipt,
 )
 
-__all__ = ["COLLECTED", "ISSUED", "LEDGER_NAME", "RECEIVED", "SERVED", "Credit", "LedgerLog",
-           "ReceiptLog", "open_ledger"]
+__all__ = ["COLLECTED", "ISSUED", "LEDGER_NAME", "PAYMENT_COLLECTED", "RECEIVED", "SERVED",
+           "Credit", "LedgerLog", "ReceiptLog", "open_ledger", "send_payment"]
 
 LEDGER_NAME = "ledger.sqlite"
 
 ISSUED = "receipt.issued"
 RECEIVED = "receipt.received"
 COLLECTED = "receipt.collected"
+PAYMENT_COLLECTED = "payment.collected"  # a seller-signed sale, as a buyer delivered it
 SERVED = "upload.served"
 # How long a receipt that is not backed yet, from a key still connected, waits for the
 # node's next tick (which polls the counts, and finishes a proof under way) before the
@@ -126,6 +144,8 @@ class Credit:
     log: ReceiptLog
     work_size: Callable[[bytes], int | None]  # None: a work this node does not serve
     collector_of: Callable[[bytes], Collector | None] = field(default=lambda work: None)
+    # The verified license of a work in this node's library (None: unknown to it).
+    license_of: Callable[[bytes], License | None] = field(default=lambda work: None)
     may_send_to: Callable[[str], bool] = field(default=lambda host: True)  # network profile
     # The keys that peers connected to a work claim right now (from any thread).
     claimed_now: Callable[[bytes], set[bytes]] = field(default=lambda work: set())
@@ -154,6 +174,11 @@ class Credit:
     # when each new downloader key of its collected copies came.
     _known_collected: set[tuple[bytes, bytes]] = field(default_factory=set)
     _new_keys: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
+    # Collected payments: sha256 of each kept signed sale's body; (work, buyer) of them;
+    # the budget of new buyer keys per (work, network), apart from the receipts' one.
+    _payments: set[bytes] = field(default_factory=set)
+    _known_buyers: set[tuple[bytes, bytes]] = field(default_factory=set)
+    _new_buyers: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
     _ticks: dict[bytes, int] = field(default_factory=dict)  # observe_uploads calls per work
     _ticked: threading.Condition = field(init=False)
     _waiters: int = 0  # receipts waiting in _check_backed now
@@ -192,6 +217,10 @@ class Credit:
             base = served_backing(n, rate, self.work_size(work))
             self._served_base[work, down] = base
             self._saved[work, down] = (base, None, rate)
+        for payload in self.log.payloads(PAYMENT_COLLECTED):
+            sp = SignedPayment.from_bytes(payload)
+            self._payments.add(hashlib.sha256(sp.body).digest())
+            self._known_buyers.add((sp.payment.work, sp.payment.buyer))
 
     # -- uploader side --------------------------------------------------------------------
 
@@ -363,25 +392,76 @@ class Credit:
                        f"this node sent this key {sent} bytes of this work, not "
                        f"{r.bytes}: it keeps receipts for at most what it sent")
 
-    def _admit_new_key(self, work: bytes, source: str | None) -> None:
-        """Count a new downloader key of *work* against its source network (429 if over)."""
+    def _admit_new_key(self, work: bytes, source: str | None, *,
+                       budget: dict[tuple[bytes, str], deque[float]] | None = None,
+                       what: str = "downloader") -> None:
+        """Count a new downloader key (or, with the payments' *budget*, buyer key) of
+        *work* against its source network (429 if over). Under self._lock."""
         if source is None:
             return  # not from the network (a test or an import)
+        keys = self._new_keys if budget is None else budget
         net = _network(source)
         now = time.monotonic()
         k = (work, net)
-        times = self._new_keys.get(k)
+        times = keys.get(k)
         if times is None:
-            if len(self._new_keys) >= MAX_TRACKED_NETS:
-                del self._new_keys[next(iter(self._new_keys))]
-            times = self._new_keys[k] = deque()
+            if len(keys) >= MAX_TRACKED_NETS:
+                del keys[next(iter(keys))]
+            times = keys[k] = deque()
         while times and now - times[0] > NEW_KEYS_WINDOW:
             times.popleft()
         if len(times) >= NEW_KEYS_PER_NET:
             raise ApiError(429, "too-many-keys",
-                           f"{NEW_KEYS_PER_NET} new downloader keys of this work came from "
+                           f"{NEW_KEYS_PER_NET} new {what} keys of this work came from "
                            f"{net} in the last hour already; try again later")
         times.append(now)
+
+    # -- collector of payment receipts ----------------------------------------------------
+
+    def collect_payment(self, body: bytes, source: str | None = None) -> dict[str, Any]:
+        """Verify and keep a payment receipt sent to this node as the work's collector
+        (the POST /payments handler); *source* is the address it came from. 4xx ApiError
+        for anything it does not keep: nothing is kept then."""
+        if len(body) > MAX_PAYMENT_SIZE:
+            raise ApiError(413, "oversized",
+                           f"a payment receipt is at most {MAX_PAYMENT_SIZE} bytes")
+        try:
+            signed = SignedPayment.from_bytes(body)
+        except MalformedObject as e:
+            raise ApiError(400, "malformed", e.message) from None
+        p = signed.payment
+        lic = self.license_of(p.work)
+        if lic is None:
+            raise ApiError(404, "unknown-work", "this node does not hold that work's license: "
+                           "a collector keeps payments only for works in its library")
+        collector = lic.manifest.collector
+        if collector is None or collector.pk != self.identity.public_key:
+            raise ApiError(403, "not-collector",
+                           "that work's license does not name this node as its collector")
+        terms = lic.manifest.terms
+        if not isinstance(terms, PaidTerms):
+            raise ApiError(422, "not-for-sale", "that work is not sold: it has no payments")
+        try:
+            verify_payment(signed, work=p.work, terms=terms,
+                           size=lic.manifest.content.total_size)
+        except PaymentRejected as e:
+            raise ApiError(403 if e.reason == "not-a-seller" else 422, e.reason,
+                           e.message) from None
+        except VerificationError:
+            raise ApiError(422, "bad-signature",
+                           "the payment receipt is not signed by the seller it names") \
+                from None
+        digest = hashlib.sha256(signed.body).digest()
+        with self._lock:
+            if digest in self._payments:
+                return {"ok": True, "kept_as": "collected", "already": True,
+                        "message": "already kept"}
+            if (p.work, p.buyer) not in self._known_buyers:
+                self._admit_new_key(p.work, source, budget=self._new_buyers, what="buyer")
+            self.log.append(PAYMENT_COLLECTED, signed.to_bytes())
+            self._payments.add(digest)
+            self._known_buyers.add((p.work, p.buyer))
+        return {"ok": True, "kept_as": "collected", "already": False, "message": "kept"}
 
     def received_totals(self) -> dict[bytes, int]:
         """Per work: bytes acknowledged to this node by all downloaders (latest receipts)."""
@@ -474,6 +554,43 @@ class Credit:
     def issued(self, work: bytes) -> dict[bytes, TransferReceipt]:
         """Latest issued receipt per uploader for *work*."""
         return {k[1]: r for k, r in self._issued.items() if k[0] == work}
+
+
+def send_payment(payload: bytes, collector: Collector, *, asker: bytes,
+                 may_send_to: Callable[[str], bool], timeout: float = 5.0,
+                 delays: Iterable[float] = SEND_RETRY_DELAYS) -> tuple[str, str]:
+    """Deliver a signed payment receipt to the work's *collector* (POST /payments), once
+    its key proved itself on the endpoint the license names. Returns (status, detail):
+    "sent" (kept there now, or already), "unreachable" (no answer, or busy after the
+    retries: send it again later) or "refused" (the network profile may not contact it,
+    another key answers there, or it refused the receipt: a 4xx reason)."""
+    where = collector.endpoint
+    if not may_send_to(collector.host):
+        return "refused", (f"{where} is not an address this network profile may contact "
+                           "(loopback only in 'local'; globally routable in 'internet')")
+    try:
+        ask_proof(collector.host, collector.port, asker=asker, keys=(collector.pk,),
+                  timeout=timeout)
+    except VerificationError as e:
+        return "refused", f"the node at {where} is not the collector: {e.message}"
+    except P2PDistError as e:
+        return "unreachable", e.message
+    detail = f"the collector at {where} did not answer"
+    for delay in (0.0, *delays):
+        time.sleep(delay)
+        try:
+            status, doc = post(collector.host, collector.port, "/payments", payload,
+                               timeout=timeout)
+        except P2PDistError as e:
+            detail = e.message
+            continue
+        reason = str(doc.get("reason", ""))[:64]
+        if 200 <= status < 300:
+            return "sent", str(doc.get("message", "kept"))[:64]
+        detail = f"the collector at {where} answered {status} {reason}".rstrip()
+        if status not in RETRY_STATUSES:
+            return "refused", detail
+    return "unreachable", detail
 
 
 _UNSERVED = ("this node sent this key nothing of this work: it keeps receipts only from "

@@ -966,7 +966,15 @@ def buy(
     for pk, n in res.served_by:
         out.print(f"  carried to you by {_s(pk)}: {n:,} bytes — they share "
                   f"{res.redistributor_bps / 100:g}% of this sale")
+    if res.collector == "sent":
+        out.print(f"  payment receipt sent to the collector at {_s(res.collector_endpoint)}")
     out.print(f"Unlock it with: p2pdist unlock {res.work[:16]} --dest DIR")
+    if res.collector not in (None, "sent"):
+        err.print(_line(("warning:", "yellow"), " your purchase is complete, but its payment "
+                        f"receipt did not reach the work's collector at "
+                        f"{_s(res.collector_endpoint)} ({_s(res.collector)}: "
+                        f"{_s(res.collector_note, 300)})"))
+        err.print(_line(("  → send it later with: p2pdist receipts send-payments", "dim")))
 
 
 @app.command()
@@ -1419,6 +1427,33 @@ def receipts_export(
         return
     out.print(f"Wrote {res['entries']} entries ({_size(int(str(res['bytes'])))}) to "
               f"{_s(res['bundle'], 4096)}")
+
+
+@receipts_app.command("send-payments")
+def receipts_send_payments(local: LocalOpt = False, json_out: JsonOpt = False) -> None:
+    """Send the payment receipts of your purchases to each work's collector (the license's
+    `--collector`), e.g. after `buy` warned that it was unreachable. Exit 1 if any stays
+    undelivered; one the collector holds already counts as sent."""
+    from p2pdist.paid import send_payments
+
+    rows = send_payments(_home(), _unlock(), profile=_profile(local))
+    left = [r for r in rows if r["status"] != "sent"]
+    if json_out:
+        _emit({"payments": rows, "sent": len(rows) - len(left), "undelivered": len(left)})
+    else:
+        if not rows:
+            out.print("No payment receipts to send: none of your purchases names a collector.")
+        for r in rows:
+            mark = ("✓", "green") if r["status"] == "sent" else ("✗", "red")
+            out.print(_line(mark, f" {_s(r['title'])} ({_s(r['payment_ref'])}) → "
+                            f"{_s(r['endpoint'])}: {_s(r['status'])}, {_s(r['note'], 300)}"))
+    if left:
+        if not json_out:
+            err.print(_line(("error:", "red"), f" {len(left)} payment receipt(s) did not "
+                            "reach their collector"))
+            err.print(_line(("  → run p2pdist receipts send-payments again when the "
+                             "collector is up", "dim")))
+        raise typer.Exit(1)
 
 
 @receipts_app.command("import")

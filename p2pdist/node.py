@@ -944,6 +944,7 @@ class Node:
         self.started = time.monotonic()
         self._snaps: list[WorkSnapshot] = []
         self._collectors: dict[str, Collector | None] = {}
+        self._licenses: dict[str, License] = {}  # verified, of works in the library
         self._address_verdicts: dict[str, tuple[bool, float]] = {}  # host -> (ok, until)
         # Peers' claimed keys count only once proven through their /identity challenge,
         # bound to the API endpoint dialed (a relay cannot pass): connection -> key, and
@@ -994,6 +995,7 @@ class Node:
                 self.ledger = open_ledger(home, identity.public_key)
                 self.credit = Credit(identity, self.ledger, work_size=self._work_size,
                                      collector_of=self._collector_of,
+                                     license_of=self._license_of,
                                      may_send_to=self._may_send_to,
                                      claimed_now=self._claimed_now)
                 self.credit.load()
@@ -1010,6 +1012,9 @@ class Node:
             credit = self.credit
             self.api.route("POST", "/receipts",
                            lambda q, body: (200, credit.accept(body, request_address())))
+            self.api.route("POST", "/payments",
+                           lambda q, body: (200, credit.collect_payment(body,
+                                                                        request_address())))
             from p2pdist.paid import VOUCHERS_NAME, Shop
 
             shop = self.shop = Shop(identity, self.library, self.ledger, home / VOUCHERS_NAME)
@@ -1344,6 +1349,19 @@ class Node:
             except P2PDistError:
                 return None  # not (yet) in the library: ask again later
         return self._collectors[key]
+
+    def _license_of(self, work: bytes) -> License | None:
+        """The verified license of a work in this node's library, or None (not in it, or
+        not yet). Verified once per work and node run."""
+        key = work.hex()
+        lic = self._licenses.get(key)
+        if lic is None:
+            try:
+                lic = verify_info(info_section(self.library.torrent(key)))
+            except P2PDistError:
+                return None
+            self._licenses[key] = lic  # one dict store: no lock needed
+        return lic
 
     def _may_send_to(self, host: str) -> bool:
         """May receipts go to *host*, a collector a license names? Loopback only in the

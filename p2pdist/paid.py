@@ -12,6 +12,7 @@ library and the node API (with node.py, the only modules that combine domains).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ import nacl.public
 
 from p2pdist._api import ApiError, ask_proof, post
 from p2pdist._bounded import BoundedMap
-from p2pdist._credit import ISSUED, LedgerLog, ReceiptLog
+from p2pdist._credit import ISSUED, LedgerLog, ReceiptLog, send_payment
 from p2pdist._home import HomeLock
 from p2pdist._proof import SignedProof, split_endpoint, verify_proof
 from p2pdist.errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "open_own_key",
     "paid_license",
     "seal_own_key",
+    "send_payments",
     "unlock",
 ]
 
@@ -342,12 +344,19 @@ class BuyResult:
     payment_ref: str
     served_by: tuple[tuple[str, int], ...]
     redistributor_bps: int
+    # The payment receipt at the work's collector: None (the license names none),
+    # "sent", "unreachable" or "refused" (then `receipts send-payments` sends it later);
+    # collector_note says why, collector_endpoint where.
+    collector: str | None = None
+    collector_note: str = ""
+    collector_endpoint: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {"work": self.work, "title": self.title, "price": self.price,
                 "seller": self.seller, "payment_ref": self.payment_ref,
                 "served_by": [{"pk": pk, "bytes": n} for pk, n in self.served_by],
-                "redistributor_bps": self.redistributor_bps}
+                "redistributor_bps": self.redistributor_bps, "collector": self.collector,
+                "collector_note": self.collector_note or None}
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -398,8 +407,10 @@ def _my_receipts(log: ReceiptLog, work: bytes, me: bytes) -> list[bytes]:
 
 def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, method: str,
         payment: str, seller: str | None = None, allow: Callable[[str], bool] = lambda h: True,
-        now: datetime | None = None) -> BuyResult:
-    """Buy *work* from a seller its license names; keep the grant and the receipt.
+        now: datetime | None = None,
+        may_send_to: Callable[[str], bool] = lambda h: False) -> BuyResult:
+    """Buy *work* from a seller its license names; keep the grant and the receipt, and
+    send the receipt to the license's collector if *may_send_to* allows its host.
 
     Raises PaymentRejected ("not-a-seller") when the node *seller* names is not a named
     seller (remembered endpoints where another node answers now are passed over),
@@ -456,13 +467,14 @@ def buy(library: Library, log: ReceiptLog, identity: Identity, work: str, *, met
                 "redeem it. Check the code and run buy again with it (a code this seller "
                 "already took from you is answered with your purchase, never charged "
                 "twice), or ask the seller")
-        return _keep(library, log, identity, w, lic, terms, doc, pk)
+        return _keep(library, log, identity, w, lic, terms, doc, pk, may_send_to)
     raise NetworkError("no seller answered: " + "; ".join(errors),
                        remedy="check that a seller's node is running; give --seller HOST:PORT")
 
 
 def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: License,
-          terms: PaidTerms, doc: dict[str, Any], seller: bytes) -> BuyResult:
+          terms: PaidTerms, doc: dict[str, Any], seller: bytes,
+          may_send_to: Callable[[str], bool] = lambda h: False) -> BuyResult:
     enc = lic.manifest.encryption
     if enc is None:
         raise InputError("this work is not encrypted")
@@ -485,10 +497,19 @@ def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: L
     if payment.to_bytes() not in log.payloads(PAYMENT_RECEIVED):  # a repeated answer: kept
         log.append(PAYMENT_RECEIVED, payment.to_bytes())
     p = payment.payment
-    return BuyResult(w.work, w.title, format_price(terms.price, terms.currency),
-                     key_to_text(seller), p.payment_ref,
-                     tuple((key_to_text(s.pk), s.bytes) for s in p.served_by),
-                     terms.redistributor_bps)
+    result = BuyResult(w.work, w.title, format_price(terms.price, terms.currency),
+                       key_to_text(seller), p.payment_ref,
+                       tuple((key_to_text(s.pk), s.bytes) for s in p.served_by),
+                       terms.redistributor_bps)
+    # The sale is kept: now its evidence goes to the collector, if the license names one.
+    # A collector that cannot take it fails nothing; `receipts send-payments` resends.
+    collector = lic.manifest.collector
+    if collector is None or collector.pk == identity.public_key:
+        return result
+    status, note = send_payment(payment.to_bytes(), collector, asker=identity.public_key,
+                                may_send_to=may_send_to)
+    return dataclasses.replace(result, collector=status, collector_note=note,
+                               collector_endpoint=collector.endpoint)
 
 
 # -- unlock --------------------------------------------------------------------------------
@@ -612,6 +633,39 @@ def buy_work(home: Path, identity: Identity, work: str, *, voucher: str,
     log = open_ledger(home, identity.public_key)
     try:
         return buy(Library(home), log, identity, work, method="voucher",
-                   payment=voucher.strip(), seller=seller, allow=allow)
+                   payment=voucher.strip(), seller=seller, allow=allow,
+                   may_send_to=lambda host: license_address_allowed(profile, host))
     finally:
         log.close()
+
+
+def send_payments(home: Path, identity: Identity, *, profile: Any) -> list[dict[str, object]]:
+    """`p2pdist receipts send-payments`: send every payment receipt this node holds as a
+    buyer to its work's collector, if the license names one (the collector keeps each
+    once: one it holds already is answered "already kept"). One row per receipt sent,
+    with its status ("sent", "unreachable", "refused") and why."""
+    from p2pdist._credit import open_ledger
+    from p2pdist.swarm._settings import license_address_allowed
+
+    library = Library(home)
+    log = open_ledger(home, identity.public_key)
+    try:
+        payloads = log.payloads(PAYMENT_RECEIVED)
+    finally:
+        log.close()
+    rows: list[dict[str, object]] = []
+    for raw in dict.fromkeys(payloads):  # a repeated answer kept twice: sent once
+        p = SignedPayment.from_bytes(raw).payment
+        try:
+            w, lic, _ = paid_license(library, p.work.hex())
+        except P2PDistError:
+            continue  # removed from the library: its collector is not known any more
+        collector = lic.manifest.collector
+        if collector is None or collector.pk == identity.public_key:
+            continue
+        status, note = send_payment(raw, collector, asker=identity.public_key,
+                                    may_send_to=lambda h: license_address_allowed(profile, h))
+        rows.append({"work": w.work, "title": w.title, "payment_ref": p.payment_ref,
+                     "collector": key_to_text(collector.pk), "endpoint": collector.endpoint,
+                     "status": status, "note": note})
+    return rows
