@@ -166,7 +166,7 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
     try:
         st = compute_statement(
             label=identity.public_key, works=works,
-            sales=[p.payment for p in report.payments if p.payment.work in works],
+            sales=[s for s in report.sales if s.work in works],
             transfers=[s.receipt for s in report.transfers()], pool=pool_, period=period,
             exclude=sybils, issued=(now or datetime.now(UTC)).replace(microsecond=0))
         signed = SignedStatement.sign(st, identity)

@@ -48,12 +48,12 @@ from p2pdist.licensing._encryption import (
     verify_key_id,
 )
 from p2pdist.licensing._grant import LicenseGrant, SignedGrant, open_grant, seal_key, verify_grant
+from p2pdist.payouts.issuance import MerkleProof, SignedIssuance
 from p2pdist.payouts.methods import PaymentMethod, VoucherMethod
 from p2pdist.payouts.payments import (
     PaymentReceipt,
     PaymentRejected,
     PurchaseRequest,
-    Served,
     SignedPayment,
     SignedPurchase,
     open_payment,
@@ -224,9 +224,8 @@ class Shop:
             raise ApiError(422, "stale", "the request's time is more than a day off; "
                            "check the buyer's clock")
         size = lic.manifest.content.total_size
-        try:
-            served = served_by_from_receipts(req.receipts, work=req.work, buyer=req.buyer,
-                                             size=size)
+        try:  # the receipts it carries are checked now: the audit will read them
+            served_by_from_receipts(req.receipts, work=req.work, buyer=req.buyer, size=size)
         except PaymentRejected as e:
             raise ApiError(422, e.reason, e.message) from None
         grant = self._grant(w, lic, req.buyer, now)  # before the payment: none without a key
@@ -237,16 +236,17 @@ class Shop:
         if req.method == VoucherMethod.name:
             # A spent code is answered from lookups by its hash, outside the lock that
             # every purchase takes.
-            again = self._spent(req, code, terms, served, now)
+            again = self._spent(signed, code, now)
             if again is not None:
                 return {"ok": True, "payment": again.to_bytes().hex(),
                         "grant": grant.to_bytes().hex(), "repeated": True}
         with self._paying:
             try:
                 with self._method(req.method) as method:
+                    evidence = self._evidence(code)
                     ref = method.authorize(req, code, now=now)
             except VoucherRefused as e:
-                again = self._paid_before(req, code, terms, served, now) \
+                again = self._paid_before(signed, code, now) \
                     if e.reason == "redeemed" else None
                 if again is None:
                     raise ApiError(402 if e.reason != "malformed" else 422, e.reason,
@@ -255,19 +255,46 @@ class Shop:
                 # connection). Answer again; the payment was taken once.
                 return {"ok": True, "payment": again.to_bytes().hex(),
                         "grant": grant.to_bytes().hex(), "repeated": True}
-            payment = SignedPayment.sign(PaymentReceipt(
-                work=req.work, buyer=req.buyer, seller=me, amount=terms.price,
-                currency=terms.currency, method=req.method, payment_ref=ref,
-                nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)),
-                self.identity)
+            payment = self._sign(signed, ref, code, evidence, now)
             self._paid[ref] = self.log.append(PAYMENT_ISSUED, payment.to_bytes()).seq
         return {"ok": True, "payment": payment.to_bytes().hex(), "grant": grant.to_bytes().hex()}
 
-    def _spent(self, req: PurchaseRequest, code: str, terms: PaidTerms,
-               served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
+    def _evidence(self, code: str) -> tuple[SignedIssuance, MerkleProof] | None:
+        """The issuance record and proof of *code*, None if no such code (the payment
+        refuses it); 402 "unissued" for a code issued before issuance records."""
+        try:
+            ev = self._voucher_book().evidence(code)
+        except VoucherRefused:
+            return None  # malformed: authorize says so
+        if ev is None:
+            if self._voucher_book().find(code) is not None:
+                raise ApiError(402, "unissued", "this code was issued without an issuance "
+                               "record (by an older p2pdist): the seller issues new codes")
+            return None
+        return SignedIssuance.from_bytes(ev[0]), ev[1]
+
+    def _sign(self, signed: SignedPurchase, ref: str, code: str,
+              evidence: tuple[SignedIssuance, MerkleProof] | None,
+              now: datetime) -> SignedPayment:
+        from p2pdist.payouts.vouchers import code_hash
+
+        if evidence is None:  # a code that was redeemed has a row: cannot happen
+            raise ApiError(503, "no-evidence", "this code's issuance record is missing")
+        issuance, proof = evidence
+        req = signed.request
+        return SignedPayment.sign(PaymentReceipt(
+            work=req.work, buyer=req.buyer, seller=self.identity.public_key,
+            amount=issuance.issuance.face, currency=issuance.issuance.currency,
+            method=req.method, payment_ref=ref, nonce=req.nonce,
+            ts=now.replace(microsecond=0), request=signed, issuance=issuance,
+            code=code_hash(code), proof=proof), self.identity)
+
+    def _spent(self, signed: SignedPurchase, code: str,
+               now: datetime) -> SignedPayment | None:
         """For a voucher of this work that was redeemed already: its refusal (another
         buyer) or its payment receipt again (this buyer); None for any other code, which
         goes on to the payment. Index lookups only, no lock held while reading."""
+        req = signed.request
         book = self._voucher_book()
         try:
             row = book.find(code)
@@ -284,20 +311,21 @@ class Shop:
         seq = self._paid.get(row.payment_ref or "")
         raw = self.log.payload_at(seq) if seq is not None else None
         if raw is not None:
-            signed = SignedPayment.from_bytes(raw)
-            if (signed.payment.buyer, signed.payment.work) == (req.buyer, req.work):
-                return signed
+            paid = SignedPayment.from_bytes(raw)
+            if (paid.payment.buyer, paid.payment.work) == (req.buyer, req.work):
+                return paid
         # Being recorded right now, or the seller stopped before it was: under the lock.
         with self._paying:
-            return self._paid_before(req, code, terms, served, now)
+            return self._paid_before(signed, code, now)
 
-    def _paid_before(self, req: PurchaseRequest, code: str, terms: PaidTerms,
-                     served: tuple[Served, ...], now: datetime) -> SignedPayment | None:
+    def _paid_before(self, signed: SignedPurchase, code: str,
+                     now: datetime) -> SignedPayment | None:
         """The payment receipt for a voucher this same buyer already redeemed: the one in
         the ledger, or (the seller stopped between redeeming and recording) a new one.
         Called with self._paying held; two lookups by key."""
         from p2pdist.payouts.vouchers import code_hash, payment_ref
 
+        req = signed.request
         try:
             ref = payment_ref(code_hash(code))
         except P2PDistError:
@@ -305,18 +333,15 @@ class Shop:
         seq = self._paid.get(ref)
         if seq is not None:
             raw = self.log.payload_at(seq)
-            signed = SignedPayment.from_bytes(raw) if raw is not None else None
-            if signed is not None and \
-                    (signed.payment.buyer, signed.payment.work) == (req.buyer, req.work):
-                return signed
+            paid = SignedPayment.from_bytes(raw) if raw is not None else None
+            if paid is not None and \
+                    (paid.payment.buyer, paid.payment.work) == (req.buyer, req.work):
+                return paid
             return None
         row = self._voucher_book().find(code)
         if row is None or (row.payment_ref, row.buyer, row.work) != (ref, req.buyer, req.work):
             return None
-        payment = SignedPayment.sign(PaymentReceipt(
-            work=req.work, buyer=req.buyer, seller=self.identity.public_key,
-            amount=terms.price, currency=terms.currency, method=req.method, payment_ref=ref,
-            nonce=req.nonce, served_by=served, ts=now.replace(microsecond=0)), self.identity)
+        payment = self._sign(signed, ref, code, self._evidence(code), now)
         self._paid[ref] = self.log.append(PAYMENT_ISSUED, payment.to_bytes()).seq
         return payment
 
@@ -485,8 +510,7 @@ def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: L
         raise MalformedObject("the seller's answer holds no payment receipt and grant") \
             from None
     work = bytes.fromhex(w.work)
-    verify_payment(payment, work=work, terms=terms, size=lic.manifest.content.total_size,
-                   buyer=identity.public_key)
+    verify_payment(payment, work=work, terms=terms, buyer=identity.public_key)
     if payment.payment.seller != seller or grant.grant.seller != seller:
         raise PaymentRejected("the answer is signed by another seller than the one asked",
                               reason="wrong-seller")
@@ -497,9 +521,11 @@ def _keep(library: Library, log: ReceiptLog, identity: Identity, w: Work, lic: L
     if payment.to_bytes() not in log.payloads(PAYMENT_RECEIVED):  # a repeated answer: kept
         log.append(PAYMENT_RECEIVED, payment.to_bytes())
     p = payment.payment
-    result = BuyResult(w.work, w.title, format_price(terms.price, terms.currency),
+    served = served_by_from_receipts(p.request.request.receipts, work=work, buyer=p.buyer,
+                                     size=lic.manifest.content.total_size)
+    result = BuyResult(w.work, w.title, format_price(p.amount, p.currency),
                        key_to_text(seller), p.payment_ref,
-                       tuple((key_to_text(s.pk), s.bytes) for s in p.served_by),
+                       tuple((key_to_text(s.pk), s.bytes) for s in served),
                        terms.redistributor_bps)
     # The sale is kept: now its evidence goes to the collector, if the license names one.
     # A collector that cannot take it fails nothing; `receipts send-payments` resends.
@@ -556,17 +582,31 @@ def _own_sale(library: Library, identity: Identity, work: str) -> tuple[Work, Pa
 
 
 def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
-                   out: Path | None = None, now: datetime | None = None) -> list[str]:
+                   out: Path | None = None, now: datetime | None = None,
+                   face: int | None = None) -> list[str]:
     """Issue *count* codes for a work this node sells; write them as CSV if *out*.
+
+    Each code was sold for *face* minor units (the work's price if None; 0 for gift and
+    press codes): this node signs an issuance record (issuance.py) naming itself as the
+    collector of that money, keeps it with the codes' Merkle proofs, and appends it to
+    its ledger (``voucher.issuance``) in the same transaction, so the label's audit books
+    each sale of these codes at *face* against this node.
 
     With *out*, a code is in the voucher book only if it is in that CSV: the CSV is
     written, 0600, and linked into place (never over an existing file, however many
     `vouchers issue` race for the name) inside the book's transaction, before it commits.
     A CSV whose transaction then fails is removed. (A crash between the two leaves codes
     in the CSV that the book does not know: they redeem nothing.)"""
+    from p2pdist._credit import open_ledger
+    from p2pdist.payouts.issuance import ISSUANCE_KIND, Issuance, SignedIssuance
     from p2pdist.payouts.vouchers import IssuedVoucher, write_csv
 
-    w, _ = _own_sale(Library(home), identity, work)
+    w, terms = _own_sale(Library(home), identity, work)
+    face = terms.price if face is None else face
+    if not 0 <= face <= terms.price:
+        raise InputError(f"a code's face value is 0 to the price, "
+                         f"{format_price(terms.price, terms.currency)}",
+                         remedy="use --free for gift and press codes")
     if out is not None and (out.exists() or out.is_symlink()):
         raise InputError(f"{out} exists; the voucher codes in it cannot be shown again",
                          remedy="write the new codes to another file")
@@ -579,14 +619,25 @@ def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
             write_csv(out, [IssuedVoucher(c, bytes.fromhex(w.work), when) for c in codes])
             placed = True
 
+    def sign(root: bytes, n: int) -> SignedIssuance:
+        signed = SignedIssuance.sign(Issuance(
+            work=bytes.fromhex(w.work), collector=identity.public_key, count=n, face=face,
+            currency=terms.currency, root=root, ts=when), identity)
+        log.append(ISSUANCE_KIND, signed.to_bytes())  # (a crash before commit: no codes)
+        return signed
+
     with HomeLock(home), VoucherBook(home / VOUCHERS_NAME) as book:
+        log = open_ledger(home, identity.public_key)
         try:
-            return book.issue(bytes.fromhex(w.work), count, now=when, before_commit=place)
+            return book.issue(bytes.fromhex(w.work), count, now=when, before_commit=place,
+                              sign=sign)
         except BaseException:
             if placed and out is not None:  # the CSV of codes that were never issued
                 with contextlib.suppress(OSError):
                     out.unlink()
             raise
+        finally:
+            log.close()
 
 
 def list_vouchers(home: Path, work: str) -> list[dict[str, object]]:

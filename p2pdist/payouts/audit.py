@@ -96,7 +96,13 @@ from p2pdist.errors import InvalidSignature, LedgerCorrupt, MalformedObject, Ver
 from p2pdist.identity import key_to_text, verify_signature
 from p2pdist.licensing import CCTerms, License, PaidTerms, Terms
 from p2pdist.payouts.ledger import Entry, verify_bundle
-from p2pdist.payouts.payments import PAYMENT_DOMAIN, PaymentReceipt, SignedPayment
+from p2pdist.payouts.payments import (
+    PAYMENT_DOMAIN,
+    PURCHASE_DOMAIN,
+    PaymentReceipt,
+    SignedPayment,
+    check_issued,
+)
 from p2pdist.payouts.receipts import (
     DOMAIN as RECEIPT_DOMAIN,
 )
@@ -109,6 +115,7 @@ from p2pdist.payouts.receipts import (
     parse_served_rate,
     served_backing,
 )
+from p2pdist.payouts.statement import Sale, cap_bytes
 
 __all__ = [
     "FINDING_KINDS",
@@ -124,13 +131,14 @@ __all__ = [
 # The ledger kinds that carry what the audit reads (_credit.py and paid.py write them).
 RECEIPT_KINDS: Final = frozenset({"receipt.issued", "receipt.received", "receipt.collected"})
 PAYMENT_ISSUED: Final = "payment.issued"
-PAYMENT_KINDS: Final = frozenset({PAYMENT_ISSUED, "payment.received"})
+PAYMENT_KINDS: Final = frozenset({PAYMENT_ISSUED, "payment.received", "payment.collected"})
 SERVED_KIND: Final = "upload.served"
 
 FINDING_KINDS: Final = (
     "bad-bundle", "fork", "duplicate-receipt", "receipt-rollback", "duplicate-payment",
-    "replayed-payment", "double-spend", "over-size", "self-dealing", "suspected-sybil",
-    "non-seller", "wrong-price", "unknown-work", "unbacked-receipt",
+    "double-booking", "double-spend", "over-size", "self-dealing", "suspected-sybil",
+    "non-seller", "wrong-price", "unknown-work", "unbacked-receipt", "unissued-sale",
+    "forged-sale", "withheld-sale",
 )
 SYBIL_MIN: Final = 5
 # A hostile bundle can make a finding of every entry; past this many of one kind the
@@ -237,6 +245,7 @@ class AuditReport:
     _latest: dict[bytes, _Latest] = field(repr=False, hash=False, compare=False)
     suspected_sybils: frozenset[bytes] = frozenset()
     unbacked: frozenset[bytes] = frozenset()
+    sales: tuple[Sale, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -367,11 +376,14 @@ def _latest_json(key: bytes, v: _Latest) -> dict[str, object]:
 
 
 def _payment_json(p: PaymentReceipt) -> dict[str, object]:
+    i = p.issuance.issuance
     return {"work": p.work.hex(), "buyer": key_to_text(p.buyer),
             "seller": key_to_text(p.seller), "amount": p.amount, "currency": p.currency,
             "method": p.method, "payment_ref": p.payment_ref, "nonce": p.nonce.hex(),
-            "ts": _iso(int(p.ts.timestamp())),
-            "served_by": [{"pk": key_to_text(s.pk), "bytes": s.bytes} for s in p.served_by]}
+            "ts": _iso(int(p.ts.timestamp())), "request": p.request_id.hex(),
+            "issuance": {"id": p.issuance.id.hex(), "collector": key_to_text(i.collector),
+                         "face": i.face, "currency": i.currency, "count": i.count},
+            "code": p.code.hex()}
 
 
 @dataclass(slots=True)
@@ -420,6 +432,7 @@ class _Bundle:
     latest: dict[bytes, _Latest] = field(default_factory=dict)
     payments: dict[bytes, _Payment] = field(default_factory=dict)
     issued: dict[bytes, dict[str, object]] = field(default_factory=dict)
+    by_seller: set[bytes] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
     unknown: dict[bytes, _Unknown] = field(default_factory=dict)
     served: dict[bytes, tuple[int, dict[str, object], int]] = field(default_factory=dict)
@@ -435,6 +448,7 @@ class _Audit:
         self.latest: dict[bytes, _Latest] = {}
         self.chains: dict[bytes, _Chain] = {}
         self.payments: dict[bytes, _Payment] = {}  # SHA-256 of the body -> first read
+        self.by_seller: set[bytes] = set()  # payments read in their own seller's chain
         self.rejected: set[bytes] = set()  # payments that broke the terms (reported once)
         self.unknown: dict[bytes, _Unknown] = {}
         self.findings: list[Finding] = []
@@ -507,6 +521,7 @@ class _Audit:
                 self.served[key] = sv
         if b.served:
             self.recording.add(node)
+        self.by_seller |= b.by_seller
         for digest, pay in b.payments.items():
             if digest not in self.payments and digest not in self.rejected:
                 self._terms(digest, pay)
@@ -646,6 +661,8 @@ class _Audit:
                            payment=_payment_json(sp.payment), at=[first, at])
             else:
                 b.issued[digest] = at
+            if e.node == sp.payment.seller:
+                b.by_seller.add(digest)
         if seen is None:
             b.payments[digest] = _Payment(sp, at)
 
@@ -665,21 +682,36 @@ class _Audit:
                        sellers=[key_to_text(k) for k in info.sellers])
             self.rejected.add(digest)
             return
-        if (p.amount, p.currency) != (info.price, info.currency):
-            self._find(self.findings, "wrong-price",
-                       f"a payment receipt for work {p.work.hex()[:16]}… is for "
-                       f"{p.amount} {p.currency}, the price is {info.price} {info.currency} "
-                       "(minor units)",
-                       payment=_payment_json(p), at=pay.at,
-                       price={"amount": info.price, "currency": info.currency})
+        try:
+            verify_signature(pk=p.buyer, domain=PURCHASE_DOMAIN, message=p.request.body,
+                             signature=p.request.sig)
+        except InvalidSignature:
+            self._find(self.findings, "forged-sale",
+                       f"a payment receipt signed by {key_to_text(p.seller)} holds a "
+                       f"purchase request its buyer {key_to_text(p.buyer)} did not sign",
+                       seller=key_to_text(p.seller), payment=_payment_json(p), at=pay.at)
             self.rejected.add(digest)
             return
-        if p.served_bytes > info.size:
-            self._find(self.findings, "over-size",
-                       f"a sale of work {p.work.hex()[:16]}… credits {p.served_bytes} bytes "
-                       f"served of a {info.size}-byte work",
-                       work=p.work.hex(), size=info.size, credited=p.served_bytes,
-                       payment=_payment_json(p), at=pay.at)
+        why: str | None
+        try:
+            p.issuance.verify()
+            why = check_issued(p)
+        except InvalidSignature:
+            why = "its issuance record is not signed by the collector it names"
+        if why is not None and "face value" not in why:
+            self._find(self.findings, "unissued-sale",
+                       f"a sale of work {p.work.hex()[:16]}… by {key_to_text(p.seller)} "
+                       f"books nothing: {why}",
+                       seller=key_to_text(p.seller), payment=_payment_json(p), at=pay.at)
+            self.rejected.add(digest)
+            return
+        if why is not None or p.currency != info.currency:
+            self._find(self.findings, "wrong-price",
+                       f"a sale of work {p.work.hex()[:16]}… by {key_to_text(p.seller)} "
+                       f"books nothing: "
+                       + (why or f"it is in {p.currency}, the work sells in {info.currency}"),
+                       seller=key_to_text(p.seller), payment=_payment_json(p), at=pay.at,
+                       price={"amount": info.price, "currency": info.currency})
             self.rejected.add(digest)
             return
         self.payments[digest] = pay
@@ -688,10 +720,12 @@ class _Audit:
 
     def report(self) -> AuditReport:
         out = self.findings
+        self._request_receipts()
         unbacked = self._unbacked(out)
         self._over_size(out, unbacked)
         self._sybils(out, unbacked)
-        payments = self._replays(out)
+        payments, booked = self._sales(out)
+        sales = self._carried(payments, booked, unbacked)
         for work, u in self.unknown.items():
             self._find(out, "unknown-work",
                        f"{u.receipts} receipts and {u.payments} payment receipts are for "
@@ -699,7 +733,7 @@ class _Audit:
                        work=work.hex(), receipts=u.receipts, payments=u.payments,
                        first=u.first)
         return AuditReport(
-            findings=tuple(out), payments=tuple(p.signed for p in payments),
+            findings=tuple(out), payments=tuple(p.signed for p in payments), sales=sales,
             bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
             entries=self.entries, receipts=self.receipts,
             payment_entries=self.payment_entries, omitted=dict(self.omitted),
@@ -785,38 +819,110 @@ class _Audit:
                        keys=sorted(key_to_text(k) for k in keys)[:MAX_EVIDENCE_ITEMS],
                        works=sorted(w.hex() for w in works), bytes=total)
 
-    def _replays(self, out: list[Finding]) -> list[_Payment]:
-        """The payments that count: the first (by time, then bytes) of each nonce and of
-        each (work, payment_ref); the others are findings."""
-        def first(group: list[_Payment]) -> list[_Payment]:
-            return sorted(group, key=lambda p: (p.signed.payment.ts, p.signed.body))
-
-        by_nonce: dict[bytes, list[_Payment]] = defaultdict(list)
+    def _request_receipts(self) -> None:
+        """The receipts a buyer carried in its purchase requests are receipts it signed:
+        they join the latest per (work, uploader, downloader) like any other (and count
+        only if their uploader's own ledger backs them)."""
         for pay in self.payments.values():
-            by_nonce[pay.signed.payment.nonce].append(pay)
+            p = pay.signed.payment
+            for raw in p.request.request.receipts:
+                fast = _parse_receipt_fast(raw)
+                if fast is None:
+                    try:
+                        s = SignedReceipt.from_bytes(raw)
+                    except MalformedObject:
+                        continue
+                    r = s.receipt
+                    fast = (s.receipt_bytes, s.sig, r.work + r.uploader + r.downloader, r.seq,
+                            r.bytes, int(r.ts.timestamp()))
+                rb, sig, key, seq, n, ts = fast
+                if key[:32] != p.work or key[64:] != p.buyer or key[32:64] == key[64:]:
+                    continue
+                g = self.latest.get(key)
+                if g is not None and g[0] >= seq:
+                    continue
+                try:
+                    nacl.bindings.crypto_sign_open(sig + _RECEIPT_MSG + rb, key[64:])
+                except (nacl.exceptions.CryptoError, ValueError):
+                    continue
+                at = pay.at
+                self.latest[key] = (seq, n, ts, sig, p.seller, int(str(at["seq"])),
+                                    int(str(at["bundle"])), "payment.request")
+
+    def _sales(self, out: list[Finding]) -> tuple[list[_Payment], dict[int, int]]:
+        """The sales that count, once per buyer-signed request, and what each books: its
+        code's face value, or 0 for a code spent before (see the module)."""
+        def order(p: _Payment) -> tuple[datetime, bytes]:
+            return (p.signed.payment.ts, p.signed.body)
+
+        by_request: dict[bytes, list[_Payment]] = defaultdict(list)
+        for pay in self.payments.values():
+            by_request[pay.signed.payment.request_id].append(pay)
         kept: list[_Payment] = []
-        for nonce, found in by_nonce.items():
-            group = first(found)
+        for rid, found in by_request.items():
+            group = sorted(found, key=order)
             if len(group) > 1:
-                self._find(out, "replayed-payment",
-                           f"{len(group)} different payment receipts carry nonce "
-                           f"{nonce.hex()}: one purchase request, paid more than once",
-                           nonce=nonce.hex(), payments=[g.to_json() for g in group])
-            kept.append(group[0])
-        by_ref: dict[tuple[bytes, str], list[_Payment]] = defaultdict(list)
-        for pay in kept:
-            by_ref[(pay.signed.payment.work, pay.signed.payment.payment_ref)].append(pay)
-        counted = set()
-        for (work, ref), found in by_ref.items():
-            group = first(found)
-            if len(group) > 1:
-                self._find(out, "double-spend",
-                           f"{len(group)} payment receipts of work {work.hex()[:16]}… "
-                           f"share payment_ref {ref}: one payment redeemed more than once",
-                           work=work.hex(), payment_ref=ref,
+                sellers = sorted({key_to_text(g.signed.payment.seller) for g in group})
+                self._find(out, "double-booking",
+                           f"{len(group)} different payment receipts answer one purchase "
+                           f"request of {key_to_text(group[0].signed.payment.buyer)}, "
+                           f"signed by {', '.join(sellers)}: counted once",
+                           request=rid.hex(), sellers=sellers,
                            payments=[g.to_json() for g in group])
-            counted.add(id(group[0]))
-        return [p for p in self.payments.values() if id(p) in counted]
+            kept.append(group[0])
+        by_code: dict[bytes, list[_Payment]] = defaultdict(list)
+        for pay in kept:
+            p = pay.signed.payment
+            by_code[p.issuance.id + p.code].append(pay)
+        booked: dict[int, int] = {}
+        for found in by_code.values():
+            group = sorted(found, key=lambda g: (g.signed.payment.ts,
+                                                 g.signed.payment.request_id))
+            first = group[0].signed.payment
+            booked[id(group[0])] = first.amount
+            if len(group) > 1:
+                for g in group[1:]:
+                    booked[id(g)] = 0
+                sellers = sorted({key_to_text(g.signed.payment.seller) for g in group})
+                self._find(out, "double-spend",
+                           f"one code of work {first.work.hex()[:16]}… ({first.payment_ref}) "
+                           f"was spent by {len(group)} purchases, sold by "
+                           f"{', '.join(sellers)}: it books its face value once",
+                           work=first.work.hex(), payment_ref=first.payment_ref,
+                           sellers=sellers, payments=[g.to_json() for g in group])
+        for pay in kept:
+            p = pay.signed.payment
+            if hashlib.sha256(pay.signed.body).digest() not in self.by_seller:
+                given = p.seller in self.chains
+                self._find(out, "withheld-sale",
+                           f"a sale of work {p.work.hex()[:16]}… to {key_to_text(p.buyer)} "
+                           f"signed by {key_to_text(p.seller)} is missing from "
+                           + ("that seller's bundle" if given else
+                              "the audit: no bundle of that seller was given")
+                           + "; it is counted",
+                           seller=key_to_text(p.seller), seller_bundle=given,
+                           payment=_payment_json(p), at=pay.at)
+        return kept, booked
+
+    def _carried(self, kept: list[_Payment], booked: Mapping[int, int],
+                 unbacked: set[bytes]) -> tuple[Sale, ...]:
+        """Each sale with who carried the work to its buyer: every backed latest receipt
+        the buyer signed for the work, in any bundle or request, capped at one copy."""
+        wanted = {p.signed.payment.work + p.signed.payment.buyer for p in kept}
+        rows: dict[bytes, list[tuple[bytes, int]]] = defaultdict(list)
+        for key, v in self.latest.items():
+            wd = key[:32] + key[64:]
+            if wd in wanted and key not in unbacked and v[1] > 0:
+                rows[wd].append((key[32:64], v[1]))
+        sales = []
+        for pay in kept:
+            p = pay.signed.payment
+            size = self.works[p.work].size
+            sales.append(Sale(work=p.work, buyer=p.buyer, collector=p.seller,
+                              amount=booked[id(pay)], currency=p.currency, ts=p.ts,
+                              ref=p.request_id,
+                              carriers=cap_bytes(rows.get(p.work + p.buyer, []), size)))
+        return tuple(sales)
 
 
 def audit(

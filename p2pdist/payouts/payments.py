@@ -17,18 +17,25 @@ so a box lifted from one buyer's request cannot pay for another's (the box is an
 anyone can seal, only the seller opens, and only the buyer knew the code to seal). (v1
 carried the credential in clear.)
 
-PaymentReceipt, signed by a seller named in the manifest (domain ``p2pdist/payment/v1``)::
+PaymentReceipt v2, signed by a seller named in the manifest (domain ``p2pdist/payment/v2``)::
 
-    {type: p2pdist/payment-receipt, v: 1, work, buyer, seller, amount, currency, method,
-     payment_ref, nonce, served_by: [{pk, bytes}], ts}
+    {type: p2pdist/payment-receipt, v: 2, work, buyer, seller, amount, currency, method,
+     payment_ref, nonce, ts, request: <the buyer-signed purchase request>,
+     issuance: <the signed issuance record of the code's batch>, code: <its hash>,
+     proof: {index, path}}
 
-``served_by`` says which p2pdist nodes carried the work to this buyer, from the buyer's
-own transfer receipts, capped so the bytes never sum over the work's size. It is what
-splits the redistributor share of this sale.
+A sale is the buyer's signed request answered: sales are deduplicated on the request
+(``request_id``), so a seller cannot erase another's sale by reusing its nonce, and cannot
+book one that no buyer signed. It books the face value of the code it spent (``issuance``,
+proven by ``proof``) against the code's collector, who must be the seller (double entry:
+see issuance.py). Who carried the work is not in it: the audit reads every receipt the
+buyer signed (the request carries the buyer's own at the time of purchase). v1 receipts
+(a seller-chosen ``served_by``, no request, no code) are no longer read.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +57,7 @@ from p2pdist._signed import (
 from p2pdist.errors import MalformedObject, VerificationError
 from p2pdist.identity import Identity, fingerprint, open_sealed, seal_to, verify_signature
 from p2pdist.licensing import PaidTerms
+from p2pdist.payouts.issuance import MAX_ISSUANCE_SIZE, MAX_PROOF, MerkleProof, SignedIssuance
 from p2pdist.payouts.receipts import MAX_RECEIPT_SIZE, SignedReceipt, verify_receipt
 
 __all__ = [
@@ -62,6 +70,7 @@ __all__ = [
     "Served",
     "SignedPayment",
     "SignedPurchase",
+    "check_issued",
     "open_payment",
     "seal_payment",
     "served_by_from_receipts",
@@ -74,7 +83,8 @@ PAYMENT_TYPE: Final = "p2pdist/payment-receipt"
 PURCHASE_DOMAIN: Final = b"p2pdist/purchase/v2"
 PURCHASE_VERSION: Final = 2
 CREDENTIAL_TYPE: Final = "p2pdist/payment-credential"
-PAYMENT_DOMAIN: Final = b"p2pdist/payment/v1"
+PAYMENT_DOMAIN: Final = b"p2pdist/payment/v2"
+PAYMENT_VERSION: Final = 2
 MAX_SERVED_BY: Final = 64
 NONCE_LEN: Final = 16
 MAX_PAYMENT_TEXT: Final = 128
@@ -82,12 +92,12 @@ MAX_PAYMENT_TEXT: Final = 128
 # canonical dict: about 220 bytes of fields and at most 128 of credential.
 MAX_SEALED_PAYMENT: Final = 512
 MAX_PURCHASE_SIZE: Final = MAX_SERVED_BY * (MAX_RECEIPT_SIZE + 8) + 2048
-MAX_PAYMENT_SIZE: Final = MAX_SERVED_BY * 64 + 2048
+MAX_PAYMENT_SIZE: Final = MAX_PURCHASE_SIZE + MAX_ISSUANCE_SIZE + 4096
 _METHOD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 PAYMENT_REASONS: Final = ("not-a-seller", "wrong-work", "wrong-price", "other-buyer",
                           "over-size", "wrong-seller", "bad-receipts", "sealed-to-another",
-                          "other-request")
+                          "other-request", "unissued")
 
 
 class PaymentRejected(VerificationError):
@@ -349,6 +359,13 @@ def served_by_from_receipts(receipts: Sequence[bytes], *, work: bytes, buyer: by
 
 @dataclass(frozen=True, slots=True)
 class PaymentReceipt:
+    """A sale, signed by the seller (v2): the buyer-signed purchase request it answers,
+    and the issued code it spent (the signed issuance record of the code's batch, the
+    code's hash and its Merkle proof). ``amount`` is the code's face value (0 for a gift
+    or press code). Who carried the work to the buyer is not the seller's word: the
+    audit reads it from every receipt the buyer signed (the request carries the buyer's
+    own at the time of purchase)."""
+
     work: bytes
     buyer: bytes
     seller: bytes
@@ -357,15 +374,18 @@ class PaymentReceipt:
     method: str
     payment_ref: str
     nonce: bytes
-    served_by: tuple[Served, ...]
     ts: datetime
+    request: SignedPurchase
+    issuance: SignedIssuance
+    code: bytes
+    proof: MerkleProof
 
     def __post_init__(self) -> None:
         for name in ("work", "buyer", "seller"):
             _key(getattr(self, name), name)
         if not isinstance(self.amount, int) or isinstance(self.amount, bool) \
-                or not 0 < self.amount <= 10**15:
-            raise ValueError("an amount is a positive integer in minor units")
+                or not 0 <= self.amount <= 10**15:
+            raise ValueError("an amount is an integer in minor units, 0 for a gift")
         if not (isinstance(self.currency, str) and len(self.currency) == 3
                 and self.currency.isascii() and self.currency.isalpha()
                 and self.currency.isupper()):
@@ -378,50 +398,63 @@ class PaymentReceipt:
                              "outer spaces")
         if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
             raise ValueError(f"a nonce is {NONCE_LEN} bytes")
-        if len(self.served_by) > MAX_SERVED_BY:
-            raise ValueError(f"at most {MAX_SERVED_BY} served_by entries")
-        pks = [s.pk for s in self.served_by]
-        if pks != sorted(set(pks)):
-            raise ValueError("served_by is sorted by key, each key once")
-        if self.buyer in pks:
-            raise ValueError("the buyer did not serve itself")
         object.__setattr__(self, "ts", _ts(self.ts))
+        if not isinstance(self.request, SignedPurchase) \
+                or not isinstance(self.issuance, SignedIssuance) \
+                or not isinstance(self.proof, MerkleProof):
+            raise TypeError("a payment receipt holds a SignedPurchase, a SignedIssuance and "
+                            "a MerkleProof")
+        r = self.request.request
+        if (r.work, r.buyer, r.seller, r.nonce, r.method) != (
+                self.work, self.buyer, self.seller, self.nonce, self.method):
+            raise ValueError("the payment receipt is not the answer to the request it holds")
+        _key(self.code, "a code hash")
+        if len(self.proof.path) > MAX_PROOF or any(
+                not isinstance(h, bytes) or len(h) != 32 for h in self.proof.path):
+            raise ValueError(f"a Merkle proof is at most {MAX_PROOF} hashes of 32 bytes")
 
     @property
-    def served_bytes(self) -> int:
-        return sum(s.bytes for s in self.served_by)
+    def request_id(self) -> bytes:
+        """What a sale is deduplicated on: the hash of the buyer-signed request."""
+        return hashlib.sha256(self.request.body).digest()
 
     def to_dict(self) -> dict[str, object]:
-        return {"amount": self.amount, "buyer": self.buyer, "currency": self.currency.encode(),
+        return {"amount": self.amount, "buyer": self.buyer, "code": self.code,
+                "currency": self.currency.encode(), "issuance": self.issuance.to_bytes(),
                 "method": self.method.encode(), "nonce": self.nonce,
-                "payment_ref": self.payment_ref.encode(), "seller": self.seller,
-                "served_by": [{"bytes": s.bytes, "pk": s.pk} for s in self.served_by],
-                "ts": int(self.ts.timestamp()), "type": PAYMENT_TYPE, "v": 1,
+                "payment_ref": self.payment_ref.encode(),
+                "proof": {"index": self.proof.index, "path": list(self.proof.path)},
+                "request": self.request.to_bytes(), "seller": self.seller,
+                "ts": int(self.ts.timestamp()), "type": PAYMENT_TYPE, "v": PAYMENT_VERSION,
                 "work": self.work}
 
     @classmethod
     def from_dict(cls, raw: Any) -> PaymentReceipt:
         d = as_dict(raw, "payment receipt", frozenset(
             {"type", "v", "work", "buyer", "seller", "amount", "currency", "method",
-             "payment_ref", "nonce", "served_by", "ts"}))
-        check_version(d, PAYMENT_TYPE, "payment receipt")
+             "payment_ref", "nonce", "ts", "request", "issuance", "code", "proof"}))
+        check_version(d, PAYMENT_TYPE, "payment receipt", PAYMENT_VERSION)
         try:
-            served = []
-            for s in as_list(d["served_by"], "served_by", MAX_SERVED_BY):
-                sd = as_dict(s, "served_by entry", frozenset({"pk", "bytes"}))
-                served.append(Served(as_bytes(sd["pk"], "served_by key", 32),
-                                     as_int(sd["bytes"], "served bytes", 1)))
+            pd = as_dict(d["proof"], "Merkle proof", frozenset({"index", "path"}))
+            proof = MerkleProof(as_int(pd["index"], "leaf index", 0, 1 << 20), tuple(
+                as_bytes(h, "proof hash", 32) for h in as_list(pd["path"], "proof",
+                                                               MAX_PROOF)))
             return cls(
                 work=as_bytes(d["work"], "work id", 32),
                 buyer=as_bytes(d["buyer"], "buyer key", 32),
                 seller=as_bytes(d["seller"], "seller key", 32),
-                amount=as_int(d["amount"], "amount", 1, 10**15),
+                amount=as_int(d["amount"], "amount", 0, 10**15),
                 currency=as_text(d["currency"], "currency", max_len=3),
                 method=as_text(d["method"], "payment method", max_len=32),
                 payment_ref=as_text(d["payment_ref"], "payment ref", max_len=128),
                 nonce=as_bytes(d["nonce"], "nonce", NONCE_LEN),
-                served_by=tuple(served),
                 ts=datetime.fromtimestamp(as_int(d["ts"], "time", 0, MAX_TS), UTC),
+                request=SignedPurchase.from_bytes(as_bytes(d["request"], "purchase request",
+                                                           max_len=MAX_PURCHASE_SIZE)),
+                issuance=SignedIssuance.from_bytes(as_bytes(
+                    d["issuance"], "issuance record", max_len=MAX_ISSUANCE_SIZE)),
+                code=as_bytes(d["code"], "code hash", 32),
+                proof=proof,
             )
         except ValueError as e:
             raise MalformedObject(f"the payment receipt is invalid: {e}") from None
@@ -450,22 +483,43 @@ class SignedPayment:
         return cls(body, PaymentReceipt.from_dict(d), sig)
 
 
-def verify_payment(signed: SignedPayment, *, work: bytes, terms: PaidTerms, size: int,
+def check_issued(p: PaymentReceipt) -> str | None:
+    """Why *p* does not spend an issued code of its own seller at its face value, or None
+    (the issuance record's signature is checked by the caller)."""
+    i = p.issuance.issuance
+    if i.collector != p.seller:
+        return "its code was issued by another key than the seller's"
+    if i.work != p.work:
+        return "its code was issued for another work"
+    if p.proof.root_of(p.code, i.count) != i.root:
+        return "its code is not in the batch it names (the Merkle proof fails)"
+    if (p.amount, p.currency) != (i.face, i.currency):
+        return (f"it books {p.amount} {p.currency}, the code's face value is {i.face} "
+                f"{i.currency} (minor units)")
+    return None
+
+
+def verify_payment(signed: SignedPayment, *, work: bytes, terms: PaidTerms,
                    buyer: bytes | None = None) -> None:
     """Verify a payment receipt against the work's signed terms.
 
     Checks, in order:
-      (1) the seller it names signed the receipt bytes                (InvalidSignature);
+      (1) the seller it names signed the receipt bytes, the buyer signed the request it
+          holds, the collector signed the issuance record it holds   (InvalidSignature);
       (2) that seller is one the terms name                          ("not-a-seller");
       (3) it is for *work*                                             ("wrong-work");
       (4) for *buyer*, if given                                        ("other-buyer");
-      (5) the amount and currency are the terms' price               ("wrong-price");
-      (6) served_by sums to at most the work's *size*                  ("over-size").
+      (5) it spends a code its seller issued for this work, proven in that batch
+                                                                       ("unissued");
+      (6) the amount is the code's face value, in the terms' currency ("wrong-price").
     """
     p = signed.payment
     # (1)
     verify_signature(pk=p.seller, domain=PAYMENT_DOMAIN, message=signed.body,
                      signature=signed.sig)
+    verify_signature(pk=p.buyer, domain=PURCHASE_DOMAIN, message=p.request.body,
+                     signature=p.request.sig)
+    p.issuance.verify()
     # (2)
     if p.seller not in terms.sellers:
         raise PaymentRejected(f"{fingerprint(p.seller)} is not a seller of this work",
@@ -477,12 +531,11 @@ def verify_payment(signed: SignedPayment, *, work: bytes, terms: PaidTerms, size
     if buyer is not None and p.buyer != buyer:
         raise PaymentRejected("the payment receipt is for another buyer",
                               reason="other-buyer")
-    # (5)
-    if (p.amount, p.currency) != (terms.price, terms.currency):
-        raise PaymentRejected(
-            f"the payment is {p.amount} {p.currency}, the price is "
-            f"{terms.price} {terms.currency} (minor units)", reason="wrong-price")
-    # (6)
-    if p.served_bytes > size:
-        raise PaymentRejected(f"served_by credits {p.served_bytes} bytes of a {size}-byte "
-                              "work", reason="over-size")
+    # (5), (6)
+    why = check_issued(p)
+    if why is not None:
+        raise PaymentRejected(f"the payment receipt {why}",
+                              reason="wrong-price" if "face value" in why else "unissued")
+    if p.currency != terms.currency:
+        raise PaymentRejected(f"the payment is in {p.currency}, the work sells in "
+                              f"{terms.currency}", reason="wrong-price")

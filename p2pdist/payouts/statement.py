@@ -60,12 +60,14 @@ are summed per payee, role and work).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from typing import Any, Final, TypeVar
 
 from p2pdist import _canonical
@@ -86,7 +88,6 @@ from p2pdist.errors import MalformedObject, VerificationError
 from p2pdist.identity import Identity, fingerprint, verify_signature
 from p2pdist.licensing import CCTerms, License, PaidTerms, Terms
 from p2pdist.licensing._terms import DEFAULT_REDISTRIBUTOR_BPS, MAX_PRICE, currency_exponent
-from p2pdist.payouts.payments import PaymentReceipt
 from p2pdist.payouts.receipts import TransferReceipt
 
 __all__ = [
@@ -96,23 +97,27 @@ __all__ = [
     "STATEMENT_DOMAIN",
     "STATEMENT_TYPE",
     "Line",
+    "Party",
     "PayeeTotal",
     "Period",
     "Pool",
     "PoolSummary",
+    "Sale",
     "SignedStatement",
     "SpreadPoint",
     "Statement",
     "StatementRejected",
     "StatementWork",
     "WorkSummary",
+    "cap_bytes",
     "compute_statement",
     "verify_statement",
 ]
 
 STATEMENT_TYPE: Final = "p2pdist/payout-statement"
-STATEMENT_DOMAIN: Final = b"p2pdist/statement/v1"
-ROLES: Final = ("holder", "redistributor")
+STATEMENT_DOMAIN: Final = b"p2pdist/statement/v2"
+STATEMENT_VERSION: Final = 2
+ROLES: Final = ("holder", "redistributor", "held")
 POOL_REDISTRIBUTOR_BPS: Final = DEFAULT_REDISTRIBUTOR_BPS
 TOTAL_BPS: Final = 10_000
 MAX_POOL: Final = MAX_PRICE
@@ -124,7 +129,8 @@ MAX_LINES: Final = 500_000
 MAX_WORKS: Final = 100_000
 MAX_SPREAD: Final = 1_000_000
 MAX_SPLITS: Final = 64
-_REF_RE = re.compile(r"^(?:pool|sale:[0-9a-f]{32})$")
+_REF_RE = re.compile(r"^(?:pool|sales)$")
+_TIE_DOMAIN = b"p2pdist/statement-tie/v1\0"
 _DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 STATEMENT_REASONS: Final = ("other-label", "does-not-sum")
 
@@ -252,6 +258,33 @@ class Pool:
         _count(self.redistributor_bps, "a pool's redistributor share", 0, TOTAL_BPS)
 
 
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """A sale the audit counted: *amount* (the face value of the code it spent; 0 when it
+    books nothing) collected by *collector*, for *buyer*, with the uploaders that carried
+    the work to that buyer (*carriers*: key, verified bytes). *ref* is the hash of the
+    buyer-signed purchase request, what sales are deduplicated on."""
+
+    work: bytes
+    buyer: bytes
+    collector: bytes
+    amount: int
+    currency: str
+    ts: datetime
+    ref: bytes
+    carriers: tuple[tuple[bytes, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("work", "buyer", "collector", "ref"):
+            _key(getattr(self, name), f"a sale's {name}")
+        _count(self.amount, "a sale's amount", 0, MAX_POOL)
+        _currency(self.currency)
+        object.__setattr__(self, "ts", _time(self.ts, "a sale's time"))
+        for pk, n in self.carriers:
+            _key(pk, "a carrier")
+            _count(n, "a carrier's bytes", 1)
+
+
 # -- outputs -----------------------------------------------------------------------------
 
 
@@ -275,7 +308,7 @@ class Line:
             raise ValueError(f"a role is one of {ROLES}")
         _key(self.work, "a work id")
         if not isinstance(self.ref, str) or not _REF_RE.fullmatch(self.ref):
-            raise ValueError("a ref is 'pool' or 'sale:' and a nonce in hex")
+            raise ValueError("a ref is 'sales' or 'pool'")
 
     @property
     def sort_key(self) -> tuple[bytes, str, str, bytes, str]:
@@ -367,10 +400,25 @@ class PayeeTotal:
     currency: str
     holder: int
     redistributor: int
+    held: int = 0
 
     @property
     def total(self) -> int:
-        return self.holder + self.redistributor
+        return self.holder + self.redistributor + self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """One party of the settlement in one currency (see Statement.parties)."""
+
+    party: bytes
+    currency: str
+    collected: int
+    owed: int
+
+    @property
+    def net(self) -> int:
+        return self.owed - self.collected
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +438,7 @@ class Statement:
     works: tuple[WorkSummary, ...]
     spread: tuple[SpreadPoint, ...] = ()
     pool: PoolSummary | None = None
+    collected: tuple[tuple[bytes, str, int], ...] = ()
     _payees: tuple[PayeeTotal, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -424,6 +473,14 @@ class Statement:
             raise ValueError("a (work, day) appears twice in the spread")
         if self.pool is not None and not isinstance(self.pool, PoolSummary):
             raise TypeError("a statement's pool is a PoolSummary or None")
+        collected = tuple(sorted(self.collected))
+        for party, cur, amount in collected:
+            _key(party, "a collector")
+            _currency(cur)
+            _count(amount, "a collected amount", 1, MAX_POOL * MAX_LINES)
+        if len({(p, c) for p, c, _ in collected}) != len(collected):
+            raise ValueError("a (collector, currency) appears twice")
+        object.__setattr__(self, "collected", collected)
         object.__setattr__(self, "lines", lines)
         object.__setattr__(self, "works", works)
         object.__setattr__(self, "spread", spread)
@@ -445,10 +502,27 @@ class Statement:
 
     @property
     def sums_exactly(self) -> bool:
-        """True when the lines sum exactly to the money in, in every currency."""
+        """True when the lines sum exactly to the money in, in every currency, and the
+        money in is exactly what the collectors collected (so the nets sum to zero)."""
         out = self.totals_out()
-        return all(out.get(c, 0) == a for c, a in self.totals_in) \
-            and out.keys() <= {c for c, _ in self.totals_in}
+        got: dict[str, int] = defaultdict(int)
+        for _, cur, amount in self.collected:
+            got[cur] += amount
+        return all(out.get(c, 0) == a == got.get(c, 0) for c, a in self.totals_in) \
+            and out.keys() <= {c for c, _ in self.totals_in} \
+            and got.keys() <= {c for c, _ in self.totals_in}
+
+    @property
+    def parties(self) -> tuple[Party, ...]:
+        """The settlement: per party and currency, what it collected, what it is owed and
+        the net (owed minus collected: what the label pays it, or, negative, what it pays
+        the label). The nets of a statement that sums exactly add up to zero."""
+        acc: dict[tuple[bytes, str], list[int]] = defaultdict(lambda: [0, 0])
+        for party, cur, amount in self.collected:
+            acc[party, cur][0] += amount
+        for ln in self.lines:
+            acc[ln.payee, ln.currency][1] += ln.amount
+        return tuple(Party(p, c, col, owed) for (p, c), (col, owed) in sorted(acc.items()))
 
     # -- encoding --------------------------------------------------------------------
 
@@ -458,7 +532,9 @@ class Statement:
             "lines": [ln.to_dict() for ln in self.lines],
             "spread": [s.to_dict() for s in self.spread],
             "totals": [{"amount": a, "currency": c} for c, a in self.totals_in],
-            "type": STATEMENT_TYPE, "v": 1,
+            "collected": [{"amount": a, "currency": c, "party": p}
+                          for p, c, a in self.collected],
+            "type": STATEMENT_TYPE, "v": STATEMENT_VERSION,
             "works": [w.to_dict() for w in self.works],
         }
         # Optional fields are absent, never empty: one value, one encoding.
@@ -477,9 +553,10 @@ class Statement:
     def from_dict(cls, raw: Any) -> Statement:
         """Parse a decoded statement; MalformedObject for anything but a valid one."""
         d = as_dict(raw, "payout statement",
-                    frozenset({"type", "v", "label", "totals", "lines", "works", "spread"}),
+                    frozenset({"type", "v", "label", "totals", "lines", "works", "spread",
+                               "collected"}),
                     frozenset({"period", "issued", "pool"}))
-        check_version(d, STATEMENT_TYPE, "payout statement")
+        check_version(d, STATEMENT_TYPE, "payout statement", STATEMENT_VERSION)
         try:
             return _statement_from_dict(d)
         except (ValueError, TypeError) as e:
@@ -487,10 +564,10 @@ class Statement:
 
 
 def _payee_totals(lines: Iterable[Line]) -> tuple[PayeeTotal, ...]:
-    acc: dict[tuple[bytes, str], list[int]] = defaultdict(lambda: [0, 0])
+    acc: dict[tuple[bytes, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for ln in lines:
         acc[ln.payee, ln.currency][ROLES.index(ln.role)] += ln.amount
-    return tuple(PayeeTotal(pk, cur, h, r) for (pk, cur), (h, r) in sorted(acc.items()))
+    return tuple(PayeeTotal(pk, cur, h, r, x) for (pk, cur), (h, r, x) in sorted(acc.items()))
 
 
 def _ts(v: Any, what: str) -> datetime:
@@ -544,8 +621,14 @@ def _statement_from_dict(d: dict[str, Any]) -> Statement:
         spread.append(SpreadPoint(as_bytes(sd["work"], "work id", 32), date.fromisoformat(day),
                                   as_int(sd["downloaders"], "downloaders", 1)))
     issued = _ts(d["issued"], "issue time") if "issued" in d else None
+    collected = []
+    for x in as_list(d["collected"], "collected", MAX_LINES):
+        cd = as_dict(x, "collected", frozenset({"party", "currency", "amount"}))
+        collected.append((as_bytes(cd["party"], "collector key", 32),
+                          as_text(cd["currency"], "currency", max_len=3),
+                          as_int(cd["amount"], "collected amount", 1)))
     st = Statement(as_bytes(d["label"], "label key", 32), period, issued, tuple(totals),
-                   tuple(lines), tuple(works), tuple(spread), pool)
+                   tuple(lines), tuple(works), tuple(spread), pool, tuple(collected))
     # One statement, one encoding: lists out of their canonical order are refused.
     if st.signed_bytes() != _canonical.encode(d):
         raise ValueError("its lists are not in canonical order")
@@ -613,13 +696,35 @@ def verify_statement(signed: SignedStatement, *, label: bytes | None = None) -> 
 # -- the computation ---------------------------------------------------------------------
 
 _Entry = tuple[bytes, str, bytes]  # (payee, role, work): a line of one sale or slice
-K = TypeVar("K", bytes, _Entry)
+_LineKey = tuple[str, bytes, str, bytes, str]  # (currency, payee, role, work, ref)
+K = TypeVar("K")
+
+
+def cap_bytes(rows: Iterable[tuple[bytes, int]], size: int) -> tuple[tuple[bytes, int], ...]:
+    """(uploader, bytes) rows, each capped at *size* and scaled down pro rata (largest
+    remainder, ties to the lower key) so that they never sum over *size*; sorted by key,
+    zero rows dropped."""
+    out = sorted((pk, min(n, size)) for pk, n in rows if n > 0 and size > 0)
+    total = sum(n for _, n in out)
+    if total > size:
+        shares = [(pk, n * size // total, n * size % total) for pk, n in out]
+        left = size - sum(q for _, q, _ in shares)
+        order = sorted(range(len(shares)), key=lambda i: (-shares[i][2], shares[i][0]))
+        bump = set(order[:left])
+        out = [(pk, q + (1 if i in bump else 0)) for i, (pk, q, _) in enumerate(shares)]
+    return tuple((pk, n) for pk, n in out if n > 0)
+
+
+def _tie(period: Period | None, *parts: bytes) -> bytes:
+    """An order no key can choose: a hash of the statement's period and the line."""
+    when = b"" if period is None else b"%d-%d" % (period.start.timestamp(),
+                                                  period.end.timestamp())
+    return hashlib.sha256(_TIE_DOMAIN + when + b"\0" + b"\0".join(parts)).digest()
 
 
 def _apportion(amount: int, weights: Mapping[K, int]) -> dict[K, int]:
-    """Cut *amount* among *weights* (non-negative ints, not all zero) by largest
-    remainder; ties go to the lower key (bytes, or payee bytes, role, work). Sums
-    exactly to *amount*, and each key gets the floor or the ceiling of its exact share."""
+    """Cut *amount* among integer *weights* by largest remainder, ties to the lower key
+    (used to cut a pool into slices; a statement's lines are apportioned by _settle)."""
     total = sum(weights.values())
     if total <= 0 or any(w < 0 for w in weights.values()):
         raise ValueError("weights are non-negative and not all zero")
@@ -636,23 +741,55 @@ def _apportion(amount: int, weights: Mapping[K, int]) -> dict[K, int]:
     return out
 
 
-def _sale_weights(work_id: bytes, w: StatementWork, bps: int,
-                  served: Sequence[tuple[bytes, int]]) -> dict[_Entry, int]:
-    """Integer weights of one sale's (or one work's pool part's) payees."""
-    up = [(pk, min(n, w.size)) for pk, n in served]
-    up = [(pk, n) for pk, n in up if n > 0]
-    total = sum(n for _, n in up)
+def _largest_remainder(amount: int, exact: Mapping[Any, Fraction],
+                       tie: Mapping[Any, bytes]) -> dict[Any, int]:
+    """Cut the integer *amount* (the exact values' sum) by largest remainder: each key
+    gets the floor or the ceiling of its exact value; ties go in *tie* order."""
+    out = {k: math.floor(v) for k, v in exact.items()}
+    left = amount - sum(out.values())
+    if not 0 <= left <= len(out):
+        raise AssertionError("exact shares that do not sum to the amount")
+    order = sorted(exact, key=lambda k: (-(exact[k] - out[k]), tie[k]))
+    for k in order[:left]:
+        out[k] += 1
+    return out
+
+
+def _settle(exact: Mapping[_LineKey, Fraction], totals: Mapping[str, int],
+            period: Period | None) -> dict[_LineKey, int]:
+    """Whole cents for every line: per currency, the payees' exact totals are apportioned
+    over the whole statement by largest remainder (so each payee gets within one minor
+    unit of its exact share), then each payee's cents among its lines the same way."""
+    out: dict[_LineKey, int] = {}
+    per_payee: dict[tuple[str, bytes], dict[_LineKey, Fraction]] = defaultdict(dict)
+    for k, v in exact.items():
+        per_payee[k[0], k[1]][k] = v
+    for cur, total in totals.items():
+        payees = {pk: sum(lines.values(), Fraction(0))
+                  for (c, pk), lines in per_payee.items() if c == cur}
+        cut = _largest_remainder(total, payees,
+                                 {pk: _tie(period, pk, cur.encode()) for pk in payees})
+        for pk, cents in cut.items():
+            lines = per_payee[cur, pk]
+            out.update(_largest_remainder(cents, lines, {
+                k: _tie(period, pk, cur.encode(), k[2].encode(), k[3], k[4].encode())
+                for k in lines}))
+    return out
+
+
+def _split_weights(work_id: bytes, splits: Sequence[tuple[bytes, int]], bps: int,
+                   carriers: Sequence[tuple[bytes, int]], size: int) -> dict[_Entry, int]:
+    """Integer weights over the denominator TOTAL_BPS² x size: each carrier bps/10000 x
+    its bytes/size, the rest (the share of bytes no p2pdist node carried included) to the
+    holders by *splits* (a decided copy's are its original's)."""
+    size = max(size, 1)
+    covered = sum(n for _, n in carriers)
     weights: dict[_Entry, int] = defaultdict(int)
-    if not up or bps == 0:
-        for pk, sbps in w.splits:
-            weights[pk, "holder", work_id] += sbps
-        return weights
-    # Exactly bps/10000 * n/total to an uploader and (1 - bps/10000) * sbps/10000 to a
-    # holder, over the common denominator 10000 * 10000 * total.
-    for pk, n in up:
+    for pk, n in carriers:
         weights[pk, "redistributor", work_id] += bps * TOTAL_BPS * n
-    for pk, sbps in w.splits:
-        weights[pk, "holder", work_id] += (TOTAL_BPS - bps) * sbps * total
+    rest = TOTAL_BPS * size - bps * covered
+    for pk, sbps in splits:
+        weights[pk, "holder", work_id] += rest * sbps
     return weights
 
 
@@ -681,19 +818,24 @@ def _latest_receipts(transfers: Iterable[TransferReceipt], works: Mapping[bytes,
 
 
 def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
-                      sales: Iterable[PaymentReceipt] = (),
+                      sales: Iterable[Sale] = (),
                       transfers: Iterable[TransferReceipt] = (),
                       pool: Pool | None = None, period: Period | None = None,
                       exclude: Collection[bytes] = frozenset(),
-                      issued: datetime | None = None) -> Statement:
-    """The payout statement of *label* (see the module docstring for the rules).
+                      issued: datetime | None = None,
+                      disputed: Collection[bytes] = frozenset(),
+                      original_of: Mapping[bytes, bytes] | None = None) -> Statement:
+    """The payout statement of *label*, a settlement (see the module docstring).
 
-    *works*: every work the sales and receipts are for, by work id. *sales*: verified
-    payment receipts. *transfers*: verified transfer receipts (any number per (work,
-    uploader, downloader); the latest in the period counts); they make the spread and,
-    for CC works, share *pool*. *period*: only sales and receipts with ts in it count.
-    *exclude*: downloader keys whose receipts count for nothing (suspected Sybils).
-    *issued*: the time to print on the statement, if any (this function reads no clock).
+    *works*: every work the sales and receipts are for, by work id. *sales*: the sales
+    the audit counted (audit.AuditReport.sales), each booking its amount against its
+    collector. *transfers*: verified transfer receipts (the latest in the period counts);
+    they make the spread and, for CC works, share *pool* (collected by *label*).
+    *period*: only sales and receipts with ts in it count. *exclude*: downloader keys
+    whose receipts count for nothing (suspected Sybils). *issued*: the time to print.
+    *disputed*: works whose money is held (a line to *label*, role "held") until the
+    label decides which is the original of a copy; *original_of*: a decided copy's work
+    -> its original, whose split sheet then gets the copy's holder money.
     ValueError for inputs the rules cannot account for (module docstring).
     """
     _key(label, "a label")
@@ -706,42 +848,60 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         if not isinstance(w, StatementWork):
             raise TypeError("works maps work ids to StatementWork")
     exclude = frozenset(exclude)
+    disputed = frozenset(disputed)
+    original_of = dict(original_of or {})
+    for copy, orig in original_of.items():
+        if copy not in works or orig not in works:
+            raise ValueError("original_of names a work that is not in works")
 
-    # (work, ref, role, payee, currency) -> amount
-    lines: dict[tuple[bytes, str, str, bytes, str], int] = defaultdict(int)
+    # Exact shares: integer numerators per line over each work's denominator (sales),
+    # Fractions for the pool; apportioned to the cent once, over the whole statement.
+    nums: dict[tuple[_LineKey, int], int] = defaultdict(int)
+    pool_exact: dict[_LineKey, Fraction] = defaultdict(Fraction)
     totals: dict[str, int] = defaultdict(int)
+    collected: dict[tuple[bytes, str], int] = defaultdict(int)
     sales_per_work: dict[bytes, int] = defaultdict(int)
     seen: dict[bytes, set[bytes]] = defaultdict(set)  # work -> verified downloaders
     daily: dict[tuple[bytes, date], set[bytes]] = defaultdict(set)
 
-    # Sales, in nonce order; each cut on its own, so the order cannot matter.
-    nonces: set[bytes] = set()
-    for p in sorted(sales, key=lambda p: p.nonce):
-        if not isinstance(p, PaymentReceipt):
-            raise TypeError("sales are PaymentReceipt objects")
-        if p.nonce in nonces:
-            raise ValueError(f"two sales carry the nonce {p.nonce.hex()}: keep the first "
-                             "(the audit reports a replay)")
-        nonces.add(p.nonce)
-        sold = works.get(p.work)
+    refs: set[bytes] = set()
+    for sale in sales:
+        if not isinstance(sale, Sale):
+            raise TypeError("sales are Sale objects")
+        if sale.ref in refs:
+            raise ValueError(f"two sales answer the request {sale.ref.hex()}: keep one "
+                             "(the audit reports a double booking)")
+        refs.add(sale.ref)
+        sold = works.get(sale.work)
         if sold is None:
-            raise ValueError(f"a sale is for work {p.work.hex()}, which is not in works")
+            raise ValueError(f"a sale is for work {sale.work.hex()}, which is not in works")
         terms = sold.terms
         if isinstance(terms, CCTerms):  # the input's value is wrong, not its type
             raise ValueError(f"a sale is for {sold.title!r}, a free work")  # noqa: TRY004
-        if (p.amount, p.currency) != (terms.price, terms.currency):
-            raise ValueError(f"a sale of {sold.title!r} is not at its price")
-        if period is not None and p.ts not in period:
+        if sale.currency != terms.currency:
+            raise ValueError(f"a sale of {sold.title!r} is not in its currency")
+        if period is not None and sale.ts not in period:
             continue
-        totals[p.currency] += p.amount
-        sales_per_work[p.work] += 1
-        seen[p.work].add(p.buyer)
-        daily[p.work, p.ts.date()].add(p.buyer)
-        weights = _sale_weights(p.work, sold, terms.redistributor_bps,
-                                [(s.pk, s.bytes) for s in p.served_by])
-        ref = f"sale:{p.nonce.hex()}"
-        for (pk, role, wid), amount in _apportion(p.amount, weights).items():
-            lines[wid, ref, role, pk, p.currency] += amount
+        sales_per_work[sale.work] += 1
+        seen[sale.work].add(sale.buyer)
+        daily[sale.work, sale.ts.date()].add(sale.buyer)
+        if sale.amount == 0:
+            continue  # a gift or press code, or a code spent before: books nothing
+        cur = sale.currency
+        totals[cur] += sale.amount
+        collected[sale.collector, cur] += sale.amount
+        size = max(sold.size, 1)
+        if sale.work in disputed:
+            nums[(cur, label, "held", sale.work, "sales"), size] += \
+                sale.amount * TOTAL_BPS * TOTAL_BPS * size
+            continue
+        holders = works[original_of[sale.work]].splits if sale.work in original_of \
+            else sold.splits
+        weights = _split_weights(sale.work, holders, terms.redistributor_bps,
+                                 cap_bytes(sale.carriers, sold.size), sold.size)
+        for (pk, role, wid), wt in weights.items():
+            if wt:
+                nums[(cur, pk, role, wid, "sales"), size] += sale.amount * wt
 
     latest, excluded = _latest_receipts(transfers, works, period, exclude)
     # (work, downloader) -> {uploader: bytes capped at the work's size}
@@ -763,41 +923,53 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         pool_summary = PoolSummary(pool.amount, pool.currency, pool.redistributor_bps,
                                    len(per_down), excluded)
         if per_down:
-            totals[pool.currency] += pool.amount
+            cur = pool.currency
+            totals[cur] += pool.amount
+            collected[label, cur] += pool.amount
             slices = _apportion(pool.amount, dict.fromkeys(per_down, 1))
             for down, share in slices.items():
                 if share == 0:
                     continue
-                for key, amount in _apportion(share, _slice_weights(
-                        down, per_down[down], works, fetched, pool.redistributor_bps)).items():
-                    lines[key[2], "pool", key[1], key[0], pool.currency] += amount
+                weights = _slice_weights(down, per_down[down], works, fetched,
+                                         pool.redistributor_bps, original_of)
+                wsum = sum(weights.values())
+                for (pk, role, wid), wt in weights.items():
+                    who, as_ = (label, "held") if wid in disputed else (pk, role)
+                    pool_exact[cur, who, as_, wid, "pool"] += Fraction(share * wt, wsum)
+
+    exact: dict[_LineKey, Fraction] = defaultdict(Fraction)
+    for (k, size), num in nums.items():
+        exact[k] += Fraction(num, TOTAL_BPS * TOTAL_BPS * size)
+    for k, v in pool_exact.items():
+        exact[k] += v
+    cents = _settle({k: v for k, v in exact.items() if v}, totals, period)
 
     return Statement(
         label=label, period=period, issued=issued,
-        totals_in=tuple(totals.items()),
+        totals_in=tuple((c, a) for c, a in totals.items() if a),
         lines=tuple(Line(pk, cur, amount, role, wid, ref)
-                    for (wid, ref, role, pk, cur), amount in lines.items() if amount > 0),
+                    for (cur, pk, role, wid, ref), amount in cents.items() if amount > 0),
         works=tuple(WorkSummary(wid, w.title, w.terms.license_id, w.size,
                                 sales_per_work.get(wid, 0), len(seen.get(wid, ())))
                     for wid, w in works.items()),
         spread=tuple(SpreadPoint(wid, day, len(keys)) for (wid, day), keys in daily.items()),
         pool=pool_summary,
+        collected=tuple((p, c, a) for (p, c), a in collected.items() if a),
     )
 
 
 def _slice_weights(down: bytes, per_work: Mapping[bytes, int],
                    works: Mapping[bytes, StatementWork],
                    fetched: Mapping[tuple[bytes, bytes], Mapping[bytes, int]],
-                   bps: int) -> dict[_Entry, int]:
+                   bps: int, original_of: Mapping[bytes, bytes]) -> dict[_Entry, int]:
     """Integer weights of one downloader's slice: each work pro rata to its verified
-    bytes, and within a work as a sale (_sale_weights) served by that work's uploaders."""
+    bytes, and within a work as a sale (_split_weights) carried by that work's uploaders."""
     parts: dict[bytes, dict[_Entry, int]] = {}
     for wid in per_work:
-        parts[wid] = _sale_weights(wid, works[wid], bps, sorted(fetched[wid, down].items()))
-    # A work's part weighs per_work[wid] / sum(per_work), and an entry of it weighs
-    # wt / sum(parts[wid]) of that part. Over one denominator (dropping the common
-    # 1 / sum(per_work), which no largest remainder depends on): wt * per_work[wid] *
-    # (L / sum(parts[wid])) with L the lcm of the parts' sums.
+        w = works[wid]
+        holders = works[original_of[wid]].splits if wid in original_of else w.splits
+        parts[wid] = _split_weights(wid, holders, bps,
+                                    cap_bytes(fetched[wid, down].items(), w.size), w.size)
     sums = {wid: sum(p.values()) for wid, p in parts.items()}
     lcm = math.lcm(*sums.values())
     weights: dict[_Entry, int] = defaultdict(int)

@@ -57,6 +57,7 @@ from typing import Final, TypeVar
 from p2pdist._sqlite import open_durable, storage_error
 from p2pdist.errors import InputError, StorageError, VoucherRefused
 from p2pdist.identity import atomic_write, key_to_text
+from p2pdist.payouts.issuance import MerkleProof, SignedIssuance, merkle_levels, merkle_proof
 
 __all__ = [
     "ALPHABET",
@@ -85,7 +86,7 @@ MAX_CODE_TEXT: Final = 64
 MAX_ISSUE: Final = 100_000
 ID_BYTES: Final = 8  # a row's id and payment ref: 16 hex digits of the hash
 REF_PREFIX: Final = "voucher:"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 MAX_TS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 _T = TypeVar("_T")
@@ -314,6 +315,24 @@ CREATE TABLE IF NOT EXISTS vouchers (
     CHECK ((redeemed IS NULL) = (buyer IS NULL) AND (redeemed IS NULL) = (payment_ref IS NULL))
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vouchers_work ON vouchers (work, issued);
+CREATE TABLE IF NOT EXISTS issuances (
+    id          BLOB    PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 32),
+    record      BLOB    NOT NULL CHECK (typeof(record) = 'blob')
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS voucher_proofs (
+    hash        BLOB    PRIMARY KEY CHECK (typeof(hash) = 'blob' AND length(hash) = 32),
+    issuance    BLOB    NOT NULL CHECK (typeof(issuance) = 'blob' AND length(issuance) = 32),
+    idx         INTEGER NOT NULL CHECK (typeof(idx) = 'integer'),
+    path        BLOB    NOT NULL CHECK (typeof(path) = 'blob')
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS issuances_fixed BEFORE UPDATE ON issuances
+    BEGIN SELECT RAISE(ABORT, 'an issuance record never changes'); END;
+CREATE TRIGGER IF NOT EXISTS issuances_no_delete BEFORE DELETE ON issuances
+    BEGIN SELECT RAISE(ABORT, 'an issuance record is never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS voucher_proofs_fixed BEFORE UPDATE ON voucher_proofs
+    BEGIN SELECT RAISE(ABORT, 'a voucher proof never changes'); END;
+CREATE TRIGGER IF NOT EXISTS voucher_proofs_no_delete BEFORE DELETE ON voucher_proofs
+    BEGIN SELECT RAISE(ABORT, 'a voucher proof is never deleted'); END;
 CREATE TRIGGER IF NOT EXISTS vouchers_no_delete BEFORE DELETE ON vouchers
     BEGIN SELECT RAISE(ABORT, 'vouchers are never deleted'); END;
 CREATE TRIGGER IF NOT EXISTS vouchers_redeem_once BEFORE UPDATE ON vouchers
@@ -382,12 +401,16 @@ class VoucherBook:
     # -- issuing
 
     def issue(self, work: bytes, count: int, *, now: datetime,
-              before_commit: Callable[[list[str]], None] | None = None) -> list[str]:
+              before_commit: Callable[[list[str]], None] | None = None,
+              sign: Callable[[bytes, int], SignedIssuance] | None = None) -> list[str]:
         """Issue *count* new codes for *work* in one transaction; return them formatted.
 
         This is the only time the codes exist in clear: the book keeps their hashes.
         *before_commit* gets the codes inside the transaction (to write them where they
-        will be handed out): if it raises, no code was issued.
+        will be handed out): if it raises, no code was issued. *sign*, given the batch's
+        Merkle root and count, returns the signed issuance record (see issuance.py): it is
+        kept with each code's proof, and redeem() evidence reads them back; it is called
+        inside the transaction, before *before_commit* (if it raises, nothing is issued).
         ValueError unless 1 <= *count* <= MAX_ISSUE and *now* is aware; StorageError if
         SQLite fails (then no code was issued).
         """
@@ -421,6 +444,17 @@ class VoucherBook:
                                                .digest(), work, ts)).rowcount == 1:
                         codes.add(c)
             self._db.execute("RELEASE batch")
+            if sign is not None:
+                hashes = sorted(hashlib.sha256(_PREFIX + c.encode("ascii")).digest()
+                                for c in codes)
+                levels = merkle_levels(hashes)
+                signed = sign(levels[-1][0], len(hashes))
+                self._db.execute("INSERT INTO issuances (id, record) VALUES (?,?)",
+                                 (signed.id, signed.to_bytes()))
+                self._db.executemany(
+                    "INSERT INTO voucher_proofs (hash, issuance, idx, path) VALUES (?,?,?,?)",
+                    ((h, signed.id, i, b"".join(merkle_proof(levels, i)))
+                     for i, h in enumerate(hashes)))
             out = [_group(c) for c in codes]
             if before_commit is not None:
                 before_commit(out)
@@ -466,6 +500,24 @@ class VoucherBook:
                 redeemed=None if redeemed is None else _time(redeemed),
                 buyer=None if buyer is None else bytes(buyer),
                 payment_ref=None if ref is None else bytes(ref).decode("utf-8", "replace"))
+
+        return self._read(select)
+
+    def evidence(self, code: str) -> tuple[bytes, MerkleProof] | None:
+        """The signed issuance record of *code*'s batch and its proof of membership, or
+        None for a code issued without one (before issuance records). One lookup each."""
+        h = code_hash(code)
+
+        def select() -> tuple[bytes, MerkleProof] | None:
+            row = self._db.execute(
+                "SELECT p.idx, p.path, i.record FROM voucher_proofs p JOIN issuances i "
+                "ON i.id = p.issuance WHERE p.hash = ?", (h,)).fetchone()
+            if row is None:
+                return None
+            idx, path, record = row
+            path = bytes(path)
+            return bytes(record), MerkleProof(
+                idx, tuple(path[i:i + 32] for i in range(0, len(path), 32)))
 
         return self._read(select)
 
