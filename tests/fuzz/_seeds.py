@@ -35,15 +35,17 @@ from p2pdist.licensing import (
 from p2pdist.licensing._grant import LicenseGrant, SignedGrant, seal_key
 from p2pdist.payouts.audit import PAYMENT_ISSUED, WorkInfo
 from p2pdist.payouts.ledger import Ledger
-from p2pdist.payouts.payments import PaymentReceipt, Served, SignedPayment
+from p2pdist.payouts.payments import SignedPayment
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
 from p2pdist.payouts.statement import (
+    Sale,
     SignedStatement,
     StatementWork,
     compute_statement,
 )
 from p2pdist.payouts.vouchers import VoucherBook, format_code
 from p2pdist.swarm import info_section, make_magnet
+from tests._sales import Batch
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -152,15 +154,10 @@ def seeds() -> Seeds:
         _receipt(cc_work, ADA, FAN1, 7, 70_000),
         _receipt(paid_work, FAN1, BUYER, 2**40, 2**62),
     )
-    payments = tuple(SignedPayment.sign(PaymentReceipt(
-        work=paid_work, buyer=BUYER.public_key, seller=ADA.public_key, amount=500,
-        currency="EUR", method="voucher", payment_ref=ref, nonce=bytes([i]) * 16,
-        served_by=served, ts=T0 + timedelta(hours=i)), ADA).to_bytes()
-        for i, (ref, served) in enumerate([
-            ("voucher:7K3Q", ()),
-            ("voucher:M9XR", tuple(sorted((Served(FAN1.public_key, 30_000),
-                                           Served(FAN2.public_key, 20_000)),
-                                          key=lambda s: s.pk)))]))
+    batch = Batch(ADA, paid_work, 500, "EUR", 4, T0, seed=b"fuzz-seeds")
+    payments = tuple(batch.sell(BUYER, ts=T0 + timedelta(hours=i), nonce=bytes([i]) * 16,
+                                receipts=rs).to_bytes()
+                     for i, rs in enumerate([(), (receipts[2],)]))
     grants = (SignedGrant.sign(LicenseGrant(
         paid_work, BUYER.public_key, ADA.public_key, key_id,
         seal_key(bytes(range(32)), BUYER.public_key), T0), ADA).to_bytes(),)
@@ -168,7 +165,9 @@ def seeds() -> Seeds:
     works = {
         paid_work: StatementWork("Paid", terms, ((ADA.public_key, 10_000),), paid_size),
     }
-    sales = [SignedPayment.from_bytes(p).payment for p in payments]
+    sales = [Sale(p.work, p.buyer, p.seller, p.amount, p.currency, p.ts, p.request_id,
+                  ((FAN1.public_key, 30_000), (FAN2.public_key, 20_000)) if i else ())
+             for i, p in enumerate(SignedPayment.from_bytes(x).payment for x in payments)]
     statement = compute_statement(label=LABEL.public_key, works=works, sales=sales,
                                   issued=T0 + timedelta(days=30))
     statements = (SignedStatement.sign(statement, LABEL).to_bytes(),)

@@ -119,7 +119,7 @@ def test_fuzzed_transfer_receipt_ends_in_a_clean_error(data: bytes) -> None:
 def _payment(data: bytes) -> None:
     s = seeds()
     verify_payment(SignedPayment.from_bytes(data), work=s.paid_work, terms=s.paid_terms,
-                   size=s.paid_size, buyer=BUYER.public_key)
+                   buyer=BUYER.public_key)
 
 
 _pay_body, _pay_resign = _envelope_codec("body", "seller", PAYMENT_DOMAIN)
