@@ -442,8 +442,7 @@ class Credit:
         if not isinstance(terms, PaidTerms):
             raise ApiError(422, "not-for-sale", "that work is not sold: it has no payments")
         try:
-            verify_payment(signed, work=p.work, terms=terms,
-                           size=lic.manifest.content.total_size)
+            verify_payment(signed, work=p.work, terms=terms)
         except PaymentRejected as e:
             raise ApiError(403 if e.reason == "not-a-seller" else 422, e.reason,
                            e.message) from None
