@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 
 from p2pdist import _canonical
@@ -25,6 +26,7 @@ from p2pdist.licensing import License, verify_info
 from p2pdist.payouts.ledger import verify_bundle
 from p2pdist.payouts.payments import MAX_PAYMENT_SIZE, PAYMENT_DOMAIN, SignedPayment
 from p2pdist.swarm import info_section
+from tests._sales import Batch, request
 from tests.conftest import PASSPHRASE, free_port, run_cli
 from tests.integration._rawhttp import exchange
 from tests.integration._story import Seeder, make_album
@@ -211,13 +213,13 @@ def test_payment_receipt_signed_by_a_non_seller_key_is_refused_and_not_kept(
     (names-the-seller) as the seller."""
     w = label_up
     mallory = _mallory(w)
-    honest = SignedPayment.from_bytes(template)
-    seller = mallory.public_key if how == "own-key" else honest.payment.seller
-    forged = dataclasses.replace(honest.payment, seller=seller, nonce=os.urandom(16),
-                                 buyer=mallory.public_key)
-    if how == "own-key":
-        body = SignedPayment.sign(forged, mallory).to_bytes()
-    else:  # the artist's name on it, Mallory's signature under it
+    honest = SignedPayment.from_bytes(template).payment
+    if how == "own-key":  # Mallory's own codes of Night, sold by Mallory to Mallory
+        body = Batch(mallory, honest.work).sell(mallory).to_bytes()
+    else:  # the artist's name and code on it, Mallory's signature under it
+        req = request(mallory, honest.seller, honest.work)
+        forged = dataclasses.replace(honest, buyer=mallory.public_key, nonce=req.request.nonce,
+                                     request=req)
         raw = _canonical.encode(forged.to_dict())
         body = SignedPayment(raw, forged, mallory.sign(domain=PAYMENT_DOMAIN,
                                                        message=raw)).to_bytes()
@@ -241,10 +243,7 @@ def test_payment_receipt_for_a_work_that_does_not_name_this_collector_is_refused
     mallory = _mallory(w)
     own = _publish(w.home("mallory"), make_album(w.root / "studio" / "Copy", [1000], seed=9),
                    "Copy")
-    honest = SignedPayment.from_bytes(day_sale).payment
-    own_sale = SignedPayment.sign(dataclasses.replace(
-        honest, work=bytes.fromhex(own["work"]), seller=mallory.public_key,
-        buyer=mallory.public_key, served_by=(), nonce=os.urandom(16)), mallory).to_bytes()
+    own_sale = Batch(mallory, bytes.fromhex(own["work"])).sell(mallory).to_bytes()
     before = _held(w.label, PAYMENT_COLLECTED)
     a = _post(w.label_api, day_sale)
     assert (a.status, a.doc["reason"]) == (403, "not-collector"), a.doc
@@ -287,12 +286,12 @@ def test_a_seller_flooding_its_collector_gets_the_new_buyer_budget_of_a_network(
     log = LedgerLog(tmp_path / "ledger.sqlite", label.public_key)
     credit = Credit(label, log, work_size=lambda work: None, license_of=lambda work: lic)
     honest = SignedPayment.from_bytes(template).payment
+    batch = Batch(artist, honest.work, honest.amount, honest.currency, count=34)
     statuses = []
     for i in range(34):
-        sale = dataclasses.replace(honest, buyer=os.urandom(32), nonce=os.urandom(16),
-                                   payment_ref=f"flood-{i}", served_by=())
+        buyer = Identity(f"made-up {i}", nacl.signing.SigningKey(os.urandom(32)))
         try:
-            credit.collect_payment(SignedPayment.sign(sale, artist).to_bytes(),
+            credit.collect_payment(batch.sell(buyer).to_bytes(),
                                    source=f"10.9.9.{i % 200}")
             statuses.append(200)
         except ApiError as e:
