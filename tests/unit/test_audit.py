@@ -32,7 +32,7 @@ from p2pdist.payouts.audit import (
     audit,
 )
 from p2pdist.payouts.ledger import Ledger
-from p2pdist.payouts.payments import PaymentReceipt, Served, SignedPayment
+from p2pdist.payouts.payments import SignedPayment
 from p2pdist.payouts.receipts import (
     DOMAIN,
     SignedReceipt,
@@ -40,6 +40,7 @@ from p2pdist.payouts.receipts import (
     served_record,
     verify_receipt,
 )
+from tests._sales import Batch, request, sign_payment
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SIZE = 1_000_000
@@ -67,16 +68,32 @@ def receipt(work: bytes, up: Identity, down: Identity, seq: int, n: int,
     return SignedReceipt.sign(r, down).to_bytes()
 
 
+_BATCHES: dict[tuple[bytes, bytes, int, str], Batch] = {}
+
+
+def batch(seller: Identity, work: bytes = PAID, face: int = PRICE,
+          currency: str = "EUR") -> Batch:
+    """*seller*'s batch of 16 codes of *work* at *face* (one per arguments, reused)."""
+    key = (seller.public_key, work, face, currency)
+    if key not in _BATCHES:
+        _BATCHES[key] = Batch(seller, work, face, currency, count=16, seed=b"".join(
+            (key[0], key[1], str(face).encode(), currency.encode())))
+    return _BATCHES[key]
+
+
 def payment(buyer: Identity, seller: Identity, *, work: bytes = PAID, amount: int = PRICE,
             currency: str = "EUR", ref: str = "voucher:0001", nonce: bytes = b"\1" * 16,
-            served: Sequence[tuple[Identity, int]] = (), t: int = 100) -> bytes:
-    p = PaymentReceipt(
-        work=work, buyer=buyer.public_key, seller=seller.public_key, amount=amount,
-        currency=currency, method="voucher", payment_ref=ref, nonce=nonce,
-        served_by=tuple(sorted((Served(i.public_key, n) for i, n in served),
-                               key=lambda s: s.pk)),
-        ts=T0 + timedelta(seconds=t))
-    return SignedPayment.sign(p, seller).to_bytes()
+            served: Sequence[tuple[Identity, int]] = (), t: int = 100,
+            face: int | None = None) -> bytes:
+    """A v2 sale signed by *seller*: code number *ref* of its batch at *face* (the amount
+    by default), answering *buyer*'s request, which carries a receipt per *served*."""
+    b = batch(seller, work, amount if face is None else face, currency)
+    receipts = tuple(receipt(work, i, buyer, 1, n) for i, n in served)
+    req = request(buyer, seller.public_key, work, ts=T0 + timedelta(seconds=t), nonce=nonce,
+                  receipts=receipts)
+    idx = int(ref.rpartition(":")[2]) % 16
+    return sign_payment(seller, req, b.signed, b.codes[idx], b.proof(idx), amount=amount,
+                        currency=currency).to_bytes()
 
 
 Items = list[tuple[str, bytes]]
@@ -321,12 +338,18 @@ def test_latest_receipts_crediting_more_than_the_work_are_over_size(nodes: Nodes
     assert sorted(x["receipt"]["bytes"] for x in rs) == [600_000, 700_000]
 
 
-def test_a_sale_whose_served_by_is_over_the_size_is_over_size(nodes: Nodes) -> None:
+def test_a_buyer_that_signed_more_than_a_copy_is_over_size_and_its_carriers_scaled(
+        nodes: Nodes) -> None:
+    """The buyer's request carries receipts for the whole work to F2 and one byte more to
+    F3 (both back what they sent): one copy is credited, pro rata."""
     pay = payment(F1, ARTIST, served=[(F2, SIZE), (F3, 1)])
-    report = audit([nodes.bundle(ARTIST, [("payment.issued", pay)])], WORKS)
+    report = audit([nodes.bundle(ARTIST, [("payment.issued", pay)]),
+                    serving(nodes, F2, (PAID, F1, SIZE)), serving(nodes, F3, (PAID, F1, 1))],
+                   WORKS)
     ev = only(report, "over-size").evidence
-    assert ev["credited"] == SIZE + 1 and "payment" in ev
-    assert report.payments == ()
+    assert ev["credited"] == SIZE + 1 and ev["downloader"] == k(F1)
+    [sale] = report.sales
+    assert sum(n for _, n in sale.carriers) == SIZE and sale.amount == PRICE
 
 
 def test_a_receipt_naming_one_key_as_uploader_and_downloader_is_self_dealing(
@@ -372,12 +395,14 @@ def test_fans_who_pay_upload_or_use_two_uploaders_are_not_sybils(nodes: Nodes) -
     fans = [ident(f"fan-{i}") for i in range(6)]
     items = [("receipt.received", receipt(PAID, MALLORY, f, 1, 1000)) for f in fans]
     # fan 0 pays, fan 1 uploads to fan 2, fan 3 also fetched from F2: 2 fresh keys remain
-    items += [("payment.received", payment(fans[0], ARTIST)),
+    paid = payment(fans[0], ARTIST)
+    items += [("payment.received", paid),
               ("receipt.received", receipt(PAID, fans[1], fans[2], 1, 10)),
               ("receipt.received", receipt(PAID, F2, fans[3], 1, 10))]
     # (fan 1 and F2 back what they sent in their own bundles)
     backing = [serving(nodes, fans[1], (PAID, fans[2], 10)),
                serving(nodes, F2, (PAID, fans[3], 10))]
+    backing.append(nodes.bundle(ARTIST, [("payment.issued", paid)]))
     assert kinds(audit([nodes.bundle(MALLORY, items), *backing], WORKS)) == []
     # four fresh keys are below the default threshold, and suspected at sybil_min=4
     four = [("receipt.received", receipt(CC, MALLORY, f, 1, 1)) for f in fans[:4]]
@@ -389,17 +414,36 @@ def test_fans_who_pay_upload_or_use_two_uploaders_are_not_sybils(nodes: Nodes) -
 # -- payments ------------------------------------------------------------------------------
 
 
-def test_two_payment_receipts_with_one_nonce_are_a_replayed_payment(nodes: Nodes) -> None:
-    first = payment(F1, ARTIST, nonce=b"\7" * 16, ref="voucher:aaaa", t=100)
-    again = payment(F1, ARTIST, nonce=b"\7" * 16, ref="voucher:bbbb", t=200)
-    report = audit([nodes.bundle(ARTIST, [("payment.issued", again)]),
-                    nodes.bundle(F1, [("payment.received", first)])], WORKS)
-    ev = only(report, "replayed-payment").evidence
-    assert ev["nonce"] == (b"\7" * 16).hex()
-    ps = ev["payments"]
-    assert isinstance(ps, list) and [p["payment"]["payment_ref"] for p in ps] == [
-        "voucher:aaaa", "voucher:bbbb"]
-    assert [p.to_bytes() for p in report.payments] == [first]  # counted once: the first
+def test_an_artist_reusing_an_honest_buyers_nonce_erases_no_sale(nodes: Nodes) -> None:
+    """Attack: Mallory (the seller of its own work) signs a back-dated 0.01 sale of that
+    work to an accomplice, with the nonce of an honest 5.00 sale of the artist's work
+    (the nonce is printed in statements). Sales are deduplicated on the buyer-signed
+    request: both count, the honest sale is not dropped, nothing is a finding."""
+    own = hashlib.sha256(b"mallory's own work").digest()
+    works = {**WORKS, own: WorkInfo(SIZE, PaidTerms(1, "EUR", 1500, (MALLORY.public_key,)))}
+    honest = payment(F1, ARTIST, nonce=b"\7" * 16, t=100)
+    forged = payment(F3, MALLORY, work=own, amount=1, nonce=b"\7" * 16, t=1)
+    report = audit([nodes.bundle(ARTIST, [("payment.issued", honest)]),
+                    nodes.bundle(MALLORY, [("payment.issued", forged)])], works)
+    assert kinds(report) == []
+    assert sorted(s.amount for s in report.sales) == [1, PRICE]
+
+
+def test_two_payment_receipts_answering_one_request_are_a_double_booking(
+        nodes: Nodes) -> None:
+    """One buyer-signed request, two payment receipts (two nodes sharing the seller's
+    key, or a seller signing twice): counted once, and named."""
+    b = batch(ARTIST)
+    req = request(F1, ARTIST.public_key, PAID, ts=T0 + timedelta(seconds=100))
+    one = sign_payment(ARTIST, req, b.signed, b.codes[3], b.proof(3)).to_bytes()
+    two = sign_payment(ARTIST, req, b.signed, b.codes[4], b.proof(4),
+                       ts=T0 + timedelta(seconds=200)).to_bytes()
+    report = audit([nodes.bundle(ARTIST, [("payment.issued", one), ("payment.issued", two)])],
+                   WORKS)
+    ev = only(report, "double-booking").evidence
+    assert ev["sellers"] == [k(ARTIST)] and len(ev["payments"]) == 2  # type: ignore[arg-type]
+    assert [p.to_bytes() for p in report.payments] == [one]
+    assert [s.amount for s in report.sales] == [PRICE]
 
 
 def test_a_seller_recording_one_payment_twice_is_a_duplicate_payment(nodes: Nodes) -> None:
@@ -412,19 +456,23 @@ def test_a_seller_recording_one_payment_twice_is_a_duplicate_payment(nodes: Node
     assert len(report.payments) == 1
     # a buyer that asked again and got the same receipt twice is not a finding
     buyer = nodes.bundle(F1, [("payment.received", pay), ("payment.received", pay)])
-    assert audit([buyer], WORKS).findings == ()
+    seller = nodes.bundle(ARTIST, [("payment.issued", pay)])
+    assert audit([buyer, seller], WORKS).findings == ()
 
 
 def test_one_voucher_in_two_payment_receipts_is_a_double_spend(nodes: Nodes) -> None:
-    a = payment(F1, ARTIST, ref="voucher:cafe", nonce=b"\1" * 16, t=100)
-    b = payment(F2, ARTIST, ref="voucher:cafe", nonce=b"\2" * 16, t=50)
+    a = payment(F1, ARTIST, ref="voucher:5", nonce=b"\1" * 16, t=100)
+    b = payment(F2, ARTIST, ref="voucher:5", nonce=b"\2" * 16, t=50)
     report = audit([nodes.bundle(ARTIST, [("payment.issued", a), ("payment.issued", b)])],
                    WORKS)
     ev = only(report, "double-spend").evidence
-    assert ev["work"] == PAID.hex() and ev["payment_ref"] == "voucher:cafe"
+    assert ev["work"] == PAID.hex() and ev["sellers"] == [k(ARTIST)]
     ps = ev["payments"]
     assert isinstance(ps, list) and [p["payment"]["buyer"] for p in ps] == [k(F2), k(F1)]
-    assert [p.to_bytes() for p in report.payments] == [b]  # the earlier one counts
+    # Both buyers paid the seller's node something it signed for; the code's face value
+    # is booked once (the earlier sale), the other books nothing.
+    assert {s.buyer: s.amount for s in report.sales} == {F2.public_key: PRICE,
+                                                         F1.public_key: 0}
 
 
 def test_a_payment_receipt_signed_by_a_non_seller_is_reported(nodes: Nodes) -> None:
@@ -444,7 +492,7 @@ def test_a_payment_receipt_signed_by_a_non_seller_is_reported(nodes: Nodes) -> N
 def test_a_payment_receipt_at_the_wrong_price_is_reported(nodes: Nodes, amount: int,
                                                           currency: str) -> None:
     report = audit([nodes.bundle(ARTIST, [("payment.issued", payment(
-        F1, ARTIST, amount=amount, currency=currency))])], WORKS)
+        F1, ARTIST, amount=amount, currency=currency, face=PRICE))])], WORKS)
     ev = only(report, "wrong-price").evidence
     assert ev["price"] == {"amount": PRICE, "currency": "EUR"}
     assert ev["payment"]["amount"] == amount  # type: ignore[index]
@@ -474,7 +522,7 @@ def test_findings_past_the_cap_are_counted_not_kept(nodes: Nodes,
 def test_every_finding_kind_is_named_and_serialisable() -> None:
     with pytest.raises(ValueError, match="unknown finding kind"):
         Finding("nonsense", "x", {})
-    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 14
+    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 17
     f = Finding("fork", "m", {"node": "x"})
     assert f.to_dict() == {"kind": "fork", "message": "m", "evidence": {"node": "x"}}
 
