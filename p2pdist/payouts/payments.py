@@ -93,6 +93,7 @@ MAX_PAYMENT_TEXT: Final = 128
 MAX_SEALED_PAYMENT: Final = 512
 MAX_PURCHASE_SIZE: Final = MAX_SERVED_BY * (MAX_RECEIPT_SIZE + 8) + 2048
 MAX_PAYMENT_SIZE: Final = MAX_PURCHASE_SIZE + MAX_ISSUANCE_SIZE + 4096
+MAX_PROOF_INDEX: Final = 1 << 20
 _METHOD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 PAYMENT_REASONS: Final = ("not-a-seller", "wrong-work", "wrong-price", "other-buyer",
@@ -409,6 +410,12 @@ class PaymentReceipt:
                 self.work, self.buyer, self.seller, self.nonce, self.method):
             raise ValueError("the payment receipt is not the answer to the request it holds")
         _key(self.code, "a code hash")
+        index = self.proof.index
+        # The parser's bounds: a seller must not sign a proof no buyer can read back.
+        if not isinstance(index, int) or isinstance(index, bool) \
+                or not 0 <= index <= MAX_PROOF_INDEX:
+            raise ValueError(f"a Merkle proof's leaf index is an integer in "
+                             f"0..{MAX_PROOF_INDEX}")
         if len(self.proof.path) > MAX_PROOF or any(
                 not isinstance(h, bytes) or len(h) != 32 for h in self.proof.path):
             raise ValueError(f"a Merkle proof is at most {MAX_PROOF} hashes of 32 bytes")
@@ -436,7 +443,7 @@ class PaymentReceipt:
         check_version(d, PAYMENT_TYPE, "payment receipt", PAYMENT_VERSION)
         try:
             pd = as_dict(d["proof"], "Merkle proof", frozenset({"index", "path"}))
-            proof = MerkleProof(as_int(pd["index"], "leaf index", 0, 1 << 20), tuple(
+            proof = MerkleProof(as_int(pd["index"], "leaf index", 0, MAX_PROOF_INDEX), tuple(
                 as_bytes(h, "proof hash", 32) for h in as_list(pd["path"], "proof",
                                                                MAX_PROOF)))
             return cls(
