@@ -1,9 +1,15 @@
-"""Purchase requests, payment receipts and license grants: vectors, properties, attacks.
+"""Purchase requests, payment receipts (v2) and license grants: vectors, properties,
+attacks.
 
 Three signed formats share one envelope (p2pdist/_signed.py). Every refusal must be a
 VerificationError (exit 3): InvalidSignature or MalformedObject for bytes that do not
 hold, PaymentRejected or NotLicensed, with a precise reason, only once the signature does.
 Never a KeyError, TypeError or ValueError leaking out of a parser.
+
+A v2 payment receipt holds three signatures: the seller's over the receipt, the buyer's
+over the purchase request it answers, and the collector's over the issuance record of
+the code it spent (tests/_sales.py makes them with each signer's own key). The issuance
+record and its Merkle tree have their own tests in test_issuance.py.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ from p2pdist.licensing._grant import (
     seal_key,
     verify_grant,
 )
+from p2pdist.payouts.issuance import (
+    ISSUANCE_DOMAIN,
+    MAX_PROOF,
+    Issuance,
+    MerkleProof,
+    SignedIssuance,
+)
 from p2pdist.payouts.payments import (
     MAX_PAYMENT_SIZE,
     MAX_PURCHASE_SIZE,
@@ -57,6 +70,7 @@ from p2pdist.payouts.payments import (
     Served,
     SignedPayment,
     SignedPurchase,
+    check_issued,
     open_payment,
     seal_payment,
     served_by_from_receipts,
@@ -65,10 +79,15 @@ from p2pdist.payouts.payments import (
 )
 from p2pdist.payouts.receipts import DOMAIN as RECEIPT_DOMAIN
 from p2pdist.payouts.receipts import MAX_RECEIPT_SIZE, SignedReceipt, TransferReceipt
+from p2pdist.payouts.vouchers import payment_ref
+from tests._sales import Batch, sign_payment
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "payments.json").read_text("utf-8")
 )
+ISSUANCES: dict[str, dict[str, Any]] = {c["name"]: c for c in json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "issuances.json").read_text("utf-8")
+)["issuances"]}
 PURCHASES: list[dict[str, Any]] = VECTORS["purchases"]
 PAYMENTS: list[dict[str, Any]] = VECTORS["payments"]
 GRANTS: list[dict[str, Any]] = VECTORS["grants"]
@@ -161,11 +180,42 @@ def _sv(*rows: tuple[bytes, int]) -> tuple[Served, ...]:
     return tuple(Served(pk, n) for pk, n in sorted(rows))
 
 
+# Each seller's batch of 8 codes of WORK at 5.00 EUR, from fixed seeds (ed25519 is
+# deterministic: the same records every run).
+BATCH = Batch(SELLER, WORK, face=500, currency="EUR", count=8, seed=b"seller's batch")
+BATCH2 = Batch(SELLER2, WORK, face=500, currency="EUR", count=8, seed=b"second seller's")
+MALLORY_BATCH = Batch(MALLORY, WORK, face=500, currency="EUR", count=8, seed=b"mallory's")
+BATCHES = {b.collector.public_key: b for b in (BATCH, BATCH2, MALLORY_BATCH)}
+IDENTITIES = {i.public_key: i for i in (BUYER, SELLER, BUYER2, SELLER2, MALLORY)}
+_REQUEST_FIELDS = ("work", "buyer", "seller", "nonce", "method", "receipts")
+REQUEST = SignedPurchase.sign(_request(), BUYER)  # the base request, signed once
+
+
+def _signed_request(**kw: Any) -> SignedPurchase:
+    """_request(**kw) signed by the buyer it names (REQUEST itself when kw is empty)."""
+    if not kw:
+        return REQUEST
+    r = _request(**kw)
+    return SignedPurchase.sign(r, IDENTITIES[r.buyer])
+
+
 def _payment(**kw: Any) -> PaymentReceipt:
+    """The base sale: BUYER's REQUEST answered by SELLER with code *index* (0) of BATCH, at
+    its face value. A changed request field (work, buyer, seller, nonce, method, ts,
+    receipts) makes a request of its own, signed by its buyer and answered with a code of
+    its seller's batch; *batch* and *index* pick another code; any other field is set as
+    given."""
+    req = kw.pop("request", None) or _signed_request(
+        **{k: kw.pop(k) for k in _REQUEST_FIELDS if k in kw})
+    r = req.request
+    batch = kw.pop("batch", None) or BATCHES[r.seller]
+    index = kw.pop("index", 0)
     fields: dict[str, Any] = {
-        "work": WORK, "buyer": BUYER.public_key, "seller": SELLER.public_key, "amount": 500,
-        "currency": "EUR", "method": "voucher", "payment_ref": "voucher:7K3Q",
-        "nonce": bytes(range(16)), "served_by": _sv((U1, PIECE + 1), (U2, PIECE)), "ts": T0,
+        "work": r.work, "buyer": r.buyer, "seller": r.seller, "amount": batch.face,
+        "currency": batch.currency, "method": r.method,
+        "payment_ref": payment_ref(batch.codes[index]), "nonce": r.nonce, "ts": T0,
+        "request": req, "issuance": batch.signed, "code": batch.codes[index],
+        "proof": batch.proof(index),
     }
     fields.update(kw)
     return PaymentReceipt(**fields)
@@ -194,8 +244,8 @@ def _check_purchase(envelope: bytes, **policy: Any) -> SignedPurchase:
 def _check_payment(envelope: bytes, **policy: Any) -> SignedPayment:
     """Everything a buyer runs on the seller's payment receipt."""
     signed = SignedPayment.from_bytes(envelope)
-    verify_payment(signed, **{"work": WORK, "terms": TERMS, "size": SIZE,
-                              "buyer": BUYER.public_key, **policy})
+    verify_payment(signed, **{"work": WORK, "terms": TERMS, "buyer": BUYER.public_key,
+                              **policy})
     return signed
 
 
@@ -311,15 +361,39 @@ def _vector_purchase(inp: dict[str, Any]) -> tuple[PurchaseRequest, Identity]:
         receipts=receipts), buyer
 
 
-def _vector_payment(inp: dict[str, Any]) -> tuple[PaymentReceipt, Identity]:
+def _vector_issuance(name: str) -> SignedIssuance:
+    """An issuance vector's record, rebuilt from its input (test_issuance.py pins it)."""
+    inp = ISSUANCES[name]["input"]
+    return SignedIssuance.sign(Issuance(
+        work=bytes.fromhex(inp["work"]), collector=_seed_pk(inp["collector_seed"]),
+        count=ISSUANCES[name]["expected"]["count"], face=inp["face"],
+        currency=inp["currency"], root=bytes.fromhex(ISSUANCES[name]["expected"]["root_hex"]),
+        ts=datetime.fromtimestamp(inp["ts"], UTC)), _seed_identity(inp["collector_seed"]))
+
+
+def _vector_payment(case: dict[str, Any]) -> tuple[PaymentReceipt, Identity]:
+    """A payment vector's receipt, rebuilt: its request is the purchase vector it names
+    (rebuilt from that vector's input), its code and proof are the expected ones."""
+    inp, expected = case["input"], case["expected"]
     seller = _seed_identity(inp["seller_seed"])
-    served = sorted((_seed_pk(s["uploader_seed"]), s["bytes"]) for s in inp["served_by"])
+    request, buyer = _vector_purchase(next(c for c in PURCHASES
+                                           if c["name"] == inp["request"])["input"])
+    req = SignedPurchase.sign(request, buyer)
+    code = bytes.fromhex(expected["code_hex"])
     return PaymentReceipt(
-        work=bytes.fromhex(inp["work"]), buyer=_seed_pk(inp["buyer_seed"]),
-        seller=seller.public_key, amount=inp["amount"], currency=inp["currency"],
-        method=inp["method"], payment_ref=inp["payment_ref"],
-        nonce=bytes.fromhex(inp["nonce"]), served_by=tuple(Served(pk, n) for pk, n in served),
-        ts=datetime.fromtimestamp(inp["ts"], UTC)), seller
+        work=request.work, buyer=request.buyer, seller=seller.public_key,
+        amount=inp["amount"], currency=inp["currency"], method=request.method,
+        payment_ref=payment_ref(code) if inp["payment_ref"] == "voucher:from-the-code"
+        else inp["payment_ref"], nonce=request.nonce,
+        ts=datetime.fromtimestamp(inp["ts"], UTC), request=req,
+        issuance=_vector_issuance(inp["issuance"]), code=code,
+        proof=MerkleProof(expected["proof"]["index"],
+                          tuple(bytes.fromhex(h) for h in expected["proof"]["path"]))), seller
+
+
+def _vector_terms(p: PaymentReceipt) -> PaidTerms:
+    """Terms under which a vector's sale verifies: its seller, its currency."""
+    return _terms(p.seller, price=max(p.amount, 1), currency=p.currency)
 
 
 def _vector_grant(inp: dict[str, Any]) -> tuple[LicenseGrant, Identity]:
@@ -388,26 +462,50 @@ def test_purchase_vector_scaled_by_largest_remainder_by_hand() -> None:
 
 @pytest.mark.parametrize("case", PAYMENTS, ids=lambda c: c["name"])
 def test_todays_encoding_reproduces_payment_vector(case: dict[str, Any]) -> None:
-    payment, seller = _vector_payment(case["input"])
+    payment, seller = _vector_payment(case)
     _assert_reproduced(SignedPayment.sign(payment, seller), case)
-    assert key_to_text(payment.seller) == case["expected"]["seller_pk_text"]
-    assert key_to_text(payment.buyer) == case["expected"]["buyer_pk_text"]
+    expected = case["expected"]
+    assert key_to_text(payment.seller) == expected["seller_pk_text"]
+    assert key_to_text(payment.buyer) == expected["buyer_pk_text"]
+    # The embedded objects are the pinned ones, byte for byte.
+    purchase = next(c for c in PURCHASES if c["name"] == case["input"]["request"])
+    assert payment.request.to_bytes().hex() == purchase["envelope_hex"]
+    assert payment.issuance.to_bytes().hex() == \
+        ISSUANCES[case["input"]["issuance"]]["envelope_hex"]
 
 
 @pytest.mark.parametrize("case", PAYMENTS, ids=lambda c: c["name"])
 def test_stored_payment_vector_parses_and_verifies(case: dict[str, Any]) -> None:
-    inp, expected = case["input"], case["expected"]
-    payment, _ = _vector_payment(inp)
+    expected = case["expected"]
+    payment, _ = _vector_payment(case)
     envelope = bytes.fromhex(case["envelope_hex"])
     signed = SignedPayment.from_bytes(envelope)
-    verify_payment(signed, work=payment.work, size=inp["size"], buyer=payment.buyer,
-                   terms=_terms(payment.seller, price=inp["amount"],
-                                currency=inp["currency"]))
+    verify_payment(signed, work=payment.work, buyer=payment.buyer,
+                   terms=_vector_terms(payment))
+    assert check_issued(signed.payment) is None
     assert signed.payment == payment
-    assert signed.payment.served_by == _served(expected["served_by"])
-    assert signed.payment.served_bytes == expected["served_bytes"]
+    assert signed.payment.payment_ref == expected["payment_ref"]
+    assert signed.payment.request_id.hex() == expected["request_id_hex"]
+    assert signed.payment.issuance.id.hex() == expected["issuance_id_hex"]
+    assert signed.payment.proof.root_of(signed.payment.code,
+                                        signed.payment.issuance.issuance.count) \
+        == signed.payment.issuance.issuance.root
     assert signed.to_bytes() == envelope
-    _by_hand(payment.seller, b"p2pdist/payment/v1", case)
+    _by_hand(payment.seller, b"p2pdist/payment/v2", case)
+    # The three signatures, each checked with PyNaCl directly.
+    nacl.signing.VerifyKey(payment.buyer).verify(
+        b"p2pdist/purchase/v2\0" + signed.payment.request.body, signed.payment.request.sig)
+    nacl.signing.VerifyKey(payment.issuance.issuance.collector).verify(
+        b"p2pdist/issuance/v1\0" + signed.payment.issuance.body,
+        signed.payment.issuance.sig)
+
+
+def test_payment_vectors_pin_a_gift_and_the_longest_proof() -> None:
+    by_name = {c["name"]: _vector_payment(c)[0] for c in PAYMENTS}
+    assert by_name["gift-code-one-receipt"].amount == 0
+    assert by_name["gift-code-one-receipt"].proof.path == ()
+    assert len(by_name["largest-envelope"].proof.path) == MAX_PROOF
+    assert len(by_name["voucher-eur-no-receipts"].proof.path) == 1  # index 4 of 5: carried
 
 
 @pytest.mark.parametrize("case", GRANTS, ids=lambda c: c["name"])
@@ -441,11 +539,25 @@ def test_vector_envelopes_sit_under_their_size_bounds() -> None:
     receipts), so each bound has headroom over everything that can be signed."""
     sizes = {c["name"]: len(c["envelope_hex"]) // 2 for c in PURCHASES + PAYMENTS + GRANTS}
     assert sizes["largest-valid"] == 24_803 < MAX_PURCHASE_SIZE
-    assert sizes["largest-envelope"] == 4_999 < MAX_PAYMENT_SIZE
+    assert sizes["largest-envelope"] == 26_437 < MAX_PAYMENT_SIZE
     assert sizes["grant-to-second-buyer-at-max-ts"] == 448 < MAX_GRANT_SIZE
     assert sizes["voucher-no-receipts"] == 665
-    assert sizes["voucher-eur-no-served-by"] == 424
+    assert sizes["voucher-eur-no-receipts"] == 1_570
     assert sizes["grant-to-buyer"] == 446
+
+
+def test_largest_constructible_payment_fits_the_bound() -> None:
+    # The largest request the constructor allows, answered with a proof of MAX_PROOF
+    # hashes and every text at its longest: the buyer must still be able to read it.
+    request = _request(method="m" * 32, sealed_payment=b"s" * MAX_SEALED_PAYMENT,
+                       ts=datetime.fromtimestamp(MAX_TS, UTC),
+                       receipts=(b"x" * MAX_RECEIPT_SIZE,) * MAX_SERVED_BY)
+    payment = _payment(request=SignedPurchase.sign(request, BUYER), amount=10**15,
+                       payment_ref="~" * 128, ts=datetime.fromtimestamp(MAX_TS, UTC),
+                       proof=MerkleProof(1 << 20, (b"\xff" * 32,) * MAX_PROOF))
+    envelope = SignedPayment.sign(payment, SELLER).to_bytes()
+    assert len(envelope) <= MAX_PAYMENT_SIZE
+    assert SignedPayment.from_bytes(envelope).payment == payment
 
 
 def test_largest_constructible_request_fits_the_bound() -> None:
@@ -475,17 +587,21 @@ def test_any_substituted_byte_in_vector_envelope_is_refused(
     kind: str, case: dict[str, Any],
 ) -> None:
     inp = case["input"]
-    seller, buyer, work = _seed_pk(inp["seller_seed"]), _seed_pk(inp["buyer_seed"]), \
-        bytes.fromhex(inp["work"])
+    if kind == "payment":
+        p = _vector_payment(case)[0]
+        seller, buyer, work = p.seller, p.buyer, p.work
+    else:
+        seller, buyer, work = _seed_pk(inp["seller_seed"]), _seed_pk(inp["buyer_seed"]), \
+            bytes.fromhex(inp["work"])
 
     def check(data: bytes) -> None:
         if kind == "purchase":
             verify_purchase(SignedPurchase.from_bytes(data), seller=seller, work=work,
                             terms=_terms(seller))
         elif kind == "payment":
-            verify_payment(SignedPayment.from_bytes(data), work=work, size=inp["size"],
-                           buyer=buyer, terms=_terms(seller, price=inp["amount"],
-                                                     currency=inp["currency"]))
+            verify_payment(SignedPayment.from_bytes(data), work=work, buyer=buyer,
+                           terms=_terms(seller, price=max(inp["amount"], 1),
+                                        currency=inp["currency"]))
         else:
             verify_grant(SignedGrant.from_bytes(data), work=work, buyer=buyer,
                          sellers=(seller,), key_id=KEY_ID)
@@ -540,18 +656,36 @@ def _requests(draw: st.DrawFn) -> tuple[PurchaseRequest, Identity]:
     return request, buyer
 
 
+_money_currencies = st.sampled_from(["EUR", "JPY", "BHD", "USD", "CLF"])
+
+
 @st.composite
 def _payments(draw: st.DrawFn) -> tuple[PaymentReceipt, Identity]:
-    seller = draw(_ids)
-    served = draw(st.dictionaries(_key32, st.integers(1, MAX_COUNT), max_size=8))
+    """A real v2 sale: a batch its seller issued, a request its buyer signed, one of the
+    batch's codes spent at its face value (or, one time in four, at another amount)."""
+    seller, buyer = draw(_ids), draw(_ids)
+    work = draw(_key32)
+    batch = Batch(seller, work, face=draw(st.one_of(st.integers(0, 2_000),
+                                                    st.integers(0, 10**15))),
+                  currency=draw(_money_currencies), count=draw(st.integers(1, 40)),
+                  ts=draw(_times), seed=draw(st.binary(min_size=1, max_size=8)))
     try:
-        payment = PaymentReceipt(
-            work=draw(_key32), buyer=draw(_key32), seller=seller.public_key,
-            amount=draw(st.integers(1, 10**15)), currency=draw(_currencies),
-            method=draw(_methods), payment_ref=draw(_ascii),
-            nonce=draw(st.binary(min_size=16, max_size=16)),
-            served_by=tuple(Served(pk, n) for pk, n in sorted(served.items())),
-            ts=draw(_times))
+        req = SignedPurchase.sign(PurchaseRequest.seal(
+            work=work, buyer=buyer.public_key, seller=seller.public_key,
+            method=draw(_methods), payment=draw(_ascii),
+            nonce=draw(st.binary(min_size=16, max_size=16)), ts=draw(_times),
+            receipts=tuple(draw(st.lists(st.binary(max_size=MAX_RECEIPT_SIZE),
+                                         max_size=2)))), buyer)
+    except ValueError:
+        reject()
+    index = draw(st.integers(0, batch.count - 1))
+    amount = draw(st.one_of(st.just(batch.face), st.just(batch.face), st.just(batch.face),
+                            st.integers(0, 10**15)))
+    try:
+        payment = sign_payment(seller, req, batch.signed, batch.codes[index],
+                               batch.proof(index), amount=amount,
+                               ts=draw(_times)).payment
+        payment = PaymentReceipt(**{**_kwargs(payment), "payment_ref": draw(_ascii)})
     except ValueError:
         reject()
     return payment, seller
@@ -596,6 +730,17 @@ def test_payment_receipt_round_trips(ps: tuple[PaymentReceipt, Identity]) -> Non
     assert again == signed
     assert again.payment == payment
     assert PaymentReceipt.from_dict(_canonical.decode(signed.body, max_size=10**5)) == payment
+    assert again.payment.request_id == hashlib.sha256(payment.request.body).digest()
+    # Every such sale verifies, as far as its amount is its code's face value.
+    terms = _terms(payment.seller, price=max(payment.amount, 1), currency=payment.currency)
+    face = payment.issuance.issuance.face
+    if payment.amount == face:
+        assert check_issued(again.payment) is None
+        verify_payment(again, work=payment.work, terms=terms, buyer=payment.buyer)
+    else:
+        with pytest.raises(PaymentRejected) as e:
+            verify_payment(again, work=payment.work, terms=terms, buyer=payment.buyer)
+        assert e.value.reason == "wrong-price"
 
 
 @PROPERTY
@@ -631,16 +776,15 @@ def test_any_single_byte_change_in_a_purchase_envelope_is_refused(
 
 
 @PROPERTY
-@given(_payments().filter(lambda ps: ps[0].currency in {"EUR", "JPY", "BHD", "USD"}),
+@given(_payments().filter(lambda ps: ps[0].amount == ps[0].issuance.issuance.face),
        st.data())
 def test_any_single_byte_change_in_a_payment_envelope_is_refused(
     ps: tuple[PaymentReceipt, Identity], data: st.DataObject,
 ) -> None:
     payment, seller = ps
-    terms = _terms(payment.seller, price=payment.amount, currency=payment.currency)
+    terms = _terms(payment.seller, price=max(payment.amount, 1), currency=payment.currency)
     envelope = SignedPayment.sign(payment, seller).to_bytes()
-    policy: dict[str, Any] = {"work": payment.work, "terms": terms, "buyer": payment.buyer,
-                              "size": payment.served_bytes}
+    policy: dict[str, Any] = {"work": payment.work, "terms": terms, "buyer": payment.buyer}
     verify_payment(SignedPayment.from_bytes(envelope), **policy)
     with pytest.raises(VerificationError) as e:
         verify_payment(SignedPayment.from_bytes(_flip(envelope, data)), **policy)
@@ -719,11 +863,6 @@ def test_served_by_is_capped_exactly_at_the_size(
     if len({(i, seq) for i, seq, _ in receipts}) == len(receipts):
         assert served_by_from_receipts(raw[::-1], work=WORK, buyer=BUYER.public_key,
                                        size=size) == got
-    # Whatever the receipts say, the seller can sign the result and the buyer accepts it.
-    if len(got) <= MAX_SERVED_BY:
-        signed = SignedPayment.sign(_payment(served_by=got), SELLER)
-        verify_payment(SignedPayment.from_bytes(signed.to_bytes()), work=WORK, terms=TERMS,
-                       size=size, buyer=BUYER.public_key)
 
 
 # The constructor and the parser must draw the same line: a signer must never build an
@@ -737,7 +876,6 @@ _edgy_text = st.one_of(
 _edgy_key = st.one_of(st.sampled_from([U1, U2, U3, BUYER.public_key]),
                       st.binary(min_size=31, max_size=33))
 _edgy_ts = st.integers(-1, MAX_TS).map(lambda t: datetime.fromtimestamp(t, UTC))
-_edgy_count = st.one_of(st.integers(-1, 2), st.integers(MAX_COUNT - 1, MAX_COUNT + 1))
 _AGREE = settings(PROPERTY, max_examples=300)
 
 
@@ -792,26 +930,26 @@ def test_purchase_constructor_and_parser_agree(kw: dict[str, Any]) -> None:
     assert parsed is None or parsed.request == built
 
 
+_edgy_index = st.one_of(st.integers(-1, 8), st.integers((1 << 20) - 1, (1 << 20) + 1))
+_edgy_path = st.one_of(
+    st.lists(st.sampled_from([b"\x01" * 32, b"\x02" * 31, b"\x03" * 33, b""]), max_size=3)
+    .map(tuple),
+    st.integers(MAX_PROOF - 1, MAX_PROOF + 1).map(lambda n: (b"\x04" * 32,) * n))
+
+
 @_AGREE
-@given(_edged({**_kwargs(_payment()), "served_by": [(U1, 1), (U2, 2)]}, {
+@given(_edged({**_kwargs(_payment()), "index": 0, "path": BATCH.proof(0).path}, {
     "work": _edgy_key, "buyer": _edgy_key, "seller": _edgy_key,
     "amount": st.one_of(st.integers(-1, 2), st.integers(10**15 - 1, 10**15 + 1)),
     "currency": _edgy_currencies, "method": _edgy_methods, "payment_ref": _edgy_text,
-    "nonce": st.binary(min_size=15, max_size=17), "ts": _edgy_ts,
-    "served_by": st.lists(st.tuples(_edgy_key, _edgy_count), max_size=4).flatmap(
-        lambda rows: st.sampled_from([rows, sorted(rows)])),
+    "nonce": st.binary(min_size=15, max_size=17), "ts": _edgy_ts, "code": _edgy_key,
+    "index": _edgy_index, "path": _edgy_path,
 }))
 def test_payment_constructor_and_parser_agree(kw: dict[str, Any]) -> None:
-    rows = kw["served_by"]
-    try:
-        built_rows: Any = tuple(Served(pk, n) for pk, n in rows)
-    except ValueError:
-        built_rows = None
-    built = None if built_rows is None else _builds(PaymentReceipt,
-                                                   {**kw, "served_by": built_rows})
-    wire_rows = tuple(SimpleNamespace(pk=pk, bytes=n) for pk, n in rows)
-    parsed = _parses("payment", PaymentReceipt, {**kw, "served_by": wire_rows})
-    assert (built is None) == (parsed is None), (kw, built, parsed)
+    proof = MerkleProof(kw.pop("index"), kw.pop("path"))
+    built, parsed = _builds(PaymentReceipt, {**kw, "proof": proof}), \
+        _parses("payment", PaymentReceipt, {**kw, "proof": proof})
+    assert (built is None) == (parsed is None), (kw, proof, built, parsed)
     assert parsed is None or parsed.payment == built
 
 
@@ -848,8 +986,32 @@ def _flip_field(key: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-def _served_by(*rows: tuple[bytes, int]) -> Callable[[dict[str, Any]], None]:
-    return _set("served_by", [{"bytes": n, "pk": pk} for pk, n in sorted(rows)])
+def _set_proof(index: int | None = None, path: list[bytes] | None = None
+               ) -> Callable[[dict[str, Any]], None]:
+    def change(d: dict[str, Any]) -> None:
+        d["proof"] = {"index": d["proof"]["index"] if index is None else index,
+                      "path": list(d["proof"]["path"]) if path is None else path}
+    return change
+
+
+def _flip_path(i: int) -> Callable[[dict[str, Any]], None]:
+    def change(d: dict[str, Any]) -> None:
+        path = list(d["proof"]["path"])
+        path[i] = path[i][:-1] + bytes([path[i][-1] ^ 1])
+        d["proof"] = {"index": d["proof"]["index"], "path": path}
+    return change
+
+
+def _inner_replayed(signed: SignedPurchase | SignedIssuance,
+                    change: Callable[[dict[str, Any]], None]) -> bytes:
+    """*signed*'s body changed (to other valid values) under the signature made for the
+    original: an embedded object forged by whoever embeds it."""
+    d = _canonical.decode(signed.body, max_size=MAX_PAYMENT_SIZE)
+    change(d)
+    kind = ("p2pdist/purchase-request/signed" if isinstance(signed, SignedPurchase)
+            else "p2pdist/voucher-issuance/signed")
+    return _canonical.encode({"body": _canonical.encode(d), "sig": signed.sig,
+                              "type": kind, "v": 1})
 
 
 # Each field changed to another *valid* value while the signature over the original is
@@ -871,23 +1033,30 @@ TAMPERED = [
         ("receipts-reordered", _set("receipts", [R2, R1])),
         ("receipt-swapped-for-a-bigger-one", _set("receipts", [R1, _transfer(U2, 2, SIZE)])),
     )),
+    # The receipt's own fields and its embedded objects, each swapped for another one
+    # that parses (and is consistent with the rest) under the seller's old signature.
     *(pytest.param("payment", c, id=f"payment-{name}") for name, c in (
-        ("work-moved-to-another-work", _set("work", OTHER_WORK)),
-        ("buyer-swapped", _set("buyer", BUYER2.public_key)),
-        ("seller-swapped-for-the-other-seller", _set("seller", SELLER2.public_key)),
         ("amount-lowered-by-one", _set("amount", 499)),
+        ("amount-booked-as-a-gift", _set("amount", 0)),
         ("currency", _set("currency", b"USD")),
-        ("method", _set("method", b"card")),
         ("payment-ref", _set("payment_ref", b"voucher:XXXX")),
-        ("nonce", _flip_field("nonce")),
         ("ts-moved-one-second", _set("ts", int(T0.timestamp()) + 1)),
-        ("served-by-emptied", _set("served_by", [])),
-        ("served-by-entry-dropped", _served_by((U1, PIECE + 1))),
-        ("served-by-mallory-added", _served_by((U1, PIECE + 1), (U2, PIECE),
-                                               (MALLORY.public_key, 1))),
-        ("served-by-bytes-inflated-by-one", _served_by((U1, PIECE + 2), (U2, PIECE))),
-        ("served-by-credit-moved-to-mallory", _served_by((MALLORY.public_key, PIECE + 1),
-                                                         (U2, PIECE))),
+        ("request-swapped-for-another-of-the-buyers", _set(
+            "request", SignedPurchase.sign(_request(ts=T0 + timedelta(seconds=1)),
+                                           BUYER).to_bytes())),
+        ("request-receipts-dropped", _set(
+            "request", SignedPurchase.sign(_request(receipts=()), BUYER).to_bytes())),
+        ("issuance-swapped-for-another-batch", _set(
+            "issuance", Batch(SELLER, WORK, seed=b"another batch").signed.to_bytes())),
+        ("issuance-swapped-for-a-gift-batch", _set(
+            "issuance", Batch(SELLER, WORK, face=0, seed=b"seller's batch").signed
+            .to_bytes())),
+        ("code-swapped-for-another-of-the-batch", _set("code", BATCH.codes[1])),
+        ("code-byte", _flip_field("code")),
+        ("proof-index", _set_proof(index=1)),
+        ("proof-path-hash-byte", _flip_path(0)),
+        ("proof-path-hash-dropped", _set_proof(path=list(BATCH.proof(0).path[:-1]))),
+        ("proof-path-reordered", _set_proof(path=list(BATCH.proof(0).path[::-1]))),
     )),
     *(pytest.param("grant", c, id=f"grant-{name}") for name, c in (
         ("work-moved-to-another-work", _set("work", OTHER_WORK)),
@@ -933,7 +1102,8 @@ WRONG_SIGNER = [
                    id=f"{kind}-signed-in-domain-{d.decode()}")
       for kind in ALL_KINDS
       for d in (PURCHASE_DOMAIN, PAYMENT_DOMAIN, GRANT_DOMAIN, RECEIPT_DOMAIN,
-                LICENSE_DOMAIN, b"p2pdist/purchase/v1", IDENTITY_DOMAIN)
+                LICENSE_DOMAIN, b"p2pdist/purchase/v1", IDENTITY_DOMAIN, ISSUANCE_DOMAIN,
+                b"p2pdist/payment/v1")
       if d != KINDS[kind].domain),
     *(pytest.param(kind, (lambda kind=kind: _envelope(
         kind, sig=KINDS[kind].signer.signing_key.sign(_canonical.encode(KINDS[kind].base))
@@ -971,7 +1141,7 @@ def test_signature_is_checked_before_any_policy() -> None:
     # Forgeries that break every policy rule too learn nothing but "bad signature".
     forged = _signed_by("payment", MALLORY)
     with pytest.raises(InvalidSignature):
-        _check_payment(forged, work=OTHER_WORK, buyer=MALLORY.public_key, size=0,
+        _check_payment(forged, work=OTHER_WORK, buyer=MALLORY.public_key,
                        terms=_terms(SELLER2.public_key, price=1, currency="JPY"))
     with pytest.raises(InvalidSignature):
         _check_purchase(_signed_by("purchase", MALLORY), seller=MALLORY.public_key,
@@ -1009,9 +1179,9 @@ def _rejected(reason: str, call: Callable[[], Any]) -> PaymentRejected:
 
 
 def _pay(**kw: Any) -> bytes:
-    signer = {SELLER.public_key: SELLER, SELLER2.public_key: SELLER2,
-              MALLORY.public_key: MALLORY}[kw.get("seller", SELLER.public_key)]
-    return SignedPayment.sign(_payment(**kw), signer).to_bytes()
+    """_payment(**kw) signed by the seller it names."""
+    p = _payment(**kw)
+    return SignedPayment.sign(p, IDENTITIES[p.seller]).to_bytes()
 
 
 def _buy(**kw: Any) -> bytes:
@@ -1022,8 +1192,16 @@ def test_payment_receipt_from_the_other_named_seller_verifies() -> None:
     _check_payment(_pay(seller=SELLER2.public_key))
 
 
+def test_a_gift_code_books_zero_and_verifies() -> None:
+    gift = Batch(SELLER, WORK, face=0, seed=b"press codes")
+    signed = _check_payment(_pay(batch=gift))
+    assert signed.payment.amount == 0
+    assert check_issued(signed.payment) is None
+
+
 def test_payment_receipt_signed_by_a_non_seller_is_rejected() -> None:
-    # Mallory signs a receipt naming herself: a good signature, but the terms never named her.
+    # Mallory signs a receipt naming herself, for a code of her own batch: good
+    # signatures all round, but the terms never named her.
     e = _rejected("not-a-seller", lambda: _check_payment(_pay(seller=MALLORY.public_key)))
     assert "not a seller" in e.message
 
@@ -1034,7 +1212,7 @@ def test_payment_receipt_replayed_for_another_work_is_rejected() -> None:
 
 
 def test_payment_receipt_replayed_by_another_buyer_is_rejected() -> None:
-    # BUYER2 copies BUYER's receipt (and its served_by credits) as its own proof of payment.
+    # BUYER2 copies BUYER's receipt as its own proof of payment.
     _rejected("other-buyer", lambda: _check_payment(_pay(), buyer=BUYER2.public_key))
     _check_payment(_pay(), buyer=None)  # a third party checking it names no buyer
 
@@ -1043,49 +1221,168 @@ def test_payment_receipt_replayed_by_another_buyer_is_rejected() -> None:
     pytest.param(499, "EUR", id="one-cent-short"),
     pytest.param(501, "EUR", id="one-cent-over"),
     pytest.param(1, "EUR", id="one-cent"),
+    pytest.param(0, "EUR", id="paid-code-booked-as-a-gift"),
     pytest.param(500, "USD", id="same-number-other-currency"),
     pytest.param(500, "JPY", id="same-number-currency-without-minor-units"),
     pytest.param(50_000, "EUR", id="major-units-mistaken-for-minor"),
 ])
-def test_payment_receipt_for_another_price_is_rejected(amount: int, currency: str) -> None:
+def test_payment_receipt_that_is_not_the_codes_face_value_is_rejected(
+    amount: int, currency: str,
+) -> None:
     e = _rejected("wrong-price",
                   lambda: _check_payment(_pay(amount=amount, currency=currency)))
     assert f"{amount} {currency}" in e.message
+    assert "500 EUR" in e.message  # the face value it should have booked
 
 
-@pytest.mark.parametrize("size", [2 * PIECE, 2 * PIECE + 1, 2 * PIECE + 2])
-def test_served_by_at_the_work_size_boundary(size: int) -> None:
-    envelope = _pay()  # PIECE + 1 + PIECE = 2 * PIECE + 1 bytes
-    if size < 2 * PIECE + 1:
-        e = _rejected("over-size", lambda: _check_payment(envelope, size=size))
-        assert str(2 * PIECE + 1) in e.message
-    else:
-        _check_payment(envelope, size=size)
+def test_a_gift_code_booked_as_a_sale_is_rejected() -> None:
+    # The seller gave a press code away (face 0) and books it at the price.
+    gift = Batch(SELLER, WORK, face=0, seed=b"press codes")
+    e = _rejected("wrong-price", lambda: _check_payment(_pay(batch=gift, amount=500)))
+    assert "500 EUR" in e.message and "0 EUR" in e.message
 
 
-def test_served_by_summing_over_a_work_of_max_entries_is_rejected() -> None:
-    largest = bytes.fromhex(next(c for c in PAYMENTS
-                                 if c["name"] == "largest-envelope")["envelope_hex"])
-    signed = SignedPayment.from_bytes(largest)
-    p = signed.payment
-    terms = _terms(p.seller, price=p.amount, currency=p.currency)
-    _rejected("over-size", lambda: verify_payment(signed, work=p.work, terms=terms,
-                                                  size=MAX_COUNT))
+def test_a_batch_issued_in_another_currency_than_the_terms_is_rejected() -> None:
+    usd = Batch(SELLER, WORK, face=500, currency="USD", seed=b"dollars")
+    e = _rejected("wrong-price", lambda: _check_payment(_pay(batch=usd)))
+    assert "USD" in e.message and "EUR" in e.message
+
+
+OTHER_COUNT = Batch(SELLER, WORK, count=9, seed=b"seller's batch")  # BATCH's codes + 1
+_LEVELS_8 = BATCH.proof(0).path
+
+# A sale properly signed by its seller whose code is not an issued code of that seller
+# for this work, in the batch the receipt names: the audit books nothing for it.
+UNISSUED = [
+    pytest.param({"proof": BATCH.proof(1)}, id="proof-for-another-code"),
+    pytest.param({"code": BATCH2.codes[0]}, id="code-of-another-batch"),
+    pytest.param({"code": hashlib.sha256(b"a code never issued").digest()},
+                 id="code-never-issued"),
+    pytest.param({"proof": MerkleProof(8, BATCH.proof(7).path)},
+                 id="index-out-of-range"),
+    pytest.param({"proof": MerkleProof(1 << 20, BATCH.proof(0).path)},
+                 id="index-at-the-parsers-bound"),
+    pytest.param({"proof": MerkleProof(0, (*_LEVELS_8, _LEVELS_8[0]))},
+                 id="path-too-long-for-the-count"),
+    pytest.param({"proof": MerkleProof(0, _LEVELS_8[:-1])}, id="path-too-short"),
+    pytest.param({"proof": MerkleProof(0, ())}, id="path-empty"),
+    pytest.param({"issuance": OTHER_COUNT.signed, "proof": BATCH.proof(0)},
+                 id="proof-for-a-tree-of-another-count"),
+    pytest.param({"batch": BATCH2}, id="issuance-by-another-collector-than-the-seller"),
+    pytest.param({"batch": MALLORY_BATCH}, id="issuance-by-a-non-seller"),
+    pytest.param({"batch": Batch(SELLER, OTHER_WORK, seed=b"other work")},
+                 id="issuance-for-another-work"),
+]
+
+
+@pytest.mark.parametrize("kw", UNISSUED)
+def test_a_sale_that_spends_no_issued_code_of_its_seller_is_unissued(
+    kw: dict[str, Any],
+) -> None:
+    e = _rejected("unissued", lambda: _check_payment(_pay(**kw)))
+    assert "code" in e.message
+    assert check_issued(SignedPayment.from_bytes(_pay(**kw)).payment) is not None
+
+
+def test_check_issued_says_why() -> None:
+    assert check_issued(_payment()) is None
+    for i in range(BATCH.count):  # every code of the batch, at its own index
+        assert check_issued(_payment(index=i)) is None
+    assert "another key" in (check_issued(_payment(batch=BATCH2)) or "")
+    assert "another work" in (check_issued(
+        _payment(batch=Batch(SELLER, OTHER_WORK, seed=b"x"))) or "")
+    assert "Merkle proof" in (check_issued(_payment(proof=BATCH.proof(1))) or "")
+    assert "face value is 500 EUR" in (check_issued(_payment(amount=1)) or "")
+    # The proof is checked before the price: an unissued code at a wrong price is unissued.
+    assert "Merkle proof" in (check_issued(_payment(proof=BATCH.proof(1), amount=1)) or "")
 
 
 def test_payment_checks_run_in_their_numbered_order() -> None:
+    # Signed by Mallory for another work and another buyer, a code of another collector,
+    # at the wrong price.
     everything_wrong = _pay(seller=MALLORY.public_key, work=OTHER_WORK,
-                            buyer=BUYER2.public_key, amount=1)
+                            buyer=BUYER2.public_key, batch=BATCH, amount=1)
     with_mallory = _terms(SELLER.public_key, MALLORY.public_key)
     _rejected("not-a-seller", lambda: _check_payment(everything_wrong))
     _rejected("wrong-work", lambda: _check_payment(everything_wrong, terms=with_mallory))
     _rejected("other-buyer", lambda: _check_payment(everything_wrong, terms=with_mallory,
                                                     work=OTHER_WORK))
-    _rejected("wrong-price", lambda: _check_payment(everything_wrong, terms=with_mallory,
-                                                    work=OTHER_WORK, buyer=BUYER2.public_key))
-    _rejected("over-size", lambda: _check_payment(
-        everything_wrong, terms=_terms(MALLORY.public_key, price=1), work=OTHER_WORK,
-        buyer=BUYER2.public_key, size=0))
+    _rejected("unissued", lambda: _check_payment(everything_wrong, terms=with_mallory,
+                                                 work=OTHER_WORK, buyer=BUYER2.public_key))
+    # Its own code, still at the wrong price and in another currency than the terms.
+    only_price_wrong = _pay(seller=MALLORY.public_key, work=OTHER_WORK,
+                            buyer=BUYER2.public_key,
+                            batch=Batch(MALLORY, OTHER_WORK, seed=b"m"), amount=1)
+    _rejected("wrong-price", lambda: _check_payment(
+        only_price_wrong, terms=with_mallory, work=OTHER_WORK, buyer=BUYER2.public_key))
+    _check_payment(_pay(seller=MALLORY.public_key, work=OTHER_WORK, buyer=BUYER2.public_key,
+                        batch=Batch(MALLORY, OTHER_WORK, seed=b"m")),
+                   terms=with_mallory, work=OTHER_WORK, buyer=BUYER2.public_key)
+    yen = _pay(batch=Batch(SELLER, WORK, currency="JPY", seed=b"yen"))
+    _rejected("wrong-price", lambda: _check_payment(yen))  # (6): the terms' currency
+    _check_payment(yen, terms=_terms(currency="JPY"))
+
+
+def _forged_inside(request: bytes | None = None, issuance: bytes | None = None) -> bytes:
+    """The base receipt holding another request or issuance record, signed by SELLER."""
+    d = dict(KINDS["payment"].base)
+    if request is not None:
+        d["request"] = request
+    if issuance is not None:
+        d["issuance"] = issuance
+    return _envelope("payment", _canonical.encode(d))
+
+
+def _issuance_signed_by(who: Identity, domain: bytes = ISSUANCE_DOMAIN) -> bytes:
+    s = BATCH.signed
+    return _canonical.encode({"body": s.body, "sig": who.sign(domain=domain, message=s.body),
+                              "type": "p2pdist/voucher-issuance/signed", "v": 1})
+
+
+def _request_signed_by(who: Identity, domain: bytes = PURCHASE_DOMAIN) -> bytes:
+    return _canonical.encode({"body": REQUEST.body,
+                              "sig": who.sign(domain=domain, message=REQUEST.body),
+                              "type": "p2pdist/purchase-request/signed", "v": 1})
+
+
+# The seller signs its receipt honestly over embedded objects that their signers never
+# signed: a sale no buyer asked for, a batch no collector issued.
+FORGED_INSIDE = [
+    pytest.param(lambda: _forged_inside(request=_request_signed_by(MALLORY)),
+                 id="request-signed-by-mallory-naming-the-buyer"),
+    pytest.param(lambda: _forged_inside(request=_request_signed_by(SELLER)),
+                 id="request-signed-by-the-seller-itself"),
+    pytest.param(lambda: _forged_inside(request=_request_signed_by(BUYER, PAYMENT_DOMAIN)),
+                 id="request-signed-by-the-buyer-in-another-domain"),
+    pytest.param(lambda: _forged_inside(request=_inner_replayed(
+        REQUEST, _set("ts", int(T0.timestamp()) + 1))), id="request-ts-tampered"),
+    pytest.param(lambda: _forged_inside(request=_inner_replayed(
+        REQUEST, _set("receipts", [R1]))), id="request-receipt-dropped"),
+    pytest.param(lambda: _forged_inside(issuance=_issuance_signed_by(MALLORY)),
+                 id="issuance-signed-by-mallory-naming-the-seller"),
+    pytest.param(lambda: _forged_inside(issuance=_issuance_signed_by(BUYER)),
+                 id="issuance-signed-by-the-buyer"),
+    pytest.param(lambda: _forged_inside(issuance=_issuance_signed_by(SELLER, PAYMENT_DOMAIN)),
+                 id="issuance-signed-in-the-payment-domain"),
+    pytest.param(lambda: _forged_inside(issuance=_inner_replayed(
+        BATCH.signed, _set("count", 9))), id="issuance-count-tampered"),
+    pytest.param(lambda: _forged_inside(issuance=_inner_replayed(
+        BATCH.signed, _set("root", bytes(32)))), id="issuance-root-tampered"),
+]
+
+
+@pytest.mark.parametrize("make", FORGED_INSIDE)
+def test_an_embedded_object_its_signer_never_signed_is_refused(
+    make: Callable[[], bytes],
+) -> None:
+    envelope = make()
+    KINDS["payment"].parse(envelope)  # well-formed, and the seller's signature holds
+    with pytest.raises(InvalidSignature) as e:
+        KINDS["payment"].check(envelope)
+    _assert_opaque_refusal(e.value)
+    with pytest.raises(InvalidSignature):  # whatever the policy: signatures come first
+        verify_payment(SignedPayment.from_bytes(envelope), work=OTHER_WORK,
+                       terms=_terms(MALLORY.public_key))
 
 
 def test_purchase_request_addressed_to_another_seller_is_rejected() -> None:
@@ -1200,7 +1497,6 @@ def test_served_by_from_a_purchase_requests_receipts() -> None:
     signed = _check_purchase(_buy())
     served = _served_of(*signed.request.receipts)
     assert served == _sv((U1, PIECE + 1), (U2, PIECE))
-    _check_payment(_pay(served_by=served))
     assert _served_of() == ()
 
 
@@ -1438,6 +1734,12 @@ def _body(kind: str) -> bytes:
     return _canonical.encode(KINDS[kind].base)
 
 
+def _replace_last(data: bytes, old: bytes, new: bytes) -> bytes:
+    head, sep, tail = data.rpartition(old)
+    assert sep, old
+    return head + new + tail
+
+
 def _kinds(make: Callable[[str], bytes], name: str) -> list[Any]:
     return [pytest.param(kind, (lambda kind=kind: make(kind)), id=f"{kind}-{name}")
             for kind in ALL_KINDS]
@@ -1482,10 +1784,11 @@ MALFORMED_ANY_KIND = [
     *_kinds(lambda k: _envelope(k, extra=b"x"), "envelope-unknown-field"),
     # body encoding, properly signed
     *_kinds(lambda k: _envelope(k, _unsorted(KINDS[k].base)), "body-keys-unsorted"),
-    *_kinds(lambda k: _envelope(k, _body(k).replace(b"1:vi%de" % KINDS[k].base["v"],
-                                                    b"1:vi0%de" % KINDS[k].base["v"], 1)),
+    # (the last occurrence: a payment's embedded objects hold these bytes too)
+    *_kinds(lambda k: _envelope(k, _replace_last(_body(k), b"1:vi%de" % KINDS[k].base["v"],
+                                                 b"1:vi0%de" % KINDS[k].base["v"])),
             "body-int-leading-zero"),
-    *_kinds(lambda k: _envelope(k, _body(k).replace(b"4:work32:", b"4:work032:")),
+    *_kinds(lambda k: _envelope(k, _replace_last(_body(k), b"4:work32:", b"4:work032:")),
             "body-length-leading-zero"),
     *_kinds(lambda k: _envelope(k, _body(k) + b"e"), "body-trailing-byte"),
     *_kinds(lambda k: _envelope(k, _canonical.encode([KINDS[k].base])), "body-is-a-list"),
@@ -1544,8 +1847,15 @@ MALFORMED_PURCHASE = [
                                                             "receipts")),
 ]
 
+def _v1_receipt(d: dict[str, Any]) -> None:
+    """The body as a v1 receipt had it: a seller-chosen served_by, no request, no code."""
+    for key in ("request", "issuance", "code", "proof"):
+        del d[key]
+    d["served_by"] = [{"bytes": PIECE, "pk": U1}]
+    d["v"] = 1
+
+
 MALFORMED_PAYMENT = [
-    ("amount-zero", _set("amount", 0)),
     ("amount-negative", _set("amount", -500)),
     ("amount-over-10**15", _set("amount", 10**15 + 1)),
     ("amount-is-string", _set("amount", b"500")),
@@ -1558,23 +1868,47 @@ MALFORMED_PAYMENT = [
     ("payment-ref-129-chars", _set("payment_ref", b"r" * 129)),
     ("payment-ref-non-ascii", _set("payment_ref", "r\u00e9f".encode())),
     ("nonce-15-bytes", _set("nonce", bytes(15))),
-    ("served-by-not-a-list", _set("served_by", {"bytes": 1, "pk": U1})),
-    ("served-by-65-entries", _set("served_by", [{"bytes": 1, "pk": bytes([i]) * 32}
-                                                for i in range(MAX_SERVED_BY + 1)])),
-    ("served-by-unsorted", _set("served_by", [{"bytes": 1, "pk": pk}
-                                              for pk in sorted((U1, U2), reverse=True)])),
-    ("served-by-key-twice", _set("served_by", [{"bytes": 1, "pk": U1},
-                                               {"bytes": 1, "pk": U1}])),
-    ("served-by-the-buyer-itself", _served_by((BUYER.public_key, PIECE))),
-    ("served-by-zero-bytes", _served_by((U1, 0))),
-    ("served-by-negative-bytes", _served_by((U1, -1))),
-    ("served-by-bytes-2**63", _served_by((U1, 2**63))),
-    ("served-by-key-31-bytes", _served_by((U1[:31], 1))),
-    ("served-by-entry-extra-field", _set("served_by", [{"bytes": 1, "pk": U1, "x": 1}])),
-    ("served-by-entry-without-bytes", _set("served_by", [{"pk": U1}])),
-    ("served-by-entry-is-a-list", _set("served_by", [[U1, 1]])),
+    # v1 receipts are not read any more, in either shape.
+    ("version-1-receipt", _v1_receipt),
+    ("version-1-with-v2-fields", _set("v", 1)),
+    ("served-by-beside-the-v2-fields", _set("served_by", [])),
+    # The receipt is not the answer to the request it holds.
+    ("request-of-another-buyer", _set("buyer", BUYER2.public_key)),
+    ("request-to-another-seller", _set("seller", SELLER2.public_key)),
+    ("request-for-another-work", _set("work", OTHER_WORK)),
+    ("request-with-another-nonce", _flip_field("nonce")),
+    ("request-with-another-method", _set("method", b"card")),
+    ("request-truncated", lambda d: d.update(request=d["request"][:-1])),
+    ("request-oversized", _set("request", b"x" * (MAX_PURCHASE_SIZE + 1))),
+    ("request-is-a-dict", lambda d: d.update(request=_canonical.decode(
+        d["request"], max_size=MAX_PURCHASE_SIZE))),
+    ("request-is-the-issuance", lambda d: d.update(request=d["issuance"])),
+    ("request-version-1", lambda d: d.update(request=_canonical.encode({
+        **_canonical.decode(d["request"], max_size=MAX_PURCHASE_SIZE), "body":
+        _canonical.encode({**_canonical.decode(REQUEST.body, max_size=MAX_PURCHASE_SIZE),
+                           "v": 1})}))),
+    # The issuance record it holds.
+    ("issuance-truncated", lambda d: d.update(issuance=d["issuance"][:-1])),
+    ("issuance-oversized", _set("issuance", b"x" * 1025)),
+    ("issuance-is-the-request", lambda d: d.update(issuance=d["request"])),
+    ("issuance-empty", _set("issuance", b"")),
+    # The code and its proof.
+    ("code-31-bytes", lambda d: d.update(code=d["code"][:31])),
+    ("code-33-bytes", lambda d: d.update(code=d["code"] + b"\0")),
+    ("code-as-text", lambda d: d.update(code=d["code"].hex().encode())),
+    ("proof-path-over-max-proof", _set_proof(path=[b"\x01" * 32] * (MAX_PROOF + 1))),
+    ("proof-hash-31-bytes", _set_proof(path=[b"\x01" * 31])),
+    ("proof-hash-33-bytes", _set_proof(path=[b"\x01" * 33])),
+    ("proof-index-negative", _set_proof(index=-1)),
+    ("proof-index-over-2**20", _set_proof(index=(1 << 20) + 1)),
+    ("proof-index-is-string", _set_proof(index=b"0")),  # type: ignore[arg-type]
+    ("proof-is-a-list", lambda d: d.update(proof=[d["proof"]["index"], d["proof"]["path"]])),
+    ("proof-without-path", lambda d: d.update(proof={"index": 0})),
+    ("proof-extra-field", lambda d: d.update(proof={**d["proof"], "count": 8})),
+    ("proof-path-not-a-list", lambda d: d.update(proof={"index": 0, "path": b"\x01" * 32})),
     *((f"without-{key}", _drop(key))
-      for key in ("amount", "currency", "method", "payment_ref", "nonce", "served_by")),
+      for key in ("amount", "currency", "method", "payment_ref", "nonce", "request",
+                  "issuance", "code", "proof")),
 ]
 
 MALFORMED_GRANT = [
@@ -1604,14 +1938,24 @@ def test_malformed_envelope_is_refused_as_malformed(
     _assert_opaque_refusal(e.value)
 
 
-def test_served_by_entry_keys_unsorted_is_not_canonical() -> None:
-    # _canonical.encode sorts keys, so an unsorted entry is built by hand.
+def test_proof_keys_unsorted_is_not_canonical() -> None:
+    # _canonical.encode sorts keys, so an unsorted proof dict is built by hand.
     body = _canonical.encode(KINDS["payment"].base)
-    entry = _canonical.encode({"bytes": PIECE, "pk": U2})
-    unsorted = b"d2:pk32:" + U2 + b"5:bytesi%de" % PIECE + b"e"
-    assert entry in body
+    proof = _canonical.encode(KINDS["payment"].base["proof"])
+    assert proof.startswith(b"d5:indexi0e4:path") and proof in body
+    unsorted = b"d4:path" + proof[len(b"d5:indexi0e4:path"):-1] + b"5:indexi0ee"
     with pytest.raises(MalformedObject, match="not sorted"):
-        _check_payment(_envelope("payment", body.replace(entry, unsorted)))
+        _check_payment(_envelope("payment", body.replace(proof, unsorted)))
+
+
+def test_an_embedded_object_that_is_not_canonical_is_malformed() -> None:
+    # The request's envelope with its keys unsorted, inside a receipt the seller signs.
+    unsorted = _unsorted(_canonical.decode(REQUEST.to_bytes(), max_size=MAX_PURCHASE_SIZE))
+    with pytest.raises(MalformedObject):
+        _check_payment(_resigned("payment", _set("request", unsorted)))
+    unsorted = _unsorted(_canonical.decode(BATCH.signed.to_bytes(), max_size=4096))
+    with pytest.raises(MalformedObject):
+        _check_payment(_resigned("payment", _set("issuance", unsorted)))
 
 
 def test_a_huge_int_in_a_body_is_malformed_not_a_crash() -> None:
@@ -1644,7 +1988,7 @@ CANNOT_BUILD = [
     pytest.param(lambda: _request(ts=T0.replace(microsecond=1)), id="request-ts-microseconds"),
     pytest.param(lambda: _request(receipts=(R1,) * 65), id="request-65-receipts"),
     pytest.param(lambda: _request(receipts=(b"x" * 513,)), id="request-receipt-513-bytes"),
-    pytest.param(lambda: _payment(amount=0), id="payment-amount-zero"),
+    pytest.param(lambda: _payment(amount=-1), id="payment-amount-negative"),
     pytest.param(lambda: _payment(amount=10**15 + 1), id="payment-amount-over-10**15"),
     pytest.param(lambda: _payment(amount=True), id="payment-amount-bool"),
     pytest.param(lambda: _payment(currency="eur"), id="payment-currency-lowercase"),
@@ -1652,15 +1996,27 @@ CANNOT_BUILD = [
     pytest.param(lambda: _payment(currency="E-R"), id="payment-currency-not-letters"),
     pytest.param(lambda: _payment(payment_ref="ref "), id="payment-ref-trailing-space"),
     pytest.param(lambda: _payment(payment_ref=""), id="payment-ref-empty"),
-    pytest.param(lambda: _payment(served_by=_sv((U1, 1), (U2, 1))[::-1]),
-                 id="payment-served-by-unsorted"),
-    pytest.param(lambda: _payment(served_by=(Served(U1, 1), Served(U1, 2))),
-                 id="payment-served-by-key-twice"),
-    pytest.param(lambda: _payment(served_by=(Served(BUYER.public_key, 1),)),
-                 id="payment-served-by-buyer"),
-    pytest.param(lambda: _payment(served_by=tuple(Served(bytes([i]) * 32, 1)
-                                                  for i in range(65))),
-                 id="payment-served-by-65"),
+    pytest.param(lambda: _payment(buyer=BUYER2.public_key, request=REQUEST),
+                 id="payment-for-another-buyer-than-its-request"),
+    pytest.param(lambda: _payment(seller=SELLER2.public_key, request=REQUEST),
+                 id="payment-by-another-seller-than-its-request"),
+    pytest.param(lambda: _payment(work=OTHER_WORK, request=REQUEST),
+                 id="payment-for-another-work-than-its-request"),
+    pytest.param(lambda: _payment(nonce=bytes(16), request=REQUEST),
+                 id="payment-with-another-nonce-than-its-request"),
+    pytest.param(lambda: _payment(method="card", request=REQUEST),
+                 id="payment-with-another-method-than-its-request"),
+    pytest.param(lambda: _payment(code=BATCH.codes[0][:31]), id="payment-code-31-bytes"),
+    pytest.param(lambda: _payment(proof=MerkleProof(0, (b"\x01" * 32,) * (MAX_PROOF + 1))),
+                 id="payment-proof-over-max-proof"),
+    pytest.param(lambda: _payment(proof=MerkleProof(0, (b"\x01" * 31,))),
+                 id="payment-proof-hash-31-bytes"),
+    pytest.param(lambda: _payment(proof=MerkleProof(-1, BATCH.proof(0).path)),
+                 id="payment-proof-index-negative"),
+    pytest.param(lambda: _payment(proof=MerkleProof((1 << 20) + 1, BATCH.proof(0).path)),
+                 id="payment-proof-index-over-the-parsers-bound"),
+    pytest.param(lambda: _payment(proof=MerkleProof(True, BATCH.proof(0).path)),
+                 id="payment-proof-index-bool"),
     pytest.param(lambda: Served(U1, 0), id="served-zero-bytes"),
     pytest.param(lambda: Served(U1, 2**63), id="served-bytes-2**63"),
     pytest.param(lambda: Served(U1[:31], 1), id="served-key-31-bytes"),

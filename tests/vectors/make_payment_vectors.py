@@ -1,7 +1,10 @@
-"""How payments.json was made: purchase requests, payment receipts and license grants.
-Not a test; pytest does not run it.
+"""How payments.json was made: purchase requests, payment receipts (v2) and license
+grants. Not a test; pytest does not run it.
 
     .venv/bin/python tests/vectors/make_payment_vectors.py   # rewrite payments.json
+
+A payment receipt embeds a purchase request pinned here and an issuance record pinned in
+issuances.json (make_issuance_vectors.py, imported from this folder): change those first.
 
 Only rerun it on purpose: the vectors pin today's bytes of three signed formats that a
 buyer's and a seller's node must agree on. tests/unit/test_payments.py rebuilds every
@@ -34,18 +37,22 @@ from typing import Any
 
 import nacl.signing
 
+# Run as a script: this folder is on sys.path.
+from make_issuance_vectors import ISSUANCE_CASES, build_issuance, code_hashes, proof
+
 from p2pdist.identity import Identity, key_to_text
 from p2pdist.licensing._grant import LicenseGrant, SignedGrant
+from p2pdist.payouts.issuance import MerkleProof, SignedIssuance
 from p2pdist.payouts.payments import (
     MAX_PAYMENT_SIZE,
     MAX_PURCHASE_SIZE,
     PaymentReceipt,
     PurchaseRequest,
-    Served,
     SignedPayment,
     SignedPurchase,
 )
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
+from p2pdist.payouts.vouchers import payment_ref
 
 HERE = Path(__file__).resolve().parent
 
@@ -261,55 +268,59 @@ def purchase_vectors() -> list[dict[str, Any]]:
     return out
 
 
+# A v2 payment receipt answers a purchase request above (by name: its envelope is
+# embedded as pinned there) and spends a code of an issuance batch of
+# make_issuance_vectors.py (by name and leaf index: the record's envelope, the code's
+# hash and its proof are embedded). The amount is the batch's face value.
 PAYMENT_CASES: list[dict[str, Any]] = [
-    {"name": "voucher-eur-no-served-by",
-     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
-               "amount": 500, "currency": "EUR", "method": "voucher",
-               "payment_ref": "voucher:7K3Q", "nonce": bytes(range(16)).hex(),
-               "ts": 1_735_689_600, "size": 8 * PIECE, "served_by": []}},
-    # Three nodes that carry the work to a byte under its size, in key order.
-    {"name": "jpy-three-served-by",
-     "input": {"work": WORK, "buyer_seed": BUYER_SEED.hex(), "seller_seed": SELLER_SEED.hex(),
-               "amount": 1_500, "currency": "JPY", "method": "voucher",
-               "payment_ref": "voucher:CODE-2", "nonce": "ff" * 16, "ts": 1_735_689_602,
-               "size": 8 * PIECE,
-               "served_by": [{"uploader_seed": _uploader(i), "bytes": n}
-                             for i, n in ((1, PIECE - 1), (2, 4 * PIECE), (3, 3 * PIECE))]}},
-    {"name": "bhd-served-to-the-last-byte",
-     "input": {"work": _h("info dict of ada's song"), "buyer_seed": BUYER2_SEED.hex(),
-               "seller_seed": SELLER_SEED.hex(), "amount": 1, "currency": "BHD",
-               "method": "card-2", "payment_ref": "ch_3Q", "nonce": "00" * 16, "ts": 0,
-               "size": PIECE + 1,
-               "served_by": [{"uploader_seed": _uploader(7), "bytes": PIECE + 1}]}},
-    # The largest envelope the format carries: 64 entries at 2**63-1 bytes each. No real
-    # work is that large (the size below is their sum); it pins the parser's bounds.
+    {"name": "voucher-eur-no-receipts",
+     "input": {"request": "voucher-no-receipts", "issuance": "eur-five-codes", "index": 4,
+               "seller_seed": SELLER_SEED.hex(), "amount": 500, "currency": "EUR",
+               "payment_ref": "voucher:from-the-code", "ts": 1_735_689_600}},
+    # A gift code (face 0) of a batch of one: an empty proof.
+    {"name": "gift-code-one-receipt",
+     "input": {"request": "one-receipt-one-piece-plus-one", "issuance": "gift-one-code",
+               "index": 0, "seller_seed": SELLER_SEED.hex(), "amount": 0, "currency": "JPY",
+               "payment_ref": "voucher:from-the-code", "ts": 1_735_689_601}},
+    # The largest envelope: the largest request (64 receipts), a code of the 100,000-code
+    # batch with a proof of 17 hashes, every field at its longest.
     {"name": "largest-envelope",
-     "input": {"work": "ff" * 32, "buyer_seed": BUYER_SEED.hex(),
+     "input": {"request": "largest-valid", "issuance": "largest-batch", "index": 0,
                "seller_seed": SELLER_SEED.hex(), "amount": 10**15, "currency": "EUR",
-               "method": "m" * 32, "payment_ref": "~" * 128, "nonce": "ff" * 16, "ts": MAX_TS,
-               "size": 64 * MAX_COUNT,
-               "served_by": [{"uploader_seed": _uploader(i), "bytes": MAX_COUNT}
-                             for i in range(1, 65)]}},
+               "payment_ref": "~" * 128, "ts": MAX_TS}},
 ]
 
+_ISSUANCES = {c["name"]: c for c in ISSUANCE_CASES}
 
-def build_payment(case_input: dict[str, Any]) -> tuple[PaymentReceipt, Identity]:
+
+def build_payment(case_input: dict[str, Any], purchases: dict[str, dict[str, Any]]
+                  ) -> tuple[PaymentReceipt, Identity, list[str]]:
+    """The receipt of a case, its seller, and the code's proof path (hex), computed with
+    make_issuance_vectors' restated tree."""
     seller = Identity("seller", nacl.signing.SigningKey(bytes.fromhex(case_input["seller_seed"])))
-    served = sorted((_pk(s["uploader_seed"]), s["bytes"]) for s in case_input["served_by"])
+    req = SignedPurchase.from_bytes(bytes.fromhex(purchases[case_input["request"]]["envelope_hex"]))
+    inp = _ISSUANCES[case_input["issuance"]]["input"]
+    issuance, collector, levels = build_issuance(inp)
+    signed_issuance = SignedIssuance.sign(issuance, collector)
+    index = case_input["index"]
+    code = code_hashes(inp)[index]
+    path = proof(levels, index)
+    ref = case_input["payment_ref"]
+    r = req.request
     payment = PaymentReceipt(
-        work=bytes.fromhex(case_input["work"]), buyer=_pk(case_input["buyer_seed"]),
-        seller=seller.public_key, amount=case_input["amount"],
-        currency=case_input["currency"], method=case_input["method"],
-        payment_ref=case_input["payment_ref"], nonce=bytes.fromhex(case_input["nonce"]),
-        served_by=tuple(Served(pk, n) for pk, n in served),
-        ts=datetime.fromtimestamp(case_input["ts"], UTC))
-    return payment, seller
+        work=r.work, buyer=r.buyer, seller=seller.public_key, amount=case_input["amount"],
+        currency=case_input["currency"], method=r.method,
+        payment_ref=payment_ref(code) if ref == "voucher:from-the-code" else ref,
+        nonce=r.nonce, ts=datetime.fromtimestamp(case_input["ts"], UTC), request=req,
+        issuance=signed_issuance, code=code, proof=MerkleProof(index, tuple(path)))
+    return payment, seller, [h.hex() for h in path]
 
 
-def payment_vectors() -> list[dict[str, Any]]:
+def payment_vectors(purchases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_name = {c["name"]: c for c in purchases}
     out = []
     for case in PAYMENT_CASES:
-        payment, seller = build_payment(case["input"])
+        payment, seller, path = build_payment(case["input"], by_name)
         signed = SignedPayment.sign(payment, seller)
         assert len(signed.to_bytes()) <= MAX_PAYMENT_SIZE
         out.append({
@@ -320,9 +331,11 @@ def payment_vectors() -> list[dict[str, Any]]:
             "expected": {
                 "buyer_pk_text": key_to_text(payment.buyer),
                 "seller_pk_text": key_to_text(payment.seller),
-                "served_by": [{"pk_hex": s.pk.hex(), "bytes": s.bytes}
-                              for s in payment.served_by],
-                "served_bytes": payment.served_bytes,
+                "payment_ref": payment.payment_ref,
+                "request_id_hex": hashlib.sha256(payment.request.body).hexdigest(),
+                "issuance_id_hex": hashlib.sha256(payment.issuance.body).hexdigest(),
+                "code_hex": payment.code.hex(),
+                "proof": {"index": payment.proof.index, "path": path},
             },
         })
     return out
@@ -377,7 +390,8 @@ def grant_vectors() -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    data = {"purchases": purchase_vectors(), "payments": payment_vectors(),
+    purchases = purchase_vectors()
+    data = {"purchases": purchases, "payments": payment_vectors(purchases),
             "grants": grant_vectors()}
     path = HERE / "payments.json"
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
