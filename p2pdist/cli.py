@@ -5,6 +5,7 @@ libtorrent is imported lazily (through p2pdist.node) so that `--help` stays fast
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -1160,12 +1161,16 @@ def audit_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Verify nodes' bundles; report forks, replays, over-size credit, Sybils, bad payments."""
+    from p2pdist.identity import load_public_identity
     from p2pdist.label import AuditFailed, audit_bundles, load_works
 
     lics = load_works(_home(), works or [])
+    label = None
+    with contextlib.suppress(P2PDistError):  # copies are judged by this home's label key
+        label = load_public_identity(_home()).public_key
     with _audit_progress() as bar:
         task = bar.add_task("audit", total=len(bundles))
-        report = audit_bundles(bundles, lics,
+        report = audit_bundles(bundles, lics, label=label,
                                progress=lambda n, total: bar.update(task, completed=n))
     doc = report.to_dict()
     if json_out:

@@ -10,7 +10,7 @@ domains).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,12 +19,16 @@ from p2pdist.errors import InputError, MalformedObject, VerificationError
 from p2pdist.identity import Identity, atomic_write, key_from_text
 from p2pdist.library import Library
 from p2pdist.licensing import License, parse_price, verify_info
-from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
+from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, audit
 from p2pdist.payouts.copies import (
     DECISION_KIND,
     MAX_COPIES,
     CopyDecision,
+    Resolution,
     SignedCopyDecision,
+    decisions_from_entries,
+    find_copies,
+    resolve,
 )
 from p2pdist.payouts.ledger import MAX_BUNDLE_SIZE
 from p2pdist.payouts.report import to_csv, to_html, to_json
@@ -96,14 +100,62 @@ class _Sized:
 
 
 def audit_bundles(bundles: Sequence[Path], licenses: Sequence[License], *,
-                  progress: Callable[[int, int | None], None] | None = None) -> AuditReport:
+                  progress: Callable[[int, int | None], None] | None = None,
+                  label: bytes | None = None) -> AuditReport:
+    """audit() of the bundles at *bundles* against *licenses*; with *label* (the key of
+    the label that audits), copies are named too (check_copies)."""
     if not bundles:
         raise InputError("no bundle to audit", remedy="give the files `receipts export` wrote")
     for p in bundles:
         if not p.is_file():
             raise InputError(f"no such bundle: {p}")
     works = {bytes.fromhex(lic.work): WorkInfo.from_license(lic) for lic in licenses}
-    return audit(_Sized(bundles), works, progress=progress)
+    report = audit(_Sized(bundles), works, progress=progress)
+    if label is None:
+        return report
+    report, _ = check_copies(report, licenses, label=label)
+    return report
+
+
+def check_copies(report: AuditReport, licenses: Sequence[License], *,
+                 label: bytes) -> tuple[AuditReport, Resolution]:
+    """Name works that copy another's files under other holders ("copied-work", with
+    the evidence of who came first), and what *label*'s signed decisions in the bundles
+    do to their money: the works of an undecided group are held (``disputed``), a
+    decided copy's holder money goes to its original (``original_of``)."""
+    by_id = {bytes.fromhex(lic.work): lic for lic in licenses}
+    groups = find_copies(by_id, labels={label})
+    if not groups:
+        return report, Resolution(frozenset(), {})
+    first: dict[bytes, datetime] = {}
+    involved = set().union(*(g.work_ids for g in groups))
+    for sale in report.sales:
+        if sale.work in involved and (sale.work not in first or sale.ts < first[sale.work]):
+            first[sale.work] = sale.ts
+    for work in involved:
+        for r in report.transfers(work):
+            ts = r.receipt.ts
+            if work not in first or ts < first[work]:
+                first[work] = ts
+    groups = find_copies(by_id, first_seen=first, labels={label})
+    read = decisions_from_entries(report.decisions)
+    res = resolve(groups, read.decisions, label=label)
+    found = []
+    for g in groups:
+        held = sorted(w.hex() for w in g.work_ids if w in res.disputed)
+        decided = {w.hex(): res.original_of[w].hex() for w in sorted(g.work_ids)
+                   if w in res.original_of}
+        titles = ", ".join(f"{w.title!r}" for w in g.works)
+        state = ("its money is held until the label decides which is the original "
+                 "(p2pdist label decide ORIGINAL COPY...)" if held else
+                 "the label decided: each copy's holder money goes to its original")
+        found.append(Finding(
+            "copied-work", f"{len(g.works)} works share {g.shared_bytes:,} bytes of content "
+            f"under different rights holders ({titles}); {state}",
+            {**g.to_dict(), "held": held, "decided": decided,
+             "ignored_decisions": [d.to_dict() for d in res.ignored],
+             "bad_decisions": [d.to_dict() for d in read.bad]}))
+    return replace(report, findings=report.findings + tuple(found)), res
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +211,7 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
         amount, currency = pool
         pool_ = Pool(parse_price(amount, currency), currency.strip().upper())
     report = audit_bundles(bundles, licenses, progress=progress)
+    report, copies = check_copies(report, licenses, label=identity.public_key)
     # Keys the audit suspects of being a Sybil ring share nothing of a pool: all of them,
     # not only those a finding's (capped) evidence lists.
     sybils = report.suspected_sybils
@@ -168,7 +221,10 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
             label=identity.public_key, works=works,
             sales=[s for s in report.sales if s.work in works],
             transfers=[s.receipt for s in report.transfers()], pool=pool_, period=period,
-            exclude=sybils, issued=(now or datetime.now(UTC)).replace(microsecond=0))
+            exclude=sybils, issued=(now or datetime.now(UTC)).replace(microsecond=0),
+            disputed=copies.disputed & works.keys(),
+            original_of={c: o for c, o in copies.original_of.items()
+                         if c in works and o in works})
         signed = SignedStatement.sign(st, identity)
     except ValueError as e:
         raise InputError(f"cannot compute the statement: {e}") from None

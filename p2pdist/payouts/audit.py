@@ -95,6 +95,7 @@ import nacl.exceptions
 from p2pdist.errors import InvalidSignature, LedgerCorrupt, MalformedObject, VerificationError
 from p2pdist.identity import key_to_text, verify_signature
 from p2pdist.licensing import CCTerms, License, PaidTerms, Terms
+from p2pdist.payouts.copies import DECISION_KIND
 from p2pdist.payouts.ledger import Entry, verify_bundle
 from p2pdist.payouts.payments import (
     PAYMENT_DOMAIN,
@@ -138,7 +139,7 @@ FINDING_KINDS: Final = (
     "bad-bundle", "fork", "duplicate-receipt", "receipt-rollback", "duplicate-payment",
     "double-booking", "double-spend", "over-size", "self-dealing", "suspected-sybil",
     "non-seller", "wrong-price", "unknown-work", "unbacked-receipt", "unissued-sale",
-    "forged-sale", "withheld-sale",
+    "forged-sale", "withheld-sale", "copied-work",
 )
 SYBIL_MIN: Final = 5
 # A hostile bundle can make a finding of every entry; past this many of one kind the
@@ -246,6 +247,7 @@ class AuditReport:
     suspected_sybils: frozenset[bytes] = frozenset()
     unbacked: frozenset[bytes] = frozenset()
     sales: tuple[Sale, ...] = ()
+    decisions: tuple[Entry, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -436,6 +438,7 @@ class _Bundle:
     findings: list[Finding] = field(default_factory=list)
     unknown: dict[bytes, _Unknown] = field(default_factory=dict)
     served: dict[bytes, tuple[int, dict[str, object], int]] = field(default_factory=dict)
+    decisions: list[Entry] = field(default_factory=list)
     entries: int = 0
     receipts: int = 0
     payment_entries: int = 0
@@ -449,6 +452,7 @@ class _Audit:
         self.chains: dict[bytes, _Chain] = {}
         self.payments: dict[bytes, _Payment] = {}  # SHA-256 of the body -> first read
         self.by_seller: set[bytes] = set()  # payments read in their own seller's chain
+        self.decisions: list[Entry] = []  # decision.copy entries, checked by copies.py
         self.rejected: set[bytes] = set()  # payments that broke the terms (reported once)
         self.unknown: dict[bytes, _Unknown] = {}
         self.findings: list[Finding] = []
@@ -522,6 +526,7 @@ class _Audit:
         if b.served:
             self.recording.add(node)
         self.by_seller |= b.by_seller
+        self.decisions.extend(b.decisions)
         for digest, pay in b.payments.items():
             if digest not in self.payments and digest not in self.rejected:
                 self._terms(digest, pay)
@@ -564,6 +569,8 @@ class _Audit:
             self._receipt(b, e)
         elif kind in PAYMENT_KINDS:
             self._payment(b, e)
+        elif kind == DECISION_KIND:
+            b.decisions.append(e)
         elif kind == SERVED_KIND:
             try:
                 work, down, n, rate = parse_served_rate(e.payload)
@@ -724,8 +731,8 @@ class _Audit:
         unbacked = self._unbacked(out)
         self._over_size(out, unbacked)
         self._sybils(out, unbacked)
-        payments, booked = self._sales(out)
-        sales = self._carried(payments, booked, unbacked)
+        payments, later = self._sales(out)
+        sales = self._carried(payments, later, unbacked)
         for work, u in self.unknown.items():
             self._find(out, "unknown-work",
                        f"{u.receipts} receipts and {u.payments} payment receipts are for "
@@ -734,6 +741,7 @@ class _Audit:
                        first=u.first)
         return AuditReport(
             findings=tuple(out), payments=tuple(p.signed for p in payments), sales=sales,
+            decisions=tuple(self.decisions),
             bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
             entries=self.entries, receipts=self.receipts,
             payment_entries=self.payment_entries, omitted=dict(self.omitted),
@@ -849,9 +857,14 @@ class _Audit:
                 self.latest[key] = (seq, n, ts, sig, p.seller, int(str(at["seq"])),
                                     int(str(at["bundle"])), "payment.request")
 
-    def _sales(self, out: list[Finding]) -> tuple[list[_Payment], dict[int, int]]:
+    def _sales(self, out: list[Finding]) -> tuple[list[_Payment], set[int]]:
         """The sales that count, once per buyer-signed request, and what each books: its
-        code's face value, or 0 for a code spent before (see the module)."""
+        code's face value. A code spent by several requests is a finding; each of them
+        still books the face value against the collector that signed it (a copied home
+        or a cheating seller pays for it: no sale is erased), and the carriers' share of
+        all but the first (by the seller's time) is held for the label to review (so a
+        leaked code redeemed again earns its redeemer's accomplices nothing). Returns the
+        sales and the ids of those later spends."""
         def order(p: _Payment) -> tuple[datetime, bytes]:
             return (p.signed.payment.ts, p.signed.body)
 
@@ -874,22 +887,23 @@ class _Audit:
         for pay in kept:
             p = pay.signed.payment
             by_code[p.issuance.id + p.code].append(pay)
-        booked: dict[int, int] = {}
+        later: set[int] = set()
         for found in by_code.values():
+            if len(found) < 2:
+                continue
             group = sorted(found, key=lambda g: (g.signed.payment.ts,
                                                  g.signed.payment.request_id))
+            later.update(id(g) for g in group[1:])
             first = group[0].signed.payment
-            booked[id(group[0])] = first.amount
-            if len(group) > 1:
-                for g in group[1:]:
-                    booked[id(g)] = 0
-                sellers = sorted({key_to_text(g.signed.payment.seller) for g in group})
-                self._find(out, "double-spend",
-                           f"one code of work {first.work.hex()[:16]}… ({first.payment_ref}) "
-                           f"was spent by {len(group)} purchases, sold by "
-                           f"{', '.join(sellers)}: it books its face value once",
-                           work=first.work.hex(), payment_ref=first.payment_ref,
-                           sellers=sellers, payments=[g.to_json() for g in group])
+            sellers = sorted({key_to_text(g.signed.payment.seller) for g in group})
+            self._find(out, "double-spend",
+                       f"one code of work {first.work.hex()[:16]}… ({first.payment_ref}) "
+                       f"was spent by {len(group)} purchases, sold by "
+                       f"{', '.join(sellers)}: each books its face value against the "
+                       "code's collector, who answers for every sale it signs; the "
+                       "carriers' share of the later ones is held for the label",
+                       work=first.work.hex(), payment_ref=first.payment_ref,
+                       sellers=sellers, payments=[g.to_json() for g in group])
         for pay in kept:
             p = pay.signed.payment
             if hashlib.sha256(pay.signed.body).digest() not in self.by_seller:
@@ -902,9 +916,9 @@ class _Audit:
                            + "; it is counted",
                            seller=key_to_text(p.seller), seller_bundle=given,
                            payment=_payment_json(p), at=pay.at)
-        return kept, booked
+        return kept, later
 
-    def _carried(self, kept: list[_Payment], booked: Mapping[int, int],
+    def _carried(self, kept: list[_Payment], later: set[int],
                  unbacked: set[bytes]) -> tuple[Sale, ...]:
         """Each sale with who carried the work to its buyer: every backed latest receipt
         the buyer signed for the work, in any bundle or request, capped at one copy."""
@@ -919,9 +933,10 @@ class _Audit:
             p = pay.signed.payment
             size = self.works[p.work].size
             sales.append(Sale(work=p.work, buyer=p.buyer, collector=p.seller,
-                              amount=booked[id(pay)], currency=p.currency, ts=p.ts,
+                              amount=p.amount, currency=p.currency, ts=p.ts,
                               ref=p.request_id,
-                              carriers=cap_bytes(rows.get(p.work + p.buyer, []), size)))
+                              carriers=cap_bytes(rows.get(p.work + p.buyer, []), size),
+                              hold_carriers=id(pay) in later))
         return tuple(sales)
 
 

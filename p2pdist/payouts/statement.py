@@ -263,7 +263,8 @@ class Sale:
     """A sale the audit counted: *amount* (the face value of the code it spent; 0 when it
     books nothing) collected by *collector*, for *buyer*, with the uploaders that carried
     the work to that buyer (*carriers*: key, verified bytes). *ref* is the hash of the
-    buyer-signed purchase request, what sales are deduplicated on."""
+    buyer-signed purchase request, what sales are deduplicated on. *hold_carriers*: the
+    carriers' share is held for the label (a code spent again: the audit's double-spend)."""
 
     work: bytes
     buyer: bytes
@@ -273,6 +274,7 @@ class Sale:
     ts: datetime
     ref: bytes
     carriers: tuple[tuple[bytes, int], ...] = ()
+    hold_carriers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("work", "buyer", "collector", "ref"):
@@ -778,16 +780,18 @@ def _settle(exact: Mapping[_LineKey, Fraction], totals: Mapping[str, int],
 
 
 def _split_weights(work_id: bytes, splits: Sequence[tuple[bytes, int]], bps: int,
-                   carriers: Sequence[tuple[bytes, int]], size: int) -> dict[_Entry, int]:
+                   carriers: Sequence[tuple[bytes, int]], size: int,
+                   held: int = 0) -> dict[_Entry, int]:
     """Integer weights over the denominator TOTAL_BPS² x size: each carrier bps/10000 x
     its bytes/size, the rest (the share of bytes no p2pdist node carried included) to the
-    holders by *splits* (a decided copy's are its original's)."""
+    holders by *splits* (a decided copy's are its original's). *held*: bps of the amount
+    that is held elsewhere (left out of these weights)."""
     size = max(size, 1)
     covered = sum(n for _, n in carriers)
     weights: dict[_Entry, int] = defaultdict(int)
     for pk, n in carriers:
         weights[pk, "redistributor", work_id] += bps * TOTAL_BPS * n
-    rest = TOTAL_BPS * size - bps * covered
+    rest = TOTAL_BPS * size - bps * covered - held * size
     for pk, sbps in splits:
         weights[pk, "holder", work_id] += rest * sbps
     return weights
@@ -897,8 +901,14 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
             continue
         holders = works[original_of[sale.work]].splits if sale.work in original_of \
             else sold.splits
-        weights = _split_weights(sale.work, holders, terms.redistributor_bps,
-                                 cap_bytes(sale.carriers, sold.size), sold.size)
+        bps = terms.redistributor_bps
+        if sale.hold_carriers:
+            nums[(cur, label, "held", sale.work, "sales"), size] += \
+                sale.amount * bps * TOTAL_BPS * size
+        weights = _split_weights(sale.work, holders, bps,
+                                 () if sale.hold_carriers else
+                                 cap_bytes(sale.carriers, sold.size), sold.size,
+                                 held=bps if sale.hold_carriers else 0)
         for (pk, role, wid), wt in weights.items():
             if wt:
                 nums[(cur, pk, role, wid, "sales"), size] += sale.amount * wt

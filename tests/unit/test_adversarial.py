@@ -180,8 +180,11 @@ def test_replayed_payment_receipts_are_paid_once(nodes: Nodes) -> None:
                    AUDIT_WORKS)
     assert "double-spend" in _kinds(report)  # the second answer spends the code again
     st = _payout(report)
-    assert dict(st.totals_in) == {"EUR": PRICE}  # one sale, not two or three
+    # Two sales booked against the seller that signed them (F3's two copies of one
+    # receipt count once); F3 is paid the carriers' share once: the second's is held.
+    assert dict(st.totals_in) == {"EUR": 2 * PRICE}
     assert _paid_to(st, [F3]) == PRICE * 1500 // 10_000
+    assert sum(ln.amount for ln in st.lines if ln.role == "held") == PRICE * 1500 // 10_000
 
 
 def test_a_forked_ledger_counts_only_one_history(nodes: Nodes) -> None:
@@ -208,7 +211,7 @@ def test_a_double_spent_voucher_pays_once(nodes: Nodes) -> None:
                    AUDIT_WORKS)
     assert "double-spend" in _kinds(report)
     st = _payout(report)
-    assert dict(st.totals_in) == {"EUR": PRICE}
+    assert dict(st.totals_in) == {"EUR": 2 * PRICE}  # both against the seller
     assert _paid_to(st, [MALLORY]) == 0
 
 

@@ -469,10 +469,12 @@ def test_one_voucher_in_two_payment_receipts_is_a_double_spend(nodes: Nodes) -> 
     assert ev["work"] == PAID.hex() and ev["sellers"] == [k(ARTIST)]
     ps = ev["payments"]
     assert isinstance(ps, list) and [p["payment"]["buyer"] for p in ps] == [k(F2), k(F1)]
-    # Both buyers paid the seller's node something it signed for; the code's face value
-    # is booked once (the earlier sale), the other books nothing.
+    # Both buyers' sales book the face value against the seller that signed them twice.
     assert {s.buyer: s.amount for s in report.sales} == {F2.public_key: PRICE,
-                                                         F1.public_key: 0}
+                                                         F1.public_key: PRICE}
+    # (the carriers' share of the later spend is held for the label)
+    assert {s.buyer: s.hold_carriers for s in report.sales} == {F2.public_key: False,
+                                                                F1.public_key: True}
 
 
 def test_a_payment_receipt_signed_by_a_non_seller_is_reported(nodes: Nodes) -> None:
@@ -522,7 +524,7 @@ def test_findings_past_the_cap_are_counted_not_kept(nodes: Nodes,
 def test_every_finding_kind_is_named_and_serialisable() -> None:
     with pytest.raises(ValueError, match="unknown finding kind"):
         Finding("nonsense", "x", {})
-    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 17
+    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 18
     f = Finding("fork", "m", {"node": "x"})
     assert f.to_dict() == {"kind": "fork", "message": "m", "evidence": {"node": "x"}}
 
