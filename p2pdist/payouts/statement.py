@@ -26,12 +26,14 @@ The rules (DESIGN.md, "Money rules"); money is integers in minor units throughou
   reward keys, not people; a ring of fresh keys takes a slice each unless the caller
   excludes it. DESIGN.md's bound (fakes earn no more than their own donations) holds
   for a pool the same downloaders funded.
-* **Rounding**: every cut uses the largest-remainder method. Each payee line of a sale
-  gets the floor of its exact share; the minor units left over go one each to the
-  largest remainders, ties to the lower (payee key bytes, role, work). The pool is cut
-  into slices first (ties to the lower downloader key), then each slice among its lines.
-  So a statement's lines sum exactly to the money in, per currency, and no amount
-  depends on the order of the inputs. Currencies are never mixed.
+* **Rounding**: every share is kept exact (a Fraction) until the end: the payees'
+  exact totals are apportioned per currency over the whole statement by largest
+  remainder, ties in the order of a hash of the period and the key (no key can choose
+  to sort first), then each payee's cents among its lines the same way. The pool's
+  slices and the carriers' bytes over one copy are exact too, never rounded first. So a
+  statement's lines sum exactly to the money in, per currency, each payee gets within
+  one minor unit of its exact share, and no amount depends on the order of the inputs.
+  Currencies are never mixed.
 
 A transfer receipt is cumulative, so for each (work, uploader, downloader) only the
 latest one in the period counts (highest seq, then most bytes); one signed before the
@@ -68,7 +70,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from p2pdist import _canonical
 from p2pdist._signed import (
@@ -305,7 +307,8 @@ class Line:
     def __post_init__(self) -> None:
         _key(self.payee, "a payee")
         _currency(self.currency)
-        _count(self.amount, "a line's amount", 1, MAX_POOL)
+        # Lines sum a payee's money over the whole statement: more than one price.
+        _count(self.amount, "a line's amount", 1)
         if self.role not in ROLES:
             raise ValueError(f"a role is one of {ROLES}")
         _key(self.work, "a work id")
@@ -601,7 +604,7 @@ def _statement_from_dict(d: dict[str, Any]) -> Statement:
                                            "ref"}))
         lines.append(Line(as_bytes(ld["payee"], "payee", 32),
                           as_text(ld["currency"], "currency", max_len=3),
-                          as_int(ld["amount"], "line amount", 1, MAX_POOL),
+                          as_int(ld["amount"], "line amount", 1),
                           as_text(ld["role"], "role", max_len=16),
                           as_bytes(ld["work"], "work id", 32),
                           as_text(ld["ref"], "ref", max_len=40)))
@@ -699,7 +702,6 @@ def verify_statement(signed: SignedStatement, *, label: bytes | None = None) -> 
 
 _Entry = tuple[bytes, str, bytes]  # (payee, role, work): a line of one sale or slice
 _LineKey = tuple[str, bytes, str, bytes, str]  # (currency, payee, role, work, ref)
-K = TypeVar("K")
 
 
 def cap_bytes(rows: Iterable[tuple[bytes, int]], size: int) -> tuple[tuple[bytes, int], ...]:
@@ -717,30 +719,21 @@ def cap_bytes(rows: Iterable[tuple[bytes, int]], size: int) -> tuple[tuple[bytes
     return tuple((pk, n) for pk, n in out if n > 0)
 
 
+def _carried(rows: Iterable[tuple[bytes, int]], size: int
+             ) -> tuple[tuple[tuple[bytes, int], ...], int]:
+    """(uploader, bytes) rows each capped at *size* (zero rows dropped, and all of them for
+    a work of size 0), and the bytes their shares are over: the size, or their sum when
+    it is larger, so that together they count one copy at most, pro rata and exactly
+    (cap_bytes would round the bytes, ties to the lower key)."""
+    out = tuple(sorted((pk, min(n, size)) for pk, n in rows if n > 0 and size > 0))
+    return out, max(size, sum(n for _, n in out), 1)
+
+
 def _tie(period: Period | None, *parts: bytes) -> bytes:
     """An order no key can choose: a hash of the statement's period and the line."""
     when = b"" if period is None else b"%d-%d" % (period.start.timestamp(),
                                                   period.end.timestamp())
     return hashlib.sha256(_TIE_DOMAIN + when + b"\0" + b"\0".join(parts)).digest()
-
-
-def _apportion(amount: int, weights: Mapping[K, int]) -> dict[K, int]:
-    """Cut *amount* among integer *weights* by largest remainder, ties to the lower key
-    (used to cut a pool into slices; a statement's lines are apportioned by _settle)."""
-    total = sum(weights.values())
-    if total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError("weights are non-negative and not all zero")
-    out: dict[K, int] = {}
-    rems: list[tuple[int, K]] = []
-    for k, w in weights.items():
-        q, r = divmod(amount * w, total)
-        out[k] = q
-        if r:
-            rems.append((-r, k))
-    rems.sort()
-    for _, k in rems[: amount - sum(out.values())]:
-        out[k] += 1
-    return out
 
 
 def _largest_remainder(amount: int, exact: Mapping[Any, Fraction],
@@ -895,6 +888,7 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         totals[cur] += sale.amount
         collected[sale.collector, cur] += sale.amount
         size = max(sold.size, 1)
+        carriers, over = _carried(sale.carriers, sold.size)
         if sale.work in disputed:
             nums[(cur, label, "held", sale.work, "sales"), size] += \
                 sale.amount * TOTAL_BPS * TOTAL_BPS * size
@@ -905,13 +899,12 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         if sale.hold_carriers:
             nums[(cur, label, "held", sale.work, "sales"), size] += \
                 sale.amount * bps * TOTAL_BPS * size
-        weights = _split_weights(sale.work, holders, bps,
-                                 () if sale.hold_carriers else
-                                 cap_bytes(sale.carriers, sold.size), sold.size,
+            carriers, over = (), size
+        weights = _split_weights(sale.work, holders, bps, carriers, over,
                                  held=bps if sale.hold_carriers else 0)
         for (pk, role, wid), wt in weights.items():
             if wt:
-                nums[(cur, pk, role, wid, "sales"), size] += sale.amount * wt
+                nums[(cur, pk, role, wid, "sales"), over] += sale.amount * wt
 
     latest, excluded = _latest_receipts(transfers, works, period, exclude)
     # (work, downloader) -> {uploader: bytes capped at the work's size}
@@ -936,11 +929,10 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
             cur = pool.currency
             totals[cur] += pool.amount
             collected[label, cur] += pool.amount
-            slices = _apportion(pool.amount, dict.fromkeys(per_down, 1))
-            for down, share in slices.items():
-                if share == 0:
-                    continue
-                weights = _slice_weights(down, per_down[down], works, fetched,
+            # Each verified downloader's slice, exactly: rounded once, with the rest.
+            share = Fraction(pool.amount, len(per_down))
+            for down, per_work in per_down.items():
+                weights = _slice_weights(down, per_work, works, fetched,
                                          pool.redistributor_bps, original_of)
                 wsum = sum(weights.values())
                 for (pk, role, wid), wt in weights.items():
@@ -979,7 +971,7 @@ def _slice_weights(down: bytes, per_work: Mapping[bytes, int],
         w = works[wid]
         holders = works[original_of[wid]].splits if wid in original_of else w.splits
         parts[wid] = _split_weights(wid, holders, bps,
-                                    cap_bytes(fetched[wid, down].items(), w.size), w.size)
+                                    *_carried(fetched[wid, down].items(), w.size))
     sums = {wid: sum(p.values()) for wid, p in parts.items()}
     lcm = math.lcm(*sums.values())
     weights: dict[_Entry, int] = defaultdict(int)
