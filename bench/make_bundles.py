@@ -13,9 +13,11 @@ A deterministic population (everything follows from the parameters):
   (work, downloader) and each at most 1/16 of the work, so nothing is over size;
 - each receipt is signed by its downloader and kept in its ledger (``receipt.issued``)
   and, with --copies 2 (the real flow), in its uploader's (``receipt.received``);
-- a downloader of a work for sale buys it with probability --buy: the seller signs a
-  payment receipt whose served_by comes from the buyer's latest receipts; the seller
-  keeps it (``payment.issued``) and so does the buyer (``payment.received``).
+- a downloader of a work for sale buys it with probability --buy, with a code of the
+  seller's one batch for that work (a signed issuance record at the price, a Merkle
+  proof per code): its purchase request, signed by the buyer, carries its latest receipt
+  from each uploader; the seller signs a v2 payment receipt holding that request; the
+  seller keeps it (``payment.issued``) and so does the buyer (``payment.received``).
 
 --receipts counts receipt entries across all bundles (so with --copies 2 half as many
 distinct signatures). Each node's ledger is a real SQLite Ledger, appended in one batch
@@ -49,11 +51,23 @@ import nacl.signing
 from p2pdist.identity import Identity
 from p2pdist.licensing import CCTerms, PaidTerms
 from p2pdist.payouts.audit import WorkInfo
+from p2pdist.payouts.issuance import (
+    Issuance,
+    MerkleProof,
+    SignedIssuance,
+    merkle_levels,
+    merkle_proof,
+)
 from p2pdist.payouts.ledger import Ledger
-from p2pdist.payouts.payments import PaymentReceipt, Served, SignedPayment
+from p2pdist.payouts.payments import (
+    PaymentReceipt,
+    PurchaseRequest,
+    SignedPayment,
+    SignedPurchase,
+)
 from p2pdist.payouts.receipts import SignedReceipt, TransferReceipt
 
-GEN_VERSION = 1
+GEN_VERSION = 2
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 MAX_UPLOADERS = 16
 PRICE, CURRENCY, SHARE = 500, "EUR", 1500
@@ -95,8 +109,9 @@ class Sale:
     work: int
     buyer: int
     nonce: bytes
-    served: tuple[tuple[int, int], ...]  # (uploader node, bytes)
+    served: tuple[int, ...]  # stream indexes of the buyer's uploaders
     t: int
+    code: int  # its code's index in the work's batch
 
 
 @dataclass
@@ -109,6 +124,7 @@ class Plan:
     sales: list[Sale]
     by_node: dict[int, list[int]]  # node -> stream indexes it holds receipts of
     sales_by_node: dict[int, list[int]]  # node -> sale indexes it holds
+    codes: dict[int, int]  # work -> codes issued (its sales)
 
 
 def make_plan(p: Params) -> Plan:
@@ -142,14 +158,15 @@ def make_plan(p: Params) -> Plan:
         left -= count
         t += 7
     sales: list[Sale] = []
+    per_work: dict[int, int] = defaultdict(int)
     for (w, d), ss in sorted(uploaders.items()):
         seller = works[w].seller
         if seller is None or seller == d or rng.random() >= p.buy:
             continue
-        served = tuple(sorted(((streams[s].uploader, streams[s].final) for s in ss),
-                              key=lambda x: pks[x[0]]))
-        sales.append(Sale(w, d, rng.randbytes(16), served,
-                          max(streams[s].t + 5 * streams[s].count for s in ss) + 60))
+        sold = per_work[w]
+        per_work[w] += 1
+        sales.append(Sale(w, d, rng.randbytes(16), tuple(ss),
+                          max(streams[s].t + 5 * streams[s].count for s in ss) + 60, sold))
     by_node: dict[int, list[int]] = defaultdict(list)
     for i, stream in enumerate(streams):
         by_node[stream.downloader].append(i)
@@ -161,7 +178,7 @@ def make_plan(p: Params) -> Plan:
         assert seller is not None
         sales_by_node[seller].append(i)
         sales_by_node[sale.buyer].append(i)
-    return Plan(p, seeds, pks, works, streams, sales, by_node, sales_by_node)
+    return Plan(p, seeds, pks, works, streams, sales, by_node, sales_by_node, dict(per_work))
 
 
 def work_infos(plan: Plan) -> dict[bytes, WorkInfo]:
@@ -191,6 +208,60 @@ def _identity(plan: Plan, i: int, cache: dict[int, Identity]) -> Identity:
     return ident
 
 
+_BATCHES: dict[int, tuple[SignedIssuance, list[list[bytes]], list[int]]] = {}
+
+
+def _code(plan: Plan, w: int, k: int) -> bytes:
+    return hashlib.sha256(b"p2pdist-bench/code/%d/%d/%d" % (plan.params.seed, w, k)).digest()
+
+
+def _batch(plan: Plan, w: int, ids: dict[int, Identity]
+           ) -> tuple[SignedIssuance, list[list[bytes]], list[int]]:
+    """The seller's one batch of codes for work *w*: the signed record, the tree, and
+    each code's leaf index, in sale order."""
+    got = _BATCHES.get(w)
+    if got is None:
+        work = plan.works[w]
+        assert work.seller is not None
+        codes = [_code(plan, w, k) for k in range(plan.codes[w])]
+        levels = merkle_levels(codes)
+        signed = SignedIssuance.sign(Issuance(
+            work.id, plan.pks[work.seller], len(codes), PRICE, CURRENCY, levels[-1][0], T0),
+            _identity(plan, work.seller, ids))
+        leaf = {c: i for i, c in enumerate(sorted(codes))}
+        got = _BATCHES[w] = (signed, levels, [leaf[c] for c in codes])
+    return got
+
+
+def _payment(plan: Plan, sale: Sale, ids: dict[int, Identity]) -> bytes:
+    """The seller's v2 payment receipt for *sale*, the same bytes in every process (the
+    sealed credential is stand-in bytes: the audit never opens it)."""
+    w = plan.works[sale.work]
+    assert w.seller is not None
+    seller = _identity(plan, w.seller, ids)
+    buyer = _identity(plan, sale.buyer, ids)
+    receipts = []
+    for s_index in sale.served:
+        s = plan.streams[s_index]
+        receipts.append(SignedReceipt.sign(TransferReceipt(
+            w.id, plan.pks[s.uploader], buyer.public_key, s.count, s.final,
+            T0 + timedelta(seconds=s.t + 5 * s.count)), buyer).to_bytes())
+    ts = T0 + timedelta(seconds=sale.t)
+    req = SignedPurchase.sign(PurchaseRequest(
+        work=w.id, buyer=buyer.public_key, seller=seller.public_key, method="voucher",
+        sealed_payment=hashlib.sha256(sale.nonce).digest() * 3, nonce=sale.nonce, ts=ts,
+        receipts=tuple(receipts)), buyer)
+    signed, levels, leaves = _batch(plan, sale.work, ids)
+    sorted_index = leaves[sale.code]
+    code = _code(plan, sale.work, sale.code)
+    return SignedPayment.sign(PaymentReceipt(
+        work=w.id, buyer=buyer.public_key, seller=seller.public_key, amount=PRICE,
+        currency=CURRENCY, method="voucher", payment_ref="voucher:" + code[:8].hex(),
+        nonce=sale.nonce, ts=ts, request=req, issuance=signed, code=code,
+        proof=MerkleProof(sorted_index, merkle_proof(levels, sorted_index))),
+        seller).to_bytes()
+
+
 def build_node(i: int) -> tuple[int, int, int]:
     """Build node *i*'s ledger, export it; returns (node, entries, bundle bytes)."""
     plan, out = _PLAN, _OUT
@@ -211,16 +282,8 @@ def build_node(i: int) -> tuple[int, int, int]:
     for sale_index in plan.sales_by_node.get(i, []):
         sale = plan.sales[sale_index]
         w = plan.works[sale.work]
-        assert w.seller is not None
-        seller = _identity(plan, w.seller, ids)
-        pay = PaymentReceipt(
-            work=w.id, buyer=plan.pks[sale.buyer], seller=seller.public_key, amount=PRICE,
-            currency=CURRENCY, method="voucher", payment_ref="voucher:" + sale.nonce[:8].hex(),
-            nonce=sale.nonce,
-            served_by=tuple(Served(plan.pks[u], n) for u, n in sale.served),
-            ts=T0 + timedelta(seconds=sale.t))
         kind = "payment.issued" if w.seller == i else "payment.received"
-        items.append((sale.t, len(items), kind, SignedPayment.sign(pay, seller).to_bytes()))
+        items.append((sale.t, len(items), kind, _payment(plan, sale, ids)))
     items.sort()
     with tempfile.TemporaryDirectory(dir=out) as tmp, \
             Ledger(Path(tmp) / "node.db", node=me.public_key) as led:
