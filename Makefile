@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/encryption.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/settle.py --reference-commit e9efa27
 	$(BIN)/python bench/purchase.py
 	P2PDIST_NETWORK=local $(BIN)/python bench/api_receipts.py
 	P2PDIST_NETWORK=local $(BIN)/python bench/swarm.py

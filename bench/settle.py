@@ -9,8 +9,8 @@ generated once and cached): --receipts receipt entries and, with the defaults, a
 CLI does) and ``compute_statement()`` of what holds (the sales, every latest receipt),
 timed apart, best of --repeat.
 
---reference TREE (a checkout of p2pdist at another commit, e.g. before issue 21's
-double-entry settlement: ``git worktree add /tmp/ref e9efa27``) runs the same
+--reference TREE (a checkout of p2pdist at another commit), or --reference-commit
+COMMIT (e.g. e9efa27, before issue 21's double-entry settlement), runs the same
 measurement with that tree's code on that tree's own bundles (its make_bundles.py, the
 same parameters), so the reference is today's rules on the same population. The ratio
 is the reference's time over this tree's: 1.0 = as fast, above 1 = faster (target: at
@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,23 @@ def main() -> None:
     ap.add_argument("--per-key", type=int, default=2)
     ap.add_argument("--buy", type=float, default=0.8)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--reference", type=Path, default=None)
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="a checkout of p2pdist whose rules are the reference")
+    ap.add_argument("--reference-commit", default=None,
+                    help="or a commit of this repository, unpacked with git archive "
+                    "(e9efa27: before issue 21's settlement)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=None)
     a = ap.parse_args()
     params = {"receipts": a.receipts, "nodes": a.nodes, "per_key": a.per_key, "buy": a.buy,
               "repeat": a.repeat, "cache": str(a.cache) if a.cache else None, "jobs": a.jobs}
     runs = [("this tree", HERE.parent)]
+    if a.reference_commit:
+        tmp = Path(tempfile.mkdtemp(prefix="p2pdist-ref-"))
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive",
+                                  a.reference_commit], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        a.reference = tmp
     if a.reference is not None:
         runs.append(("reference", a.reference.resolve()))
     rows = []
