@@ -1533,6 +1533,8 @@ def status(json_out: JsonOpt = False) -> None:
         out.print("  no works: publish or fetch one, then restart the node")
     if peers.rows:
         out.print(peers)
+    for w in st.get("warnings") or []:
+        err.print(_line(("warning:", "yellow"), " " + _s(w, 500)))
 
 
 def _duration(seconds: float) -> str:

@@ -951,6 +951,8 @@ class Node:
         # the proof. Per connection, not per IP:PORT: a later connection from the same
         # IP:PORT (a reused source port, a NAT) is another peer, unproven.
         self._proven: dict[PeerConnection, bytes] = {}
+        # Endpoints where another node proved this node's own key, and when.
+        self.twins: dict[str, float] = {}
         self._proofs: dict[PeerConnection, SignedProof] = {}
         self._proving: set[PeerConnection] = set()
         # A proof that failed is tried again, with a capped backoff, while the peer stays.
@@ -1245,6 +1247,11 @@ class Node:
             "uptime": round(time.monotonic() - self.started, 1),
             "credit": sum(w["credit"] for w in works),
             "works": works,
+            "warnings": [
+                f"another node proves this node's key at {ep}: two nodes with one key (a "
+                "copied home?) can redeem one voucher code twice. Stop one, or give it a "
+                "key of its own (p2pdist init in a fresh home)"
+                for ep in sorted(dict(self.twins))],
         }
 
     def finished(self, key: str) -> bool:
@@ -1301,10 +1308,16 @@ class Node:
                     tries, time.monotonic() + min(PROOF_RETRY_MAX, 0.5 * 2 ** tries))
             return
         with self._lock:
-            self._proven[c] = claim.pk
-            self._proofs[c] = proof
             self._proving.discard(c)
             self._failed_proofs.pop(c, None)
+            if self.identity is not None and claim.pk == self.identity.public_key:
+                # Another node holds this node's secret key (a copied home): it can
+                # redeem the same voucher codes (the audit's double-spend). Warn; it is
+                # no peer to exchange receipts with (nobody acknowledges itself).
+                self.twins[c.endpoint] = time.time()
+                return
+            self._proven[c] = claim.pk
+            self._proofs[c] = proof
             self._late_proof = True
 
     def proven_key(self, connection: PeerConnection, wait: float = 0.0) -> bytes | None:

@@ -173,3 +173,24 @@ def test_one_node_per_home_and_a_crash_leaves_no_false_status(tmp_path: Path) ->
     # The kernel dropped the lock with the process: a new node starts in that home.
     with Seeder(home, free_port()):
         assert _status(home)["running"]
+
+
+def test_a_second_node_proving_this_nodes_key_is_a_warning(tmp_path: Path) -> None:
+    """Issue 21, item 8: a copied home runs a second node with the same key (it could
+    redeem a voucher code the first already took). When the two meet in a swarm, each
+    warns in `status`, and neither counts the other as a peer to receipt."""
+    import shutil
+
+    album = make_album(tmp_path / "studio" / "Twin", [1 * MiB])
+    home, twin = tmp_path / "ada", tmp_path / "ada-copy"
+    publish(home, album)
+    shutil.copytree(home, twin)
+    a, b = free_port(), free_port()
+    with Seeder(home, a), Seeder(twin, b, "--peer", f"127.0.0.1:{a}"):
+        st = _wait(twin, lambda s: s.get("warnings"), timeout=60)
+        assert any(f"127.0.0.1:{a}" in w for w in st["warnings"]), st
+        assert all(p["pk"] is None for w in st["works"] for p in w["peers"])
+        human = run_cli(twin, "status")
+        assert "another node proves this node's key" in human.stderr
+        st = _wait(home, lambda s: s.get("warnings"), timeout=60)
+        assert st["warnings"], st
