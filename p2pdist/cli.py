@@ -1209,6 +1209,7 @@ def payouts(
     from p2pdist.identity import fingerprint, key_to_text
     from p2pdist.label import load_works, payout
     from p2pdist.licensing import format_price
+    from p2pdist.payouts.report import HELD_REASONS, held_money, settles
 
     lics = load_works(_home(), works or [])
     ident = _unlock()
@@ -1222,20 +1223,29 @@ def payouts(
     st = res.statement
     findings = [f.to_dict() for f in res.report.findings]
     _print_findings(findings)
-    t = Table("Payee", "Holder", "Redistributor", "Total", title="Payout statement",
-              title_justify="left")
+    t = Table("Party", "Collected", "Owed", "Net", "Who pays whom",
+              title="Payout statement: the settlement", title_justify="left")
     t.columns[0].overflow = "fold"
     t.columns[0].min_width = 52
-    for p in st.payees:
-        t.add_row(f"{key_to_text(p.payee)}\n{fingerprint(p.payee)}",
-                  format_price(p.holder, p.currency), format_price(p.redistributor, p.currency),
-                  format_price(p.total, p.currency))
+    for p in st.parties:
+        name = f"{key_to_text(p.party)}\n{fingerprint(p.party)}" + (
+            " (you, the label)" if p.party == st.label else "")
+        t.add_row(name, format_price(p.collected, p.currency),
+                  format_price(p.owed, p.currency),
+                  ("-" if p.net < 0 else "") + format_price(abs(p.net), p.currency),
+                  settles(st, p))
     out.print(t)
+    titles = {w.work: w.title for w in st.works}
+    for work, ref, cur, amount, reason in held_money(st):
+        out.print(f"  held {format_price(amount, cur)} of {_s(titles.get(work, work.hex()))} "
+                  f"({ref}): {HELD_REASONS[reason]}")
     for cur, amount in st.totals_in:
         paid = st.totals_out().get(cur, 0)
-        mark = ("✓ sums exactly", "green") if paid == amount else ("does not sum", "red")
-        out.print(_line(f"  money in {format_price(amount, cur)}, paid out "
-                        f"{format_price(paid, cur)} ", mark))
+        nets = sum(p.net for p in st.parties if p.currency == cur)
+        mark = (("✓ sums exactly", "green") if paid == amount and nets == 0
+                else ("does not sum", "red"))
+        out.print(_line(f"  money in {format_price(amount, cur)}, owed "
+                        f"{format_price(paid, cur)}, nets sum to {nets} ", mark))
     out.print(f"Wrote {_s(res.out, 4096)} and the signed statement {_s(res.signed, 4096)} "
               "(artists check it with: p2pdist statement verify FILE)")
 

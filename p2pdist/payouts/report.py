@@ -1,9 +1,14 @@
 """A payout statement as JSON, as CSV, and as one self-contained HTML report.
 
+A statement is a settlement: each party collected some money (a seller's sales, the
+label's pool) and is owed some; its net (owed minus collected) is what the label pays it,
+or, negative, what it pays the label. Every rendering shows the parties, who pays whom,
+the lines (per work, ``ref`` "sales" or "pool") and the money held, with its reason.
+
 The HTML report needs nothing at view time: no script, no stylesheet, font or image to
 fetch (its Content-Security-Policy forbids them anyway). Its charts are drawn by
 matplotlib as SVG and embedded inline: ``#chart-money`` (money per payee, one panel
-per currency, holder and redistributor shares stacked) and ``#chart-spread`` (distinct
+per currency, holder, redistributor and held shares stacked) and ``#chart-spread`` (distinct
 verified downloaders of each work per day). Keys are shown in their one text form, with
 the fingerprint beside them, never instead; amounts through ``format_price``.
 
@@ -29,15 +34,25 @@ from p2pdist._text import shown
 from p2pdist.identity import fingerprint, key_to_text
 from p2pdist.licensing import format_price
 from p2pdist.licensing._terms import currency_exponent
-from p2pdist.payouts.statement import STATEMENT_TYPE, Statement
+from p2pdist.payouts.statement import STATEMENT_TYPE, STATEMENT_VERSION, Party, Statement
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["CSV_COLUMNS", "statement_json", "to_csv", "to_html", "to_json"]
+__all__ = ["CSV_COLUMNS", "HELD_REASONS", "held_money", "settles", "statement_json",
+           "to_csv", "to_html", "to_json"]
 
-CSV_COLUMNS: Final = ("payee", "payee_fingerprint", "role", "work", "title", "ref",
+# entry: "owed" (a statement line), "collected" (what a party collected), "net" (owed
+# minus collected: positive, the label pays it; negative, it pays the label).
+CSV_COLUMNS: Final = ("entry", "party", "party_fingerprint", "role", "work", "title", "ref",
                       "currency", "amount_minor", "amount")
+HELD_REASONS: Final = {
+    "disputed": "disputed: the work shares its content with a work of other rights "
+                "holders; all its money is held until the label decides which is the "
+                "original (p2pdist label decide)",
+    "double-spend": "a voucher code spent more than once: the carriers' share of the "
+                    "later sales is held for the label to settle",
+}
 # Past these, the charts show the largest and say how many they left out.
 MAX_CHART_PAYEES: Final = 25
 MAX_CHART_WORKS: Final = 10
@@ -48,13 +63,46 @@ def _iso(ts: Any) -> str | None:
     return None if ts is None else ts.isoformat().replace("+00:00", "Z")
 
 
+def _price(amount: int, currency: str) -> str:
+    """format_price, with a sign: -445, EUR -> "-4.45 EUR" (format_price's divmod would
+    print -5.55)."""
+    return ("-" if amount < 0 else "") + format_price(abs(amount), currency)
+
+
 def _decimal(amount: int, currency: str) -> str:
-    """500, EUR -> "5.00": format_price without the code."""
-    return format_price(amount, currency).rsplit(" ", 1)[0]
+    """500, EUR -> "5.00": _price without the code."""
+    return _price(amount, currency).rsplit(" ", 1)[0]
 
 
 def _titles(st: Statement) -> dict[bytes, str]:
     return {w.work: w.title for w in st.works}
+
+
+def settles(st: Statement, p: Party) -> str:
+    """Who pays whom for one party of the settlement, in words."""
+    amount = format_price(abs(p.net), p.currency)
+    if p.party == st.label:
+        if p.net < 0:
+            return f"the label pays out {amount} of what it collected"
+        if p.net > 0:
+            return f"the label holds {amount} the collectors pay it"
+        return "the label keeps what it collected"
+    who = fingerprint(p.party)
+    if p.net > 0:
+        return f"the label pays {who} {amount}"
+    if p.net < 0:
+        return f"{who} pays the label {amount}"
+    return f"{who} keeps what it collected: nobody pays"
+
+
+def held_money(st: Statement) -> list[tuple[bytes, str, str, int, str]]:
+    """The money held for the label: (work, ref, currency, amount, reason) per held line.
+    A work whose money is all held is disputed (a copy nobody decided yet); held money
+    beside lines that pay others is the carriers' share of a code spent again."""
+    paid = {(ln.work, ln.ref, ln.currency) for ln in st.lines if ln.role != "held"}
+    return [(ln.work, ln.ref, ln.currency, ln.amount,
+             "double-spend" if (ln.work, ln.ref, ln.currency) in paid else "disputed")
+            for ln in st.lines if ln.role == "held"]
 
 
 # -- JSON ------------------------------------------------------------------------------
@@ -66,7 +114,7 @@ def statement_json(st: Statement) -> dict[str, object]:
     titles = _titles(st)
     out = st.totals_out()
     return {
-        "type": STATEMENT_TYPE, "v": 1,
+        "type": STATEMENT_TYPE, "v": STATEMENT_VERSION,
         "label": key_to_text(st.label), "label_fingerprint": fingerprint(st.label),
         "period": None if st.period is None else st.period.to_json(),
         "issued": _iso(st.issued),
@@ -76,10 +124,21 @@ def statement_json(st: Statement) -> dict[str, object]:
         "pool": None if st.pool is None else {
             **st.pool.to_dict(), "distributed": st.pool.distributed,
             "formatted": format_price(st.pool.amount, st.pool.currency)},
+        "parties": [{"party": key_to_text(p.party), "fingerprint": fingerprint(p.party),
+                     "is_label": p.party == st.label, "currency": p.currency,
+                     "collected": p.collected, "owed": p.owed, "net": p.net,
+                     "formatted": {"collected": format_price(p.collected, p.currency),
+                                   "owed": format_price(p.owed, p.currency),
+                                   "net": _price(p.net, p.currency)},
+                     "settles": settles(st, p)} for p in st.parties],
         "payees": [{"payee": key_to_text(p.payee), "fingerprint": fingerprint(p.payee),
                     "currency": p.currency, "holder": p.holder,
-                    "redistributor": p.redistributor, "total": p.total,
+                    "redistributor": p.redistributor, "held": p.held, "total": p.total,
                     "formatted": format_price(p.total, p.currency)} for p in st.payees],
+        "held": [{"work": w.hex(), "title": titles.get(w), "ref": ref, "currency": cur,
+                  "amount": amount, "formatted": format_price(amount, cur),
+                  "reason": reason, "why": HELD_REASONS[reason]}
+                 for w, ref, cur, amount, reason in held_money(st)],
         "works": [{"work": w.work.hex(), "title": w.title, "license": w.license,
                    "size": w.size, "sales": w.sales, "downloaders": w.downloaders}
                   for w in st.works],
@@ -107,15 +166,24 @@ def _cell(text: str) -> str:
 
 
 def to_csv(st: Statement) -> str:
-    """One row per statement line, with a header row (CSV_COLUMNS); RFC 4180 quoting."""
+    """A header row (CSV_COLUMNS), then one "owed" row per statement line, one
+    "collected" row per collector and currency, and one "net" row per party and currency
+    (owed minus collected); RFC 4180 quoting. The owed rows sum to the money in, and so
+    do the collected rows."""
     titles = _titles(st)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(CSV_COLUMNS)
     for ln in st.lines:
-        w.writerow([key_to_text(ln.payee), fingerprint(ln.payee), ln.role, ln.work.hex(),
-                    _cell(titles.get(ln.work, "")), ln.ref, ln.currency, ln.amount,
-                    _decimal(ln.amount, ln.currency)])
+        w.writerow(["owed", key_to_text(ln.payee), fingerprint(ln.payee), ln.role,
+                    ln.work.hex(), _cell(titles.get(ln.work, "")), ln.ref, ln.currency,
+                    ln.amount, _decimal(ln.amount, ln.currency)])
+    for party, cur, amount in st.collected:
+        w.writerow(["collected", key_to_text(party), fingerprint(party), "", "", "", "", cur,
+                    amount, _decimal(amount, cur)])
+    for p in st.parties:
+        w.writerow(["net", key_to_text(p.party), fingerprint(p.party), "", "", "", "",
+                    p.currency, p.net, _decimal(p.net, p.currency)])
     return buf.getvalue()
 
 
@@ -175,8 +243,12 @@ def _money_chart(st: Statement) -> str:
         names = [fingerprint(p.payee) for p in shown]
         holder = [p.holder / scale for p in shown]
         redis = [p.redistributor / scale for p in shown]
+        held = [p.held / scale for p in shown]
         ax.barh(names, holder, color="#4c72b0", label="rights holder")
         ax.barh(names, redis, left=holder, color="#dd8452", label="redistributor")
+        if any(held):
+            ax.barh(names, held, left=[h + r for h, r in zip(holder, redis, strict=True)],
+                    color="#8c8c8c", label="held")
         for i, p in enumerate(shown):
             ax.annotate(format_price(p.total, cur), (p.total / scale, i), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=8)
@@ -292,8 +364,9 @@ def _summary(st: Statement) -> str:
     out = st.totals_out()
     period = ("all time" if st.period is None
               else f"{_iso(st.period.start)} to {_iso(st.period.end)} (end excluded)")
-    check = ('<span class="ok">yes: every line adds up to the money in</span>'
-             if st.sums_exactly else '<span class="bad">NO: the lines do not add up</span>')
+    check = ('<span class="ok">yes: every line adds up to the money in, which is what the '
+             "collectors collected; the nets sum to zero</span>" if st.sums_exactly
+             else '<span class="bad">NO: the lines do not add up</span>')
     parts = [
         "<dl>",
         f"<dt>Label</dt><dd>{_key_html(st.label)}</dd>",
@@ -302,13 +375,19 @@ def _summary(st: Statement) -> str:
     if st.issued is not None:
         parts.append(f"<dt>Issued</dt><dd>{_e(_iso(st.issued))}</dd>")
     parts.append(f"<dt>Sums exactly</dt><dd>{check}</dd></dl>")
+    got: dict[str, int] = defaultdict(int)
+    for _, c, a in st.collected:
+        got[c] += a
     parts.append(_table(
-        ["Currency", "Money in", "Paid out"],
-        [[_e(c), _e(format_price(a, c)), _e(format_price(out.get(c, 0), c))]
-         for c, a in st.totals_in], frozenset({1, 2}), id="totals"))
+        ["Currency", "Money in", "Collected", "Owed (paid out)"],
+        [[_e(c), _e(format_price(a, c)), _e(format_price(got.get(c, 0), c)),
+          _e(format_price(out.get(c, 0), c))]
+         for c, a in st.totals_in], frozenset({1, 2, 3}), id="totals"))
     sales = sum(w.sales for w in st.works)
     parts.append(f"<p>{sales} sale(s) of {len(st.works)} work(s); "
-                 f"{len({p.payee for p in st.payees})} payee(s); {len(st.lines)} line(s).</p>")
+                 f"{len({p.payee for p in st.payees})} payee(s); "
+                 f"{len({p for p, _, _ in st.collected})} collector(s); "
+                 f"{len(st.lines)} line(s).</p>")
     if st.pool is not None:
         pool = st.pool
         shared = (f"shared among {pool.downloaders} verified downloader(s), an equal slice "
@@ -323,27 +402,51 @@ def _summary(st: Statement) -> str:
     return "".join(parts)
 
 
+def _settlement(st: Statement) -> str:
+    if not st.parties:
+        return "<p>No money in this period: nobody collected and nobody is owed.</p>"
+    rows = [[_key_html(p.party) + (" (the label)" if p.party == st.label else ""),
+             _e(p.currency), _e(format_price(p.collected, p.currency)),
+             _e(format_price(p.owed, p.currency)),
+             f"<strong>{_e(_price(p.net, p.currency))}</strong>", _e(settles(st, p))]
+            for p in sorted(st.parties, key=lambda p: (p.currency, p.net, p.party))]
+    return ("<p>Each party collected money (a seller its sales, the label its pool) and is "
+            "owed its lines. The net is owed minus collected: the label pays a positive "
+            "net, and a party with a negative net pays the label.</p>"
+            + _table(["Party", "Currency", "Collected", "Owed", "Net", "Who pays whom"],
+                     rows, frozenset({2, 3, 4}), id="settlement-table"))
+
+
+def _held(st: Statement) -> str:
+    held = held_money(st)
+    if not held:
+        return "<p>No money is held.</p>"
+    titles = _titles(st)
+    rows = [[_e(titles.get(w, w.hex())), f"<code>{_e(w.hex())}</code>", _e(ref),
+             _e(format_price(amount, cur)), _e(HELD_REASONS[reason])]
+            for w, ref, cur, amount, reason in held]
+    return ("<p>Money the label holds instead of paying it out, until it is settled.</p>"
+            + _table(["Work", "Work id", "From", "Amount", "Reason"], rows, frozenset({3}),
+                     id="held-table"))
+
+
 def _payees(st: Statement) -> str:
     titles = _titles(st)
     rows = [[_key_html(p.payee), _e(p.currency), _e(format_price(p.holder, p.currency)),
              _e(format_price(p.redistributor, p.currency)),
+             _e(format_price(p.held, p.currency)),
              f"<strong>{_e(format_price(p.total, p.currency))}</strong>"]
             for p in sorted(st.payees, key=lambda p: (p.currency, -p.total, p.payee))]
-    parts = [_table(["Payee", "Currency", "As rights holder", "As redistributor", "Total"],
-                    rows, frozenset({2, 3, 4}), id="payee-totals")]
-    # Per payee: its lines summed per (work, role, currency, sale or pool).
-    detail: dict[bytes, dict[tuple[bytes, str, str, str], list[int]]] = defaultdict(
-        lambda: defaultdict(lambda: [0, 0]))
+    parts = [_table(["Payee", "Currency", "As rights holder", "As redistributor", "Held",
+                     "Total"], rows, frozenset({2, 3, 4, 5}), id="payee-totals")]
+    # Per payee: its lines (one per work, role, currency, and sales or pool).
+    detail: dict[bytes, list[tuple[bytes, str, str, str, int]]] = defaultdict(list)
     for ln in st.lines:
-        src = "pool" if ln.ref == "pool" else "sales"
-        acc = detail[ln.payee][ln.work, ln.role, ln.currency, src]
-        acc[0] += 1
-        acc[1] += ln.amount
+        detail[ln.payee].append((ln.work, ln.role, ln.currency, ln.ref, ln.amount))
     for pk in sorted(detail):
         rows = [[_e(titles.get(w, w.hex())), f"<code>{_e(w.hex()[:16])}…</code>", _e(role),
-                 _e(f"{n} sale(s)" if src == "sales" else "pool"),
-                 _e(format_price(amount, cur))]
-                for (w, role, cur, src), (n, amount) in sorted(detail[pk].items())]
+                 _e(src), _e(format_price(amount, cur))]
+                for w, role, cur, src, amount in sorted(detail[pk])]
         parts.append(f'<h3 id="payee-{_e(key_to_text(pk))}">{_key_html(pk)}</h3>')
         parts.append(_table(["Work", "Work id", "Role", "From", "Amount"], rows,
                             frozenset({4}), class_="payee-lines"))
@@ -372,7 +475,9 @@ def _findings(findings: Sequence[Mapping[str, object]]) -> str:
 
 def to_html(st: Statement, findings: Sequence[Mapping[str, object]] = ()) -> str:
     """The statement as one self-contained HTML page: a summary, the charts
-    (``#chart-money``, ``#chart-spread``), per-payee tables, works, and *findings*
+    (``#chart-money``, ``#chart-spread``), the settlement (``#settlement``: per party
+    collected, owed, net and who pays whom), the held money with its reason (``#held``),
+    per-payee tables, works, and *findings*
     (``{kind, message, evidence}`` dicts from the audit)."""
     money, spread = _charts(st)
     title = "Payout statement" + ("" if st.period is None else
@@ -389,6 +494,8 @@ def to_html(st: Statement, findings: Sequence[Mapping[str, object]] = ()) -> str
         "in the tables below).</figcaption></figure>",
         f'<figure id="figure-spread">{spread}<figcaption>Distinct verified downloaders '
         "per work per UTC day.</figcaption></figure></section>",
+        f'<section id="settlement"><h2>Settlement</h2>{_settlement(st)}</section>',
+        f'<section id="held"><h2>Held money</h2>{_held(st)}</section>',
         f'<section id="payees"><h2>Payees</h2>{_payees(st)}</section>',
         f'<section id="works"><h2>Works</h2>{_works(st)}</section>',
         f'<section id="findings"><h2>Findings</h2>{_findings(findings)}</section>',

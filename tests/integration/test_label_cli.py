@@ -40,10 +40,24 @@ def test_label_audits_pays_a_pool_and_the_artist_verifies(tmp_path: Path) -> Non
                              "--out", str(out), "--json").stdout)
     assert res["sums_exactly"]
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert rows and sum(int(r["amount_minor"]) for r in rows) == 1000
+    owed = [r for r in rows if r["entry"] == "owed"]
+    assert owed and sum(int(r["amount_minor"]) for r in owed) == 1000
+    # The pool is the label's money: it collected it and pays it all to Ada.
+    assert {(r["entry"], r["party"], r["amount_minor"]) for r in rows
+            if r["entry"] != "owed"} == {
+        ("collected", load_public_identity(label).key_text, "1000"),
+        ("net", load_public_identity(label).key_text, "-1000"),
+        ("net", load_public_identity(ada).key_text, "1000")}
     a = load_public_identity(ada).key_text
     payees = {p["payee"]: p["total"] for p in res["statement"]["payees"]}
     assert payees == {a: 1000}  # holder and the fan's only uploader: all of it
+    # The same settlement, as the label reads it in its terminal.
+    (tmp_path / "plain").mkdir()
+    plain = run_cli(label, "payouts", *bundles, *works, "--pool", "10.00", "EUR",
+                    "--out", str(tmp_path / "plain" / "statement.html")).stdout
+    assert f"the label pays {load_public_identity(ada).fingerprint} 10.00 EUR" in plain
+    assert "the label pays out 10.00 EUR of what it collected" in plain
+    assert "nets sum to 0" in plain
     shown = json.loads(run_cli(ada, "statement", "verify", res["signed"], "--label",
                                load_public_identity(label).key_text, "--json").stdout)
     assert shown["verified"] and shown["sums_exactly"]

@@ -19,10 +19,9 @@ import nacl.signing
 import pytest
 
 from p2pdist.licensing import CCTerms, PaidTerms
-from p2pdist.payouts.payments import PaymentReceipt, Served
 from p2pdist.payouts.receipts import TransferReceipt
 from p2pdist.payouts.report import to_html
-from p2pdist.payouts.statement import Period, Pool, StatementWork, compute_statement
+from p2pdist.payouts.statement import Period, Pool, Sale, StatementWork, compute_statement
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-headless-shell",
                                                          "chromium-browser")) if p), None)
@@ -38,22 +37,25 @@ def _pk(seed: int) -> bytes:
 
 
 def _report(tmp_path: Path) -> Path:
-    label, ada, bo, fan1, fan2 = (_pk(s) for s in range(1, 6))
+    label, ada, bo, fan1, fan2, thief = (_pk(s) for s in range(1, 7))
     song, free = hashlib.sha256(b"song").digest(), hashlib.sha256(b"free").digest()
+    copy = hashlib.sha256(b"copy").digest()
     works = {
-        song: StatementWork("Song for a <b>browser</b>", PaidTerms(500, "EUR", 1500, (label,)),
+        song: StatementWork("Song for a <b>browser</b>", PaidTerms(500, "EUR", 1500, (ada,)),
                             ((ada, 6000), (bo, 4000)), 1000),
         free: StatementWork("Free song", CCTerms("CC-BY-4.0"), ((ada, 10_000),), 1000),
+        copy: StatementWork("Free song (my version)", CCTerms("CC0-1.0"),
+                            ((thief, 10_000),), 1000),
     }
-    sales = [PaymentReceipt(song, _pk(20 + i), label, 500, "EUR", "voucher", f"v{i}",
-                            i.to_bytes(16, "big"),
-                            tuple(sorted((Served(fan1, 300 + i), Served(fan2, 100)),
-                                         key=lambda s: s.pk)) if i % 2 else (),
-                            T0 + timedelta(days=i)) for i in range(6)]
-    transfers = [TransferReceipt(free, fan1 if i % 3 else fan2, _pk(40 + i), 1, 1000,
-                                 T0 + timedelta(days=i // 2)) for i in range(12)]
+    sales = [Sale(song, _pk(20 + i), ada, 500, "EUR", T0 + timedelta(days=i),
+                  hashlib.sha256(b"request %d" % i).digest(),
+                  ((fan1, 300 + i), (fan2, 100)) if i % 2 else ()) for i in range(6)]
+    transfers = [TransferReceipt(copy if i == 11 else free, fan1 if i % 3 else fan2,
+                                 _pk(40 + i), 1, 1000, T0 + timedelta(days=i // 2))
+                 for i in range(12)]
     st = compute_statement(label=label, works=works, sales=sales, transfers=transfers,
-                           pool=Pool(2500, "EUR"), period=Period(T0, T0 + timedelta(days=31)))
+                           pool=Pool(2500, "EUR"), period=Period(T0, T0 + timedelta(days=31)),
+                           disputed={free, copy})
     page = tmp_path / "statement.html"
     page.write_text(to_html(st, [{"kind": "suspected-sybil", "message": "five keys",
                                   "evidence": {"count": 5}}]), "utf-8")
@@ -116,3 +118,7 @@ def test_report_opens_offline_in_chromium_with_both_charts(tmp_path: Path) -> No
     assert spread["path"] > 20 and spread["use"] > 0, spread  # lines, markers
     assert "Song for a &lt;b&gt;browser&lt;/b&gt;" in dom  # escaped, not markup
     assert "suspected-sybil" in dom
+    # The settlement: Ada collected the sales and pays the label what others are owed;
+    # the pool's money for the disputed works is held, and says why.
+    assert 'id="settlement-table"' in dom and "pays the label" in dom
+    assert 'id="held-table"' in dom and "held until the label decides" in dom

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from p2pdist import _canonical
 from p2pdist.errors import InvalidSignature, MalformedObject
 from p2pdist.identity import Identity, fingerprint, key_from_text, key_to_text
-from p2pdist.licensing import CCTerms, PaidTerms, Split
+from p2pdist.licensing import CCTerms, PaidTerms, Split, format_price
 from p2pdist.payouts.receipts import TransferReceipt
 from p2pdist.payouts.report import CSV_COLUMNS, statement_json, to_csv, to_html, to_json
 from p2pdist.payouts.statement import (
@@ -864,8 +864,14 @@ def test_csv_has_one_row_per_line_and_per_collector_and_sums() -> None:
     assert tuple(rows[0].keys()) == CSV_COLUMNS
     owed = [r for r in rows if r["entry"] == "owed"]
     got = [r for r in rows if r["entry"] == "collected"]
+    nets = [r for r in rows if r["entry"] == "net"]
     assert len(owed) == len(s.lines) and len(got) == len(s.collected)
-    assert len(rows) == len(owed) + len(got)
+    assert len(nets) == len(s.parties)
+    assert len(rows) == len(owed) + len(got) + len(nets)
+    assert sum(int(r["amount_minor"]) for r in nets if r["currency"] == "EUR") == 0
+    # B collected the album's 1001 yen and is owed less: it pays the label the rest.
+    b_net = next(r for r in nets if r["party"] == key_to_text(B) and r["currency"] == "JPY")
+    assert int(b_net["amount_minor"]) < 0 and b_net["amount"] == b_net["amount_minor"]
     for part in (owed, got):
         sums: dict[str, int] = defaultdict(int)
         for r in part:
@@ -899,10 +905,18 @@ def test_json_carries_keys_as_text_the_settlement_and_sums() -> None:
         dict(s.totals_in)["EUR"]
     assert {p["payee"] for p in doc["payees"]} >= {key_to_text(A), key_to_text(F1)}
     parties = {(p["party"], p["currency"]): p for p in doc["parties"]}
+    b = parties[key_to_text(B), "JPY"]
+    assert b["collected"] == 1001 and b["net"] == b["owed"] - 1001 < 0
+    assert b["settles"] == f"{fingerprint(B)} pays the label " \
+        f"{format_price(1001 - b['owed'], 'JPY')}"
+    assert b["formatted"]["net"] == "-" + format_price(1001 - b["owed"], "JPY")
+    # A collected the song's 10.00 EUR and is owed more (the pool): the label pays it.
     a = parties[key_to_text(A), "EUR"]
-    assert (a["collected"], a["owed"], a["net"]) == (1000, a["owed"], a["owed"] - 1000)
-    assert a["settles"] == f"{fingerprint(A)} pays the label " \
-        f"{Decimal(1000 - a['owed']) / 100} EUR"
+    assert a["collected"] == 1000 and a["net"] > 0 and a["settles"] == \
+        f"the label pays {fingerprint(A)} {format_price(a['net'], 'EUR')}"
+    label = parties[key_to_text(LABEL.public_key), "EUR"]
+    assert label["is_label"] and label["collected"] == 999
+    assert label["settles"].startswith("the label pays out ")
     f1 = parties[key_to_text(F1), "EUR"]
     assert f1["collected"] == 0 and f1["settles"].startswith("the label pays ")
     assert sum(p["net"] for p in doc["parties"] if p["currency"] == "EUR") == 0
@@ -943,7 +957,8 @@ def test_html_is_self_contained_with_both_charts_and_the_settlement() -> None:
     assert 'class="payee-lines"' in page
     assert key_to_text(A) in page and fingerprint(A) in page
     assert "10.00 EUR" in page and "1001 JPY" in page
-    assert f"{fingerprint(A)} pays the label" in page and "the label pays" in page
+    assert f"{fingerprint(B)} pays the label" in page
+    assert f"the label pays {fingerprint(A)}" in page
     assert "Free poem (disputed)" in page and "held until the label decides" in page
     assert "a &lt;b&gt;big&lt;/b&gt; credit" in page and "<b>big" not in page
     assert "over-size" in page and "credited" in page
