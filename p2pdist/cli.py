@@ -837,6 +837,39 @@ def _work_ref(ref: str) -> str:
     return w
 
 
+def _face_value(text: str | None, free: bool, price: int, currency: str) -> int | None:
+    """What each code is sold for, in minor units: None for the price, 0 with --free."""
+    import re
+    from decimal import Decimal
+
+    from p2pdist.errors import InputError
+    from p2pdist.licensing import format_price, parse_price
+    from p2pdist.licensing._terms import currency_exponent
+
+    if free and text is not None:
+        raise InputError("--free and --face are two answers to one question",
+                         remedy="give --free for gift and press codes, or --face AMOUNT")
+    if free:
+        return 0
+    if text is None:
+        return None
+    t = text.strip()
+    too_much = InputError(
+        f"a code's face value is 0 to the price, {format_price(price, currency)}; "
+        f"{_s(t, 40)} {currency} is more",
+        remedy="give what each code was sold for, or --free for gift and press codes")
+    exp = currency_exponent(currency)
+    if exp is not None and re.fullmatch(r"[0-9]{1,16}(?:\.[0-9]{1,4})?", t):
+        if Decimal(t) * 10**exp > price:  # (before parse_price: its bound is not ours)
+            raise too_much
+        if Decimal(t) == 0:  # parse_price refuses 0, a face value may be 0
+            return 0
+    face = parse_price(t, currency)  # every other mistake, with its remedy
+    if face > price:
+        raise too_much
+    return face
+
+
 @vouchers_app.command("issue")
 def vouchers_issue(
     work: Annotated[str, typer.Argument(help="The work (id, prefix, magnet or .torrent).")],
@@ -845,23 +878,39 @@ def vouchers_issue(
     out_path: Annotated[
         Path | None, typer.Option("--out", help="Write them as CSV (code,work,issued), 0600.")
     ] = None,
+    face_text: Annotated[str | None, typer.Option(
+        "--face", metavar="AMOUNT",
+        help="What each code is sold for, in the work's currency: 0 to the price "
+             "(default: the price). Sales of these codes are booked at it.")] = None,
+    free: Annotated[bool, typer.Option(
+        "--free", help="Gift and press codes: face value 0 (a sale of one books nothing).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make single-use voucher codes for a work you sell (a merch table, a gift, press)."""
-    from p2pdist.paid import issue_vouchers
+    from p2pdist.library import Library
+    from p2pdist.licensing import format_price
+    from p2pdist.paid import issue_vouchers, paid_license
 
     key = _work_ref(work)
-    codes = issue_vouchers(_home(), _unlock(), key, count, out=out_path)
+    _, _, terms = paid_license(Library(_home()), key)
+    face = _face_value(face_text, free, terms.price, terms.currency)
+    codes = issue_vouchers(_home(), _unlock(), key, count, out=out_path, face=face)
+    face = terms.price if face is None else face
+    shown = format_price(face, terms.currency)
     if json_out:
-        _emit({"work": key, "codes": codes, "csv": str(out_path) if out_path else None})
+        _emit({"work": key, "codes": codes, "csv": str(out_path) if out_path else None,
+               "face": shown, "face_minor": face, "currency": terms.currency})
         return
+    each = f"each sold for {shown}" if face else "gift codes (face value 0)"
     if out_path is not None:
-        out.print(f"Wrote {len(codes)} code(s) to {_s(out_path, 4096)}. Each works once; "
-                  "the node keeps only their hashes.")
+        out.print(f"Wrote {len(codes)} code(s) to {_s(out_path, 4096)}, {each}. Each works "
+                  "once; the node keeps only their hashes.")
     else:
         for c in codes:
             out.print(c)
-        err.print(f"{len(codes)} code(s); each works once. The node keeps only their hashes.")
+        err.print(f"{len(codes)} code(s), {each}; each works once. The node keeps only their "
+                  "hashes.")
 
 
 @vouchers_app.command("list")

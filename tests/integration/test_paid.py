@@ -328,3 +328,116 @@ def test_a_seller_that_stopped_after_redeeming_still_answers_its_buyer(shop: Sho
     assert _ledger_kinds(shop.artist).count("payment.issued") == before + 1
     run_cli(fan, "unlock", shop.pub["work"], "--dest", str(shop.root / "unlucky-plain"))
     assert digests(shop.root / "unlucky-plain" / "Night Songs") == digests(shop.album)
+
+
+# -- issuance records and face values (issue 21) -------------------------------------------
+
+
+def _payloads(home: Path, kind: str) -> list[bytes]:
+    """The payloads of *kind* in the home's ledger, read as stored (the node may run)."""
+    with sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True) as db:
+        return [bytes(r[0]) for r in db.execute(
+            "SELECT payload FROM entries WHERE kind = ? ORDER BY seq", (kind,))]
+
+
+def _exported(home: Path, kind: str) -> list[bytes]:
+    """The payloads of *kind* in the home's `receipts export` bundle, verified."""
+    from p2pdist.payouts.ledger import verify_bundle
+
+    out = home.parent / f"{home.name}-{len(list(home.parent.glob('*.p2pb')))}.p2pb"
+    run_cli(home, "receipts", "export", "--out", str(out))
+    return [e.payload for e in verify_bundle(out.read_bytes()).entries if e.kind == kind]
+
+
+def _issued(shop: Shop) -> int:
+    return len(json.loads(run_cli(shop.artist, "vouchers", "list", shop.pub["work"],
+                                  "--json").stdout))
+
+
+def test_vouchers_issue_signs_one_issuance_record_committing_to_exactly_its_codes(
+        shop: Shop) -> None:
+    from p2pdist.payouts.issuance import MerkleProof, SignedIssuance, merkle_levels, merkle_proof
+    from p2pdist.payouts.vouchers import code_hash
+
+    before = _exported(shop.artist, "voucher.issuance")
+    csv_path = shop.root / "three-codes.csv"
+    doc = json.loads(run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--count",
+                             "3", "--out", str(csv_path), "--json").stdout)
+    assert (doc["face"], doc["face_minor"], doc["currency"]) == ("5.00 EUR", 500, "EUR")
+    after = _exported(shop.artist, "voucher.issuance")
+    assert after[:len(before)] == before
+    [raw] = after[len(before):]  # one record for the batch
+    signed = SignedIssuance.from_bytes(raw)
+    signed.verify()
+    record = signed.issuance
+    assert record.collector == load_public_identity(shop.artist).public_key
+    assert record.work == bytes.fromhex(shop.pub["work"])
+    assert (record.count, record.face, record.currency) == (3, 500, "EUR")
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
+    assert len(rows) == 3 and [r[0] for r in rows] == doc["codes"]
+    hashes = sorted(code_hash(r[0]) for r in rows)
+    levels = merkle_levels(hashes)
+    assert levels[-1][0] == record.root  # the root commits to exactly these codes
+    for i, h in enumerate(hashes):
+        assert MerkleProof(i, merkle_proof(levels, i)).root_of(h, 3) == record.root
+    # The same bytes are in the seller's own ledger, as stored.
+    assert raw in _payloads(shop.artist, "voucher.issuance")
+
+
+def test_a_free_code_unlocks_the_work_and_its_sale_books_zero(shop: Shop) -> None:
+    from p2pdist.payouts.payments import SignedPayment, check_issued
+
+    doc = json.loads(run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--free",
+                             "--json").stdout)
+    assert (doc["face"], doc["face_minor"]) == ("0.00 EUR", 0)
+    [code] = doc["codes"]
+    fan = shop.home("press")
+    shop.fetch(fan, shop.root / "press-music")
+    bought = json.loads(shop.buy(fan, code).stdout)
+    assert bought["price"] == "0.00 EUR"
+    run_cli(fan, "unlock", shop.pub["work"], "--dest", str(shop.root / "press-plain"))
+    assert digests(shop.root / "press-plain" / "Night Songs") == digests(shop.album)
+    [raw] = _payloads(fan, "payment.received")
+    sale = SignedPayment.from_bytes(raw).payment
+    assert (sale.amount, sale.currency) == (0, "EUR")
+    assert sale.issuance.issuance.face == 0
+    assert check_issued(sale) is None
+    assert raw in _payloads(shop.artist, "payment.issued")
+
+
+def test_a_face_value_below_the_price_is_signed_and_shown(shop: Shop) -> None:
+    from p2pdist.payouts.issuance import SignedIssuance
+
+    cp = run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--face", "3.5")
+    assert "each sold for 3.50 EUR" in cp.stdout + cp.stderr
+    record = SignedIssuance.from_bytes(_payloads(shop.artist, "voucher.issuance")[-1])
+    assert (record.issuance.face, record.issuance.count) == (350, 1)
+    doc = json.loads(run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--face",
+                             "0.00", "--json").stdout)
+    assert doc["face_minor"] == 0
+    doc = json.loads(run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--face",
+                             "5", "--json").stdout)
+    assert doc["face_minor"] == 500
+
+
+@pytest.mark.parametrize("args,words", [
+    pytest.param(["--face", "5.01"], "0 to the price, 5.00 EUR", id="over-the-price"),
+    pytest.param(["--face", "9999999999999999"], "0 to the price", id="over-any-price"),
+    pytest.param(["--face", "0.001"], "decimals", id="too-many-decimals"),
+    pytest.param(["--face", "-1"], "not a price", id="negative"),
+    pytest.param(["--face", "5,00"], "not a price", id="comma"),
+    pytest.param(["--face", "1e2"], "not a price", id="exponent"),
+    pytest.param(["--face", ""], "not a price", id="empty"),
+    pytest.param(["--free", "--face", "1"], "--free and --face", id="free-and-face"),
+])
+def test_a_bad_face_value_is_a_clear_error_and_issues_nothing(
+        shop: Shop, args: list[str], words: str) -> None:
+    count, records = _issued(shop), len(_payloads(shop.artist, "voucher.issuance"))
+    cp = run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--count", "2", *args,
+                 check=False)
+    assert cp.returncode == 1, cp.stderr
+    assert words in " ".join(cp.stderr.split())
+    assert "Traceback" not in cp.stderr
+    assert not any(c.isalnum() for c in cp.stdout)  # no code was printed
+    assert _issued(shop) == count
+    assert len(_payloads(shop.artist, "voucher.issuance")) == records
