@@ -454,6 +454,9 @@ class _Audit:
         self.by_seller: set[bytes] = set()  # payments read in their own seller's chain
         self.decisions: list[Entry] = []  # decision.copy entries, checked by copies.py
         self.parsed: dict[bytes, SignedPayment] = {}  # SHA-256 of an envelope -> parsed
+        # work + uploader + downloader -> the latest receipt its uploader kept, when a
+        # later one (from another node's bundle or a purchase request) superseded it.
+        self.own: dict[bytes, _Latest] = {}
         self.issuances: set[bytes] = set()  # issuance records whose signature holds
         self.rejected: set[bytes] = set()  # payments that broke the terms (reported once)
         self.unknown: dict[bytes, _Unknown] = {}
@@ -518,7 +521,11 @@ class _Audit:
         for key, v in b.latest.items():
             g = latest.get(key)
             if g is None or v[0] > g[0]:
+                if g is not None:
+                    self._keep_own(key, g)
                 latest[key] = v
+            else:
+                self._keep_own(key, v)
         for work, bu in b.unknown.items():
             u = self.unknown.setdefault(work, _Unknown(0, 0, bu.first))
             u.receipts += bu.receipts
@@ -532,6 +539,15 @@ class _Audit:
         for digest, pay in b.payments.items():
             if digest not in self.payments and digest not in self.rejected:
                 self._terms(digest, pay)
+
+    def _keep_own(self, key: bytes, v: _Latest) -> None:
+        """A receipt that is not the latest of its key, but that its uploader kept in its
+        own chain: the uploader's word on it stands if a later one (which the downloader
+        may have signed for more than it got, and sent elsewhere) is not backed."""
+        if v[4] == key[32:64]:
+            o = self.own.get(key)
+            if o is None or v[0] > o[0]:
+                self.own[key] = v
 
     def _bad_bundle(self, index: int, e: VerificationError) -> None:
         if isinstance(e, LedgerCorrupt):
@@ -761,9 +777,22 @@ class _Audit:
     def _unbacked(self, out: list[Finding]) -> set[bytes]:
         """The latest receipts their uploader's own ledger does not back (see module)."""
         found: set[bytes] = set()
+        fallback: dict[bytes, _Latest] = {}
         for key, v in self.latest.items():
             sent, at, backed = self.served.get(key, (0, None, 0))
             if sent and v[1] <= backed + RECEIPT_SLACK:
+                continue
+            o = self.own.get(key)
+            if o is not None and sent and o[1] <= backed + RECEIPT_SLACK:
+                # The downloader signed more than it got (and sent it elsewhere): the
+                # uploader's own backed receipt counts, and the other is named.
+                fallback[key] = o
+                self._find(out, "unbacked-receipt",
+                           f"{key_to_text(key[64:])} signed a receipt for {v[1]} bytes of "
+                           f"work {key[:16].hex()}… from {key_to_text(key[32:64])}, whose "
+                           f"own ledger says it sent {sent}: its own receipt for {o[1]} "
+                           "counts", **_latest_json(key, v),
+                           served={"bytes": sent, "at": at}, uploader="superseded")
                 continue
             if self.per_kind["unbacked-receipt"] >= MAX_FINDINGS_PER_KIND:
                 found.add(key)  # past the cap: counted, and no evidence is built
@@ -784,6 +813,7 @@ class _Audit:
                        f"{key[:16].hex()}… from {key_to_text(up)}, {said[uploader]}",
                        **_latest_json(key, v), served={"bytes": sent, "at": at},
                        uploader=uploader)
+        self.latest.update(fallback)
         return found
 
     def _over_size(self, out: list[Finding], unbacked: set[bytes]) -> None:
@@ -867,6 +897,8 @@ class _Audit:
                     nacl.bindings.crypto_sign_open(sig + _RECEIPT_MSG + rb, key[64:])
                 except (nacl.exceptions.CryptoError, ValueError):
                     continue
+                if g is not None:
+                    self._keep_own(key, g)
                 at = pay.at
                 self.latest[key] = (seq, n, ts, sig, p.seller, int(str(at["seq"])),
                                     int(str(at["bundle"])), "payment.request")

@@ -373,3 +373,25 @@ def test_no_coalition_of_attacker_keys_nets_more_than_it_paid_in(
     # F is paid its share of every honest sale, whatever the coalition did.
     f_owed = sum(ln.amount for ln in st.lines if ln.payee == F.public_key)
     assert f_owed >= Fraction(honest * price * bps, 10_000) - 1
+
+
+def test_a_buyer_signing_an_inflated_later_receipt_cannot_void_its_carriers_share(
+        world: World, baseline: Statement) -> None:
+    """Griefing: a buyer that got 600,000 bytes from F signs a later receipt (seq 99)
+    for the whole work, and sends it where F cannot refuse it: in its purchase request,
+    and to the license's collector. Unbacked, it would have replaced F's own receipt as
+    the latest and voided F's credit; F's own backed receipt counts instead."""
+    m = ident("griefer")
+    real = receipt(NIGHT, F, m, 1, 600_000)
+    world.add(F, served(NIGHT, m, 600_000), ("receipt.received", real))
+    inflated = receipt(NIGHT, F, m, 99, SIZE)
+    world.add(LABEL, ("receipt.collected", inflated))
+    pay = world.batch.sell(m, index=16, receipts=[inflated]).to_bytes()
+    world.add(ADA, ("payment.issued", pay))
+    report = audit(world.bundles(), WORKS)
+    assert [f.evidence["uploader"] for f in report.findings] == ["superseded"]
+    [sale] = [s for s in report.sales if s.buyer == m.public_key]
+    assert sale.carriers == ((F.public_key, 600_000),)
+    st = payout(report)
+    assert owed(st, F) == 4 * 75 + 45  # 15 % of 5.00 x 600,000 / 1,000,000
+    assert losses(baseline, st) == {}
