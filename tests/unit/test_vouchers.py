@@ -7,13 +7,15 @@ IndexError out of the parser, and a refusal leaves the voucher book exactly as i
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import stat
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import nacl.signing
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,8 +27,9 @@ from p2pdist.errors import (
     VerificationError,
     VoucherRefused,
 )
-from p2pdist.identity import key_to_text
+from p2pdist.identity import Identity, key_to_text
 from p2pdist.payouts import vouchers as vouchers_mod
+from p2pdist.payouts.issuance import Issuance, SignedIssuance, merkle_root
 from p2pdist.payouts.vouchers import (
     ALPHABET,
     CODE_DOMAIN,
@@ -637,3 +640,193 @@ def test_issued_voucher_and_row_validate_themselves(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_csv(tmp_path / "codes.csv", [EXAMPLE])  # type: ignore[list-item]
     assert not (tmp_path / "codes.csv").exists()
+
+
+# --- issuance records: evidence of each code's batch (issue 21) ---------------------------
+
+SELLER = Identity("seller", nacl.signing.SigningKey(bytes(range(32, 64))))
+
+
+def _signer(face: int = 500, currency: str = "EUR", work: bytes = WORK,
+            calls: list[tuple[bytes, int]] | None = None
+            ) -> Callable[[bytes, int], SignedIssuance]:
+    """What the seller's node passes as issue(sign=...): its record for the batch."""
+    def sign(root: bytes, count: int) -> SignedIssuance:
+        if calls is not None:
+            calls.append((root, count))
+        return SignedIssuance.sign(Issuance(
+            work=work, collector=SELLER.public_key, count=count, face=face,
+            currency=currency, root=root, ts=T0), SELLER)
+    return sign
+
+
+def _proves(book: VoucherBook, code: str) -> SignedIssuance:
+    """The code's evidence, read back, checked the way a buyer or the audit checks it."""
+    found = book.evidence(code)
+    assert found is not None, code
+    record, proof = found
+    signed = SignedIssuance.from_bytes(record)
+    signed.verify()
+    assert proof.root_of(code_hash(code), signed.issuance.count) == signed.issuance.root
+    return signed
+
+
+def test_issue_with_sign_keeps_the_record_and_each_codes_proof(book: VoucherBook) -> None:
+    calls: list[tuple[bytes, int]] = []
+    codes = book.issue(WORK, 5, now=T0, sign=_signer(calls=calls))
+    [(root, count)] = calls  # one record per batch, over the batch's codes
+    assert count == 5
+    assert root == merkle_root([code_hash(c) for c in codes])
+    records = {_proves(book, c).to_bytes() for c in codes}
+    assert len(records) == 1
+    signed = SignedIssuance.from_bytes(records.pop())
+    assert (signed.issuance.count, signed.issuance.face, signed.issuance.root) == (5, 500, root)
+    # Each code's proof is its own: at another code's place it proves nothing.
+    found = {c: book.evidence(c) for c in codes}
+    for a, b in itertools.permutations(codes, 2):
+        proof = found[a][1]  # type: ignore[index]
+        assert proof.root_of(code_hash(b), 5) != root
+    # Any spelling of the code finds the same evidence; it survives redemption.
+    assert book.evidence(codes[0].lower().replace("-", " ")) == found[codes[0]]
+    book.redeem(WORK, codes[0], buyer=FAN, now=T1)
+    assert book.evidence(codes[0]) == found[codes[0]]
+
+
+def test_each_batch_has_its_own_record(book: VoucherBook) -> None:
+    paid = book.issue(WORK, 3, now=T0, sign=_signer(face=500))
+    gifts = book.issue(WORK, 2, now=T1, sign=_signer(face=0))
+    assert {_proves(book, c).issuance.face for c in paid} == {500}
+    assert {_proves(book, c).issuance.face for c in gifts} == {0}
+    assert _proves(book, paid[0]).id != _proves(book, gifts[0]).id
+    # A code of one batch is not in the other's tree.
+    gift_record = _proves(book, gifts[0]).issuance
+    _, proof = book.evidence(paid[0])  # type: ignore[misc]
+    assert proof.root_of(code_hash(paid[0]), gift_record.count) != gift_record.root
+
+
+def test_evidence_of_a_code_never_issued_or_issued_without_a_record_is_none(
+        book: VoucherBook) -> None:
+    plain = book.issue(WORK, 1, now=T0)[0]  # no sign: a book used without records
+    assert book.evidence(plain) is None
+    assert book.evidence(EXAMPLE) is None
+    with pytest.raises(VoucherRefused) as e:
+        book.evidence(EXAMPLE[:-1] + "W")
+    assert e.value.reason == "malformed"
+
+
+def test_a_sign_callback_that_fails_issues_nothing(book: VoucherBook) -> None:
+    def broken(root: bytes, count: int) -> SignedIssuance:
+        raise OSError("the ledger's disk is full")
+
+    with pytest.raises(OSError, match="disk is full"):
+        book.issue(WORK, 4, now=T0, sign=broken)
+    assert book.rows(WORK) == []
+    db = book._db
+    assert db.execute("SELECT count(*) FROM issuances").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM voucher_proofs").fetchone()[0] == 0
+
+
+def test_a_record_over_another_root_is_evidence_that_proves_nothing(
+        book: VoucherBook) -> None:
+    # A buggy or hostile signer commits to another root: the book keeps what it was
+    # given, and the proofs it stores then fail against that record, as a verifier sees.
+    def lying(root: bytes, count: int) -> SignedIssuance:
+        return _signer()(bytes(32), count)
+
+    [code] = book.issue(WORK, 1, now=T0, sign=lying)
+    record, proof = book.evidence(code)  # type: ignore[misc]
+    signed = SignedIssuance.from_bytes(record)
+    assert proof.root_of(code_hash(code), signed.issuance.count) != signed.issuance.root
+
+
+_ISSUANCE_FORBIDDEN = {
+    "rewrite a record": "UPDATE issuances SET record = x'00'",
+    "delete a record": "DELETE FROM issuances",
+    "move a proof to another batch": "UPDATE voucher_proofs SET issuance = zeroblob(32)",
+    "rewrite a proof": "UPDATE voucher_proofs SET path = x''",
+    "delete a proof": "DELETE FROM voucher_proofs",
+}
+
+
+@pytest.mark.parametrize("name", list(_ISSUANCE_FORBIDDEN))
+def test_sqlite_refuses_to_change_issuance_evidence(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "v.sqlite"
+    with VoucherBook(path) as book:
+        [code] = book.issue(WORK, 1, now=T0, sign=_signer())
+        before = book.evidence(code)
+    db = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(_ISSUANCE_FORBIDDEN[name])
+    db.close()
+    with VoucherBook(path) as book:
+        assert book.evidence(code) == before
+
+
+# The schema of voucher books written before issuance records (user_version 1), as
+# p2pdist wrote it until issue 21: copied here, so that the upgrade is tested against
+# the real old file, not against today's schema.
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS vouchers (
+    hash        BLOB    PRIMARY KEY CHECK (typeof(hash) = 'blob' AND length(hash) = 32),
+    work        BLOB    NOT NULL CHECK (typeof(work) = 'blob' AND length(work) = 32),
+    issued      INTEGER NOT NULL CHECK (typeof(issued) = 'integer'),
+    redeemed    INTEGER CHECK (redeemed IS NULL OR typeof(redeemed) = 'integer'),
+    buyer       BLOB    CHECK (buyer IS NULL OR (typeof(buyer) = 'blob' AND length(buyer) = 32)),
+    payment_ref TEXT    CHECK (payment_ref IS NULL OR typeof(payment_ref) = 'text'),
+    CHECK ((redeemed IS NULL) = (buyer IS NULL) AND (redeemed IS NULL) = (payment_ref IS NULL))
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vouchers_work ON vouchers (work, issued);
+CREATE TRIGGER IF NOT EXISTS vouchers_no_delete BEFORE DELETE ON vouchers
+    BEGIN SELECT RAISE(ABORT, 'vouchers are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS vouchers_redeem_once BEFORE UPDATE ON vouchers
+    WHEN OLD.redeemed IS NOT NULL OR NEW.redeemed IS NULL
+      OR NEW.hash IS NOT OLD.hash OR NEW.work IS NOT OLD.work OR NEW.issued IS NOT OLD.issued
+    BEGIN SELECT RAISE(ABORT, 'a voucher is redeemed once, and then never changes'); END;
+"""
+
+
+def _v1_book(path: Path, codes: list[str], redeemed: str) -> None:
+    """A version 1 voucher book holding *codes* (issued at T0), *redeemed* by FAN at T1."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(f"BEGIN;{_SCHEMA_V1}PRAGMA user_version=1;COMMIT;")
+    ts = int(T0.timestamp())
+    db.executemany("INSERT INTO vouchers (hash, work, issued) VALUES (?,?,?)",
+                   [(code_hash(c), WORK, ts) for c in codes])
+    db.execute("UPDATE vouchers SET redeemed = ?, buyer = ?, payment_ref = ? WHERE hash = ?",
+               (int(T1.timestamp()), FAN, payment_ref(code_hash(redeemed)),
+                code_hash(redeemed)))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+
+
+def test_a_version_1_book_opens_upgrades_and_keeps_its_codes(tmp_path: Path) -> None:
+    path = tmp_path / "vouchers.sqlite"
+    old = [_code(f"{i:016d}") for i in range(1, 4)]
+    _v1_book(path, old, redeemed=old[0])
+    with VoucherBook(path) as book:
+        assert book._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        rows = {r.id: r for r in book.rows(WORK)}
+        assert set(rows) == {code_hash(c)[:8].hex() for c in old}
+        assert rows[code_hash(old[0])[:8].hex()].buyer == FAN
+        # Old codes carry no evidence (there was no record), and still work as before.
+        assert [book.evidence(c) for c in old] == [None, None, None]
+        with pytest.raises(VoucherRefused) as e:
+            book.redeem(WORK, old[0], buyer=MALLORY, now=T1)
+        assert e.value.reason == "redeemed"
+        book.redeem(WORK, old[1], buyer=FAN, now=T1)
+        # New codes in the upgraded book get their record and proofs.
+        new = book.issue(WORK, 2, now=T1, sign=_signer())
+        for c in new:
+            _proves(book, c)
+    # Reopened: still version 2, nothing lost, and the v1 triggers still hold.
+    with VoucherBook(path) as book:
+        assert len(book.rows(WORK)) == 5
+        assert book.evidence(old[2]) is None
+        assert all(book.evidence(c) is not None for c in new)
+    db = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("DELETE FROM vouchers")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("DELETE FROM issuances")
+    db.close()
