@@ -1327,16 +1327,18 @@ def label_decide(
 @statement_app.command("verify")
 def statement_verify(
     path: Annotated[Path, typer.Argument(help="A signed statement (.p2ps).")],
-    label: Annotated[str | None, typer.Option("--label", help="The label's key you expect.")
-                     ] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", help="The label's key you expect. Without it, the signer must be a "
+        "label in your trust store (p2pdist trust add).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify a label's signed payout statement: its signature and its exact sums."""
+    """Verify a label's signed payout statement: its signature, its exact sums, and that
+    your label signed it (--label KEY, or a label in your trust store); exit 3 if not."""
     from p2pdist.identity import fingerprint, key_to_text
     from p2pdist.label import verify_statement_file
     from p2pdist.payouts.report import statement_json
 
-    st = verify_statement_file(path, label=label)
+    st = verify_statement_file(path, label=label, home=_home())
     if json_out:
         _emit({"verified": True, **statement_json(st)})
         return
@@ -1345,7 +1347,7 @@ def statement_verify(
     # A statement names no label: the name is the fan's own, from the trust store.
     entry = TrustStore(_home()).get(st.label)
     by = (f"{_s(entry.name)}, a label you trust" if entry is not None
-          else "a key not in your trust store")
+          else "the label you named with --label (not in your trust store)")
     out.print(_line(("✓ verified", "green"),
                     f": signed by {key_to_text(st.label)} ({fingerprint(st.label)}), {by}; "
                     f"{len(st.lines)} lines sum exactly to the money in"))

@@ -28,7 +28,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from p2pdist.errors import P2PDistError
-from p2pdist.licensing import format_price
 
 __all__ = ["run_demo"]
 
@@ -220,19 +219,27 @@ def _label(d: _Demo, root: Path) -> None:
     st = res["statement"]
     names = {d.cli(w, "whoami", "--json")["public_key"]: n
              for w, n in (("ada", "Ada"), ("fan1", "Fan 1"), ("fan2", "Fan 2"),
-                          ("fan3", "Fan 3"))}
-    t = Table(title="Payout statement (signed by Label X)", title_justify="left")
-    for col in ("Payee", "As rights holder", "As redistributor", "Total"):
-        t.add_column(col, justify="left" if col == "Payee" else "right")
-    for p in st["payees"]:
-        t.add_row(names.get(p["payee"], p["payee"][:16]),
-                  format_price(p["holder"], p["currency"]),
-                  format_price(p["redistributor"], p["currency"]), p["formatted"])
+                          ("fan3", "Fan 3"), ("label", "Label X"))}
+    t = Table(title="Payout statement (signed by Label X): who collected, who is owed, "
+              "the net", title_justify="left")
+    for col in ("Party", "Collected", "Owed", "Net", "Who pays whom"):
+        t.add_column(col, justify="left" if col in ("Party", "Who pays whom") else "right")
+    for p in st["parties"]:
+        name = names.get(p["party"], p["party"][:16])
+        f = p["formatted"]
+        t.add_row(name, f["collected"], f["owed"], f["net"],
+                  p["settles"].replace(p["fingerprint"], name))
     console.print(t)
+    for h in st["held"]:
+        console.print(escape(f"  held {h['formatted']} of {h['title']!r}: {h['why']}"))
     if not res["sums_exactly"]:
         raise P2PDistError("the statement does not sum to the money in")
     console.print("[green]Every cent is accounted for: the lines sum exactly to the money in."
                   f"[/]\n  report: {html}\n  signed statement: {res['signed']}")
+    # Fan 1 trusts Label X's key (given to it by the label, not read from a statement):
+    # a statement signed by any other key is refused.
+    d.cli("fan1", "trust", "add", d.cli("label", "whoami", "--json")["public_key"],
+          "--name", "Label X")
     d.cli("fan1", "statement", "verify", res["signed"])
 
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from p2pdist._files import read_bounded
-from p2pdist.errors import InputError, MalformedObject, VerificationError
-from p2pdist.identity import Identity, atomic_write, key_from_text
+from p2pdist.errors import InputError, MalformedObject, NotTrusted, VerificationError
+from p2pdist.identity import Identity, atomic_write, fingerprint, key_from_text, key_to_text
 from p2pdist.library import Library
 from p2pdist.licensing import License, parse_price, verify_info
 from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, audit
@@ -43,6 +43,7 @@ from p2pdist.payouts.statement import (
     verify_statement,
 )
 from p2pdist.swarm import MAX_TORRENT_SIZE, info_section
+from p2pdist.trust import TrustStore
 
 __all__ = ["AuditFailed", "DecisionResult", "PayoutResult", "audit_bundles", "decide_copies",
            "load_works", "parse_work_id", "payout", "verify_statement_file"]
@@ -236,8 +237,16 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
     return PayoutResult(st, report, out, signed_path)
 
 
-def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
-    """Check a signed statement (.p2ps): the label's signature, the exact sums."""
+def verify_statement_file(path: Path, *, label: str | None = None,
+                          home: Path | None = None) -> Statement:
+    """Check a signed statement (.p2ps): the label's signature, the exact sums, and who
+    signed it: the label *label* names, or else a label in *home*'s trust store.
+
+    Anyone can sign a statement that names its own key as the label and sums exactly;
+    only the key says whose it is. Without --label, a signer the trust store does not
+    hold is NotTrusted (exit 3)."""
+    if label is None and home is None:
+        raise ValueError("say which label to expect, or whose trust store to check")
     expected = None
     if label is not None:  # an empty --label "$UNSET" checks against nothing: refused
         try:
@@ -249,7 +258,15 @@ def verify_statement_file(path: Path, *, label: str | None = None) -> Statement:
     signed = SignedStatement.from_bytes(
         read_bounded(path, MAX_STATEMENT_SIZE, what="a signed statement"))
     verify_statement(signed, label=expected)
-    return signed.statement
+    st = signed.statement
+    if expected is None and home is not None and not TrustStore(home).is_trusted(st.label):
+        raise NotTrusted(
+            f"the statement is signed by {key_to_text(st.label)} ({fingerprint(st.label)}), "
+            "a key that is not a label in your trust store: anyone can sign a statement "
+            "that adds up",
+            remedy="add the label with `p2pdist trust add LABEL_KEY --name NAME` (the key "
+            "your label gave you, not one read from the statement), or pass --label KEY")
+    return st
 
 
 def parse_work_id(text: str, what: str) -> bytes:

@@ -91,3 +91,77 @@ def test_a_tampered_bundle_is_a_finding_and_strict_exits_3(tmp_path: Path) -> No
     html = tmp_path / "s.html"
     run_cli(label, "payouts", str(b), *works, "--out", str(html))
     assert "bad-bundle" in html.read_text()
+
+
+def test_statement_re_signed_by_any_key_as_label_fails_without_label(tmp_path: Path) -> None:
+    """Issue 21, item 6. Mallory takes the label's real statement, and signs it again
+    with her own key as its "label", once as it was and once paying herself everything:
+    both are well signed and sum to the cent. Without --label, Ada's node checks the
+    signer against her trust store and refuses both (exit 3, with a remedy), in text and
+    in JSON; the label she trusts still verifies, and --label works as before."""
+    import hashlib
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    import nacl.signing
+
+    from p2pdist.identity import Identity, key_to_text
+    from p2pdist.licensing import PaidTerms
+    from p2pdist.payouts.statement import Line, Sale, SignedStatement, StatementWork
+    from p2pdist.payouts.statement import compute_statement as compute
+
+    label = Identity("Label X", nacl.signing.SigningKey(b"\x11" * 32))
+    mallory = Identity("Mallory", nacl.signing.SigningKey(b"\x66" * 32))
+    ada, fan = (bytes(nacl.signing.SigningKey(bytes([s]) * 32).verify_key) for s in (3, 5))
+    song = hashlib.sha256(b"song").digest()
+    works = {song: StatementWork("Song", PaidTerms(500, "EUR", 1500, (ada,)),
+                                 ((ada, 10_000),), 1000)}
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    sales = [Sale(song, bytes([40 + i]) * 32, ada, 500, "EUR", t0,
+                  hashlib.sha256(b"request %d" % i).digest(), ((fan, 1000),))
+             for i in range(4)]
+    honest = compute(label=label.public_key, works=works, sales=sales)
+    files = {"honest": SignedStatement.sign(honest, label)}
+    # Re-signed as it was, by Mallory as "label".
+    files["re-signed"] = SignedStatement.sign(replace(honest, label=mallory.public_key),
+                                              mallory)
+    # Or paying Mallory every cent: it still sums exactly, and names her as the label.
+    robbed = replace(honest, label=mallory.public_key,
+                     lines=(Line(mallory.public_key, "EUR", 2000, "holder", song, "sales"),))
+    assert robbed.sums_exactly
+    files["robbed"] = SignedStatement.sign(robbed, mallory)
+    paths = {}
+    for name, signed in files.items():
+        paths[name] = tmp_path / f"{name}.p2ps"
+        paths[name].write_bytes(signed.to_bytes())
+
+    home = tmp_path / "ada"
+    run_cli(home, "init", "--name", "Ada")
+    run_cli(home, "trust", "add", key_to_text(label.public_key), "--name", "Label X")
+    ok = run_cli(home, "statement", "verify", str(paths["honest"])).stdout
+    assert "✓ verified" in ok and "Label X, a label you trust" in ok
+    for name in ("re-signed", "robbed"):
+        cp = run_cli(home, "statement", "verify", str(paths[name]), check=False)
+        assert cp.returncode == 3, (name, cp.stdout, cp.stderr)
+        assert "verified" not in cp.stdout
+        assert "not a label in your trust store" in cp.stderr
+        assert "p2pdist trust add" in cp.stderr and "--label KEY" in cp.stderr
+        cp = run_cli(home, "statement", "verify", str(paths[name]), "--json", check=False)
+        assert cp.returncode == 3
+        doc = json.loads(cp.stdout.splitlines()[0])
+        assert doc["ok"] is False and doc["kind"] == "NotTrusted" and doc["exit_code"] == 3
+        assert "trust add" in doc["remedy"] and "--label" in doc["remedy"]
+        assert "verified" not in doc
+        # Pinned to the real label: the other-label refusal, as before.
+        cp = run_cli(home, "statement", "verify", str(paths[name]), "--label",
+                     key_to_text(label.public_key), "--json", check=False)
+        assert cp.returncode == 3 and json.loads(cp.stdout.splitlines()[0])["reason"] == \
+            "other-label"
+    # --label works as before, trusted or not: the one who names the key decides.
+    shown = json.loads(run_cli(home, "statement", "verify", str(paths["re-signed"]),
+                               "--label", key_to_text(mallory.public_key), "--json").stdout)
+    assert shown["verified"] and shown["label"] == key_to_text(mallory.public_key)
+    # Ada's trust store is unchanged by any of it.
+    listed = json.loads(run_cli(home, "trust", "list", "--json").stdout)
+    keys = [e["pk"] for e in (listed if isinstance(listed, list) else listed["trusted"])]
+    assert keys == [key_to_text(label.public_key)]
