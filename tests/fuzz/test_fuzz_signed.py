@@ -1,5 +1,6 @@
 """Fuzzing the signed objects a user receives as bytes: licenses, certificates, transfer
-receipts, payment receipts, grants, payout statements and split-sheet drafts.
+receipts, payment receipts, voucher issuance records, grants, payout statements and
+split-sheet drafts.
 
 Each target is what a reader of that object runs: parse the envelope, then verify it
 against a real policy (the paid work's terms, the buyer's key, the label's key). Every
@@ -27,6 +28,7 @@ from p2pdist.licensing import (
     verify_manifest,
 )
 from p2pdist.licensing._grant import GRANT_DOMAIN, SignedGrant, open_grant, verify_grant
+from p2pdist.payouts.issuance import ISSUANCE_DOMAIN, SignedIssuance
 from p2pdist.payouts.payments import PAYMENT_DOMAIN, SignedPayment, verify_payment
 from p2pdist.payouts.receipts import DOMAIN as RECEIPT_DOMAIN
 from p2pdist.payouts.receipts import SignedReceipt, rejection_reason, verify_receipt
@@ -129,6 +131,27 @@ _pay_body, _pay_resign = _envelope_codec("body", "seller", PAYMENT_DOMAIN)
 @given(data=mutants(lambda: seeds().payments, body_of=_pay_body, resign=_pay_resign))
 def test_fuzzed_payment_receipt_ends_in_a_clean_error(data: bytes) -> None:
     clean("payment receipt", lambda: _payment(data))
+
+
+def _issuances() -> tuple[bytes, ...]:
+    """The issuance records the seed sales embed, as a seller's ledger holds them."""
+    return tuple(dict.fromkeys(SignedPayment.from_bytes(p).payment.issuance.to_bytes()
+                               for p in seeds().payments))
+
+
+def _issuance(data: bytes) -> None:
+    # What the audit runs on a `voucher.issuance` entry of a seller's bundle.
+    signed = SignedIssuance.from_bytes(data)
+    signed.verify()
+
+
+_iss_body, _iss_resign = _envelope_codec("body", "collector", ISSUANCE_DOMAIN)
+
+
+@FUZZ
+@given(data=mutants(_issuances, body_of=_iss_body, resign=_iss_resign))
+def test_fuzzed_issuance_record_ends_in_a_clean_error(data: bytes) -> None:
+    clean("issuance record", lambda: _issuance(data))
 
 
 def _grant(data: bytes) -> None:
