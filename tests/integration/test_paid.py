@@ -441,3 +441,26 @@ def test_a_bad_face_value_is_a_clear_error_and_issues_nothing(
     assert not any(c.isalnum() for c in cp.stdout)  # no code was printed
     assert _issued(shop) == count
     assert len(_payloads(shop.artist, "voucher.issuance")) == records
+
+
+def test_a_code_issued_before_issuance_records_is_refused_and_stays_unspent(
+        shop: Shop) -> None:
+    # A code an older p2pdist issued (no record, no proof) cannot be booked as a sale:
+    # the seller refuses it before redeeming it, and says to issue new codes.
+    from p2pdist.payouts.vouchers import VoucherBook
+
+    work = bytes.fromhex(shop.pub["work"])
+    with VoucherBook(shop.artist / "vouchers.sqlite") as book:
+        [code] = book.issue(work, 1, now=datetime.now(UTC))  # without sign=: no record
+    fan = shop.home("old-code")
+    shop.fetch(fan, shop.root / "old-code-music")
+    before = _ledger_kinds(shop.artist)
+    cp = shop.buy(fan, code, check=False)
+    assert cp.returncode == 1, cp.stderr
+    assert "issuance record" in " ".join(cp.stderr.split())
+    assert "Traceback" not in cp.stderr
+    with VoucherBook(shop.artist / "vouchers.sqlite") as book:
+        row = book.find(code)
+    assert row is not None and row.redeemed is None
+    assert _ledger_kinds(shop.artist) == before
+    assert not (fan / "library" / f"{shop.pub['work']}.grant").exists()
