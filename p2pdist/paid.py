@@ -612,19 +612,24 @@ def issue_vouchers(home: Path, identity: Identity, work: str, count: int, *,
                          remedy="write the new codes to another file")
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     placed = False
+    record: list[SignedIssuance] = []
 
     def place(codes: list[str]) -> None:
         nonlocal placed
         if out is not None:
             write_csv(out, [IssuedVoucher(c, bytes.fromhex(w.work), when) for c in codes])
             placed = True
+        # Last, once the codes are where they are handed out: a batch that fails before
+        # (a CSV that cannot be written) leaves no signed record of codes that never
+        # existed in the append-only ledger. (A crash between this and the book's commit
+        # still can; a failure to append issues nothing.)
+        log.append(ISSUANCE_KIND, record[0].to_bytes())
 
     def sign(root: bytes, n: int) -> SignedIssuance:
-        signed = SignedIssuance.sign(Issuance(
+        record.append(SignedIssuance.sign(Issuance(
             work=bytes.fromhex(w.work), collector=identity.public_key, count=n, face=face,
-            currency=terms.currency, root=root, ts=when), identity)
-        log.append(ISSUANCE_KIND, signed.to_bytes())  # (a crash before commit: no codes)
-        return signed
+            currency=terms.currency, root=root, ts=when), identity))
+        return record[0]
 
     with HomeLock(home), VoucherBook(home / VOUCHERS_NAME) as book:
         log = open_ledger(home, identity.public_key)

@@ -464,3 +464,17 @@ def test_a_code_issued_before_issuance_records_is_refused_and_stays_unspent(
     assert row is not None and row.redeemed is None
     assert _ledger_kinds(shop.artist) == before
     assert not (fan / "library" / f"{shop.pub['work']}.grant").exists()
+
+
+def test_a_batch_that_fails_leaves_no_issuance_record_in_the_ledger(shop: Shop) -> None:
+    # The CSV cannot be written (its folder is a file): nothing is issued, and the
+    # seller's append-only ledger must not keep a signed record of codes that never were.
+    count, records = _issued(shop), len(_payloads(shop.artist, "voucher.issuance"))
+    blocked = shop.root / "a-file"
+    blocked.write_text("not a folder")
+    cp = run_cli(shop.artist, "vouchers", "issue", shop.pub["work"], "--count", "2",
+                 "--out", str(blocked / "codes.csv"), check=False)
+    assert cp.returncode == 1, cp.stderr
+    assert "Traceback" not in cp.stderr
+    assert _issued(shop) == count
+    assert len(_payloads(shop.artist, "voucher.issuance")) == records
