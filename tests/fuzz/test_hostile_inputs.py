@@ -164,14 +164,16 @@ def test_file_over_its_cap_is_refused_before_it_is_read(tmp_path: Path, what: st
         e = _refused(lambda: node.import_receipts(tmp_path / "home", [big]), InputError,
                      limit=2.0)
     else:
-        e = _refused(lambda: verify_statement_file(big), InputError, limit=2.0)
+        e = _refused(lambda: verify_statement_file(big, home=tmp_path / "home"), InputError,
+                     limit=2.0)
     assert "too large" in e.message
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_endless_file_is_read_no_further_than_its_cap(tmp_path: Path) -> None:
     # /dev/zero says it is empty and never ends: only a bounded read stops.
-    e = _refused(lambda: verify_statement_file(Path("/dev/zero")), InputError)
+    e = _refused(lambda: verify_statement_file(Path("/dev/zero"), home=tmp_path / "home"),
+                 InputError)
     assert "too large" in e.message
 
 
