@@ -86,7 +86,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import nacl.bindings
@@ -139,9 +139,12 @@ FINDING_KINDS: Final = (
     "bad-bundle", "fork", "duplicate-receipt", "receipt-rollback", "duplicate-payment",
     "double-booking", "double-spend", "over-size", "self-dealing", "suspected-sybil",
     "non-seller", "wrong-price", "unknown-work", "unbacked-receipt", "unissued-sale",
-    "forged-sale", "withheld-sale", "copied-work",
+    "forged-sale", "withheld-sale", "copied-work", "misdated-sale", "below-price",
 )
 SYBIL_MIN: Final = 5
+# How far a seller's time on a sale may be from the time its buyer signed the request (a
+# seller refuses requests more than a day off its clock: paid.REQUEST_MAX_AGE).
+REQUEST_SKEW: Final = timedelta(hours=24)
 # A hostile bundle can make a finding of every entry; past this many of one kind the
 # rest are only counted (AuditReport.omitted), so memory stays bounded.
 MAX_FINDINGS_PER_KIND: Final = 1000
@@ -416,6 +419,7 @@ class _Chain:
     hashes: bytes
     bundle: int
     head: bytes
+    exported: datetime | None = None  # its checkpoint's time
 
     @property
     def size(self) -> int:
@@ -435,6 +439,7 @@ class _Bundle:
     payments: dict[bytes, _Payment] = field(default_factory=dict)
     issued: dict[bytes, dict[str, object]] = field(default_factory=dict)
     by_seller: set[bytes] = field(default_factory=set)
+    held_by_buyer: set[bytes] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
     unknown: dict[bytes, _Unknown] = field(default_factory=dict)
     served: dict[bytes, tuple[int, dict[str, object], int]] = field(default_factory=dict)
@@ -458,6 +463,8 @@ class _Audit:
         # later one (from another node's bundle or a purchase request) superseded it.
         self.own: dict[bytes, _Latest] = {}
         self.issuances: set[bytes] = set()  # issuance records whose signature holds
+        # Bodies of payment receipts held by their buyer's node or a collector.
+        self.held_by_buyer: set[bytes] = set()
         self.rejected: set[bytes] = set()  # payments that broke the terms (reported once)
         self.unknown: dict[bytes, _Unknown] = {}
         self.findings: list[Finding] = []
@@ -512,7 +519,8 @@ class _Audit:
         # The bundle holds: merge what it adds.
         if node not in self.chains or len(bundle.entries) > b.known_size:
             self.chains[node] = _Chain(b"".join([e.hash for e in bundle.entries]), index,
-                                       bundle.checkpoint.checkpoint.head)
+                                       bundle.checkpoint.checkpoint.head,
+                                       bundle.checkpoint.checkpoint.ts)
         self.entries += b.entries
         self.receipts += b.receipts
         self.payment_entries += b.payment_entries
@@ -535,6 +543,7 @@ class _Audit:
         if b.served:
             self.recording.add(node)
         self.by_seller |= b.by_seller
+        self.held_by_buyer |= b.held_by_buyer
         self.decisions.extend(b.decisions)
         for digest, pay in b.payments.items():
             if digest not in self.payments and digest not in self.rejected:
@@ -693,6 +702,9 @@ class _Audit:
                 b.issued[digest] = at
             if e.node == sp.payment.seller:
                 b.by_seller.add(digest)
+        if e.kind == "payment.collected" or (e.kind == "payment.received"
+                                             and e.node == sp.payment.buyer):
+            b.held_by_buyer.add(sp.body)
         if seen is None:
             b.payments[digest] = _Payment(sp, at)
 
@@ -738,6 +750,9 @@ class _Audit:
                        seller=key_to_text(p.seller), payment=_payment_json(p), at=pay.at)
             self.rejected.add(digest)
             return
+        if why is None and info.price is not None and p.amount > info.price:
+            why = (f"its code's face value {p.amount} is over the work's price "
+                   f"{info.price} (minor units)")
         if why is not None or p.currency != info.currency:
             self._find(self.findings, "wrong-price",
                        f"a sale of work {p.work.hex()[:16]}… by {key_to_text(p.seller)} "
@@ -780,9 +795,11 @@ class _Audit:
         fallback: dict[bytes, _Latest] = {}
         for key, v in self.latest.items():
             sent, at, backed = self.served.get(key, (0, None, 0))
-            if sent and v[1] <= backed + RECEIPT_SLACK:
-                continue
             o = self.own.get(key)
+            if sent and v[1] <= backed + RECEIPT_SLACK:
+                if o is not None and o[1] > v[1] and o[1] <= backed + RECEIPT_SLACK:
+                    fallback[key] = o  # a later receipt for fewer bytes lowers nothing
+                continue
             if o is not None and sent and o[1] <= backed + RECEIPT_SLACK:
                 # The downloader signed more than it got (and sent it elsewhere): the
                 # uploader's own backed receipt counts, and the other is named.
@@ -917,9 +934,18 @@ class _Audit:
         by_request: dict[bytes, list[_Payment]] = defaultdict(list)
         for pay in self.payments.values():
             by_request[pay.signed.payment.request_id].append(pay)
+
+        def counts_first(p: _Payment) -> tuple[bool, int, datetime, bytes]:
+            # Of several answers to one request, the one its buyer (or the collector)
+            # holds, then the one that books the most: a seller cannot erase a sale by
+            # signing a cheaper twin of it.
+            s = p.signed
+            return (s.body not in self.held_by_buyer, -s.payment.amount, s.payment.ts,
+                    s.body)
+
         kept: list[_Payment] = []
         for rid, found in by_request.items():
-            group = sorted(found, key=order)
+            group = sorted(found, key=counts_first)
             if len(group) > 1:
                 sellers = sorted({key_to_text(g.signed.payment.seller) for g in group})
                 self._find(out, "double-booking",
@@ -950,18 +976,45 @@ class _Audit:
                        "carriers' share of the later ones is held for the label",
                        work=first.work.hex(), payment_ref=first.payment_ref,
                        sellers=sellers, payments=[g.to_json() for g in group])
+        below: dict[tuple[bytes, bytes, int], int] = defaultdict(int)
         for pay in kept:
             p = pay.signed.payment
             if hashlib.sha256(pay.signed.body).digest() not in self.by_seller:
-                given = p.seller in self.chains
+                chain = self.chains.get(p.seller)
+                exported = chain.exported if chain is not None else None
+                older = exported is not None and exported < p.ts
                 self._find(out, "withheld-sale",
                            f"a sale of work {p.work.hex()[:16]}… to {key_to_text(p.buyer)} "
                            f"signed by {key_to_text(p.seller)} is missing from "
-                           + ("that seller's bundle" if given else
-                              "the audit: no bundle of that seller was given")
+                           + ("the audit: no bundle of that seller was given"
+                              if chain is None else
+                              "that seller's bundle, exported before the sale: ask for a "
+                              "fresh one" if older else "that seller's bundle")
                            + "; it is counted",
-                           seller=key_to_text(p.seller), seller_bundle=given,
+                           seller=key_to_text(p.seller), seller_bundle=chain is not None,
+                           exported=None if exported is None else _iso(
+                               int(exported.timestamp())),
                            payment=_payment_json(p), at=pay.at)
+            asked = p.request.request.ts
+            if abs(p.ts - asked) > REQUEST_SKEW:
+                self._find(out, "misdated-sale",
+                           f"a sale of work {p.work.hex()[:16]}… signed by "
+                           f"{key_to_text(p.seller)} is dated {_iso(int(p.ts.timestamp()))}"
+                           f", its buyer asked on {_iso(int(asked.timestamp()))}: it counts "
+                           "on the day its buyer asked",
+                           seller=key_to_text(p.seller), payment=_payment_json(p), at=pay.at)
+            price = self.works[p.work].price
+            if price is not None and p.amount < price:
+                below[p.seller, p.work, p.amount] += 1
+        for (seller, work, face), n in sorted(below.items()):
+            price = self.works[work].price
+            self._find(out, "below-price",
+                       f"{key_to_text(seller)} sold {n} code(s) of work {work.hex()[:16]}… "
+                       f"at face value {face}, under its price {price} (minor units"
+                       + ("; gift or press codes" if face == 0 else "") + "): the rights "
+                       "holders are paid on what was booked",
+                       seller=key_to_text(seller), work=work.hex(), face=face, price=price,
+                       sales=n)
         return kept, later
 
     def _carried(self, kept: list[_Payment], later: set[int],
@@ -975,14 +1028,24 @@ class _Audit:
             if wd in wanted and key not in unbacked and v[1] > 0:
                 rows[wd].append((key[32:64], v[1]))
         sales = []
+        capped: dict[bytes, tuple[tuple[tuple[bytes, int], ...], bool]] = {}
         for pay in kept:
             p = pay.signed.payment
-            size = self.works[p.work].size
+            wd = p.work + p.buyer
+            if wd not in capped:
+                size = self.works[p.work].size
+                got = rows.get(wd, [])
+                # A buyer that signed more than one copy (an over-size finding names it):
+                # its carriers' share is held for the label, not scaled among keys it
+                # may have made up.
+                capped[wd] = (cap_bytes(got, size), sum(n for _, n in got) > size)
+            carriers, over = capped[wd]
+            asked = p.request.request.ts
             sales.append(Sale(work=p.work, buyer=p.buyer, collector=p.seller,
-                              amount=p.amount, currency=p.currency, ts=p.ts,
-                              ref=p.request_id,
-                              carriers=cap_bytes(rows.get(p.work + p.buyer, []), size),
-                              hold_carriers=id(pay) in later))
+                              amount=p.amount, currency=p.currency,
+                              ts=p.ts if abs(p.ts - asked) <= REQUEST_SKEW else asked,
+                              ref=p.request_id, carriers=carriers,
+                              hold_carriers=over or id(pay) in later))
         return tuple(sales)
 
 

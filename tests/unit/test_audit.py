@@ -524,7 +524,7 @@ def test_findings_past_the_cap_are_counted_not_kept(nodes: Nodes,
 def test_every_finding_kind_is_named_and_serialisable() -> None:
     with pytest.raises(ValueError, match="unknown finding kind"):
         Finding("nonsense", "x", {})
-    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 18
+    assert len(set(FINDING_KINDS)) == len(FINDING_KINDS) == 20
     f = Finding("fork", "m", {"node": "x"})
     assert f.to_dict() == {"kind": "fork", "message": "m", "evidence": {"node": "x"}}
 

@@ -28,7 +28,7 @@ from p2pdist.identity import Identity, key_to_text
 from p2pdist.licensing import PaidTerms
 from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
 from p2pdist.payouts.receipts import served_record
-from p2pdist.payouts.statement import Statement, StatementWork, compute_statement
+from p2pdist.payouts.statement import Period, Statement, StatementWork, compute_statement
 from tests._sales import Batch, request, sign_payment
 from tests.unit.test_audit import T0, Nodes, ident, receipt
 
@@ -173,7 +173,8 @@ def test_a_buyer_crediting_an_accomplice_cannot_take_the_share_of_the_carrier_ho
     credits an accomplice. F's own bundle holds that buyer's receipts for the whole work.
     (a) the accomplice's ledger backs nothing: F is paid in full; (b) the accomplice's
     own ledger claims it served the work too: the buyer signed two copies, a finding
-    names it, and the carriers' share of its purchase is scaled (DESIGN's bound)."""
+    names it, and the carriers' share of its purchase is held for the label (not scaled
+    among keys the buyer may have made up): F loses nothing, the accomplice gets 0."""
     m = ident("mallory buyer")
     real = receipt(NIGHT, F, m, 1, SIZE)
     world.add(F, served(NIGHT, m, SIZE), ("receipt.received", real))
@@ -191,10 +192,10 @@ def test_a_buyer_crediting_an_accomplice_cannot_take_the_share_of_the_carrier_ho
     st = payout(report)
     over = [f for f in report.findings if f.kind == "over-size"]
     assert [f.evidence["downloader"] for f in over] == [key_to_text(m.public_key)]
-    assert owed(st, F) >= 4 * 75 + 75 // 2 - 1  # at most half of this one purchase's share
-    # The coalition paid 5.00 in (to the seller, outside the settlement) and is paid at
-    # most the carriers' share of that purchase.
-    assert net(st, [m, ACCOMPLICE]) <= PRICE * 1500 // 10_000
+    assert owed(st, F) == 4 * 75 and owed(st, ACCOMPLICE) == 0
+    held = [ln for ln in st.lines if ln.role == "held"]
+    assert [(ln.payee, ln.amount) for ln in held] == [(LABEL.public_key, 75)]
+    assert net(st, [m, ACCOMPLICE]) <= 0
 
 
 def test_a_buyer_sending_no_receipt_does_not_send_the_carriers_share_to_the_holders(
@@ -395,3 +396,88 @@ def test_a_buyer_signing_an_inflated_later_receipt_cannot_void_its_carriers_shar
     st = payout(report)
     assert owed(st, F) == 4 * 75 + 45  # 15 % of 5.00 x 600,000 / 1,000,000
     assert losses(baseline, st) == {}
+
+
+# -- the outside review's attacks (issue 21, second round) ----------------------------------
+
+
+def test_a_seller_dating_a_sale_out_of_the_period_is_named_and_the_sale_counts_when_asked(
+        world: World, baseline: Statement) -> None:
+    """The seller signs an honest buyer's sale with a time years off the time the buyer
+    signed its request, to push it out of the statement's period."""
+    m = ident("november buyer")
+    asked = T0 + timedelta(days=300)
+    req = request(m, ADA.public_key, NIGHT, ts=asked)
+    pay = sign_payment(ADA, req, world.batch.signed, world.batch.codes[17],
+                       world.batch.proof(17), ts=T0 - timedelta(days=3650)).to_bytes()
+    world.add(ADA, ("payment.issued", pay))
+    report = audit(world.bundles(), WORKS)
+    assert kinds(report) == ["misdated-sale"]
+    assert report.findings[0].evidence["seller"] == key_to_text(ADA.public_key)
+    [sale] = [s for s in report.sales if s.buyer == m.public_key]
+    assert sale.ts == asked
+    period = Period(asked - timedelta(days=1), asked + timedelta(days=1))
+    st = compute_statement(label=LABEL.public_key, works=PAY_WORKS, sales=list(report.sales),
+                           period=period)
+    assert dict(st.totals_in) == {"EUR": PRICE}
+
+
+def test_a_seller_answering_a_request_twice_with_a_free_code_erases_nothing(
+        world: World, baseline: Statement) -> None:
+    """The buyer holds a 5.00 receipt; the seller also signs, over the same request, a
+    receipt spending a gift code, dated a second earlier, and keeps only that one."""
+    m = ident("buyer of the twin")
+    r = receipt(NIGHT, F, m, 1, SIZE)
+    world.add(F, served(NIGHT, m, SIZE), ("receipt.received", r))
+    req = request(m, ADA.public_key, NIGHT, ts=T0 + timedelta(hours=9), receipts=[r])
+    real = sign_payment(ADA, req, world.batch.signed, world.batch.codes[18],
+                        world.batch.proof(18)).to_bytes()
+    twin = sign_payment(ADA, req, world.gifts.signed, world.gifts.codes[0],
+                        world.gifts.proof(0), ts=T0 + timedelta(hours=9, seconds=-1))
+    world.add(m, ("payment.received", real))
+    world.add(ADA, ("payment.issued", twin.to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    assert kinds(report) == ["double-booking", "withheld-sale"]
+    st = payout(report)
+    assert dict(st.totals_in) == {"EUR": 5 * PRICE}
+    assert owed(st, F) == 5 * 75 and losses(baseline, st) == {}
+
+
+def test_a_face_value_over_the_price_books_nothing_and_the_statement_still_computes(
+        world: World, baseline: Statement) -> None:
+    """A seller sells codes of a face value far over the price to its own buyer key, to
+    make the statement's sums overflow its bounds (no statement for anyone)."""
+    huge = Batch(ADA, NIGHT, 10**15, "EUR", count=4, seed=b"huge")
+    for i in range(3):
+        world.add(ADA, ("payment.issued", huge.sell(ident(f"own buyer {i}")).to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    assert kinds(report) == ["wrong-price"] * 3
+    st = payout(report)
+    assert dict(st.totals_in) == {"EUR": 4 * PRICE} and losses(baseline, st) == {}
+
+
+def test_a_later_receipt_for_fewer_bytes_does_not_lower_a_carriers_credit(
+        world: World, baseline: Statement) -> None:
+    """The buyer signs seq 2 for 1 byte after F's seq 1 for the whole work, kept only in
+    its own ledger (a rollback); F's own backed receipt still counts."""
+    m = ident("rollback buyer")
+    real = receipt(NIGHT, F, m, 1, SIZE)
+    world.add(F, served(NIGHT, m, SIZE), ("receipt.received", real))
+    world.add(m, ("receipt.issued", receipt(NIGHT, F, m, 2, 1)))
+    world.add(ADA, ("payment.issued", world.batch.sell(m, index=19).to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    assert "receipt-rollback" in kinds(report)
+    st = payout(report)
+    assert owed(st, F) == 5 * 75 and losses(baseline, st) == {}
+
+
+def test_codes_sold_under_the_price_are_named(world: World) -> None:
+    """A seller issues codes at face 0.01 and sells them: what it books is what the
+    holders are paid on, and the label sees it."""
+    cheap = Batch(ADA, NIGHT, 1, "EUR", count=4, seed=b"cheap")
+    for i in range(3):
+        world.add(ADA, ("payment.issued", cheap.sell(ident(f"cheap {i}")).to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    [f] = report.findings
+    assert f.kind == "below-price" and f.evidence["sales"] == 3 and f.evidence["face"] == 1
+    assert f.evidence["seller"] == key_to_text(ADA.public_key)
