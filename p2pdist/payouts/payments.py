@@ -546,3 +546,6 @@ def verify_payment(signed: SignedPayment, *, work: bytes, terms: PaidTerms,
     if p.currency != terms.currency:
         raise PaymentRejected(f"the payment is in {p.currency}, the work sells in "
                               f"{terms.currency}", reason="wrong-price")
+    if p.amount > terms.price:
+        raise PaymentRejected(f"the code's face value {p.amount} is over the price "
+                              f"{terms.price} (minor units)", reason="wrong-price")

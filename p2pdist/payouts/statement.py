@@ -729,6 +729,18 @@ def _carried(rows: Iterable[tuple[bytes, int]], size: int
     return out, max(size, sum(n for _, n in out), 1)
 
 
+def _not_copiers(work: bytes, rows: Iterable[tuple[bytes, int]],
+                 works: Mapping[bytes, StatementWork],
+                 original_of: Mapping[bytes, bytes]) -> list[tuple[bytes, int]]:
+    """The carriers of *work*, less its own holders when the label decided it copies
+    another: a copier earns nothing by seeding its copy (that share goes to the
+    original's holders); other fans who carried it are paid as for any work."""
+    if work not in original_of:
+        return list(rows)
+    own = {pk for pk, _ in works[work].splits}
+    return [(pk, n) for pk, n in rows if pk not in own]
+
+
 def _tie(period: Period | None, *parts: bytes) -> bytes:
     """An order no key can choose: a hash of the statement's period and the line."""
     when = b"" if period is None else b"%d-%d" % (period.start.timestamp(),
@@ -888,7 +900,8 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         totals[cur] += sale.amount
         collected[sale.collector, cur] += sale.amount
         size = max(sold.size, 1)
-        carriers, over = _carried(sale.carriers, sold.size)
+        carriers, over = _carried(_not_copiers(sale.work, sale.carriers, works, original_of),
+                                  sold.size)
         if sale.work in disputed:
             nums[(cur, label, "held", sale.work, "sales"), size] += \
                 sale.amount * TOTAL_BPS * TOTAL_BPS * size
@@ -970,8 +983,8 @@ def _slice_weights(down: bytes, per_work: Mapping[bytes, int],
     for wid in per_work:
         w = works[wid]
         holders = works[original_of[wid]].splits if wid in original_of else w.splits
-        parts[wid] = _split_weights(wid, holders, bps,
-                                    *_carried(fetched[wid, down].items(), w.size))
+        parts[wid] = _split_weights(wid, holders, bps, *_carried(
+            _not_copiers(wid, fetched[wid, down].items(), works, original_of), w.size))
     sums = {wid: sum(p.values()) for wid, p in parts.items()}
     lcm = math.lcm(*sums.values())
     weights: dict[_Entry, int] = defaultdict(int)

@@ -463,8 +463,9 @@ def _exact(label: bytes, works: dict[bytes, StatementWork], sales: list[Sale],
     * a sale in the period books its amount against its collector; a disputed work's
       money is the label's (held); otherwise each carrier gets bps/10000 x bytes/size
       (bytes each capped at the size, all of them together at one copy, pro rata), and
-      the rest goes to the holders of the work (of its original, for a decided copy); the
-      carriers' share of a sale whose code was spent before is held for the label;
+      the rest goes to the holders of the work (of its original, for a decided copy, whose
+      own holders carry nothing of it); the carriers' share of a sale whose code was
+      spent before is held for the label;
     * a pool shared by at least one verified downloader is money in, collected by the
       label: an equal slice per verified downloader of CC works (latest receipt per
       uploader in the period, bytes capped, not excluded), each slice pro rata to the
@@ -483,7 +484,9 @@ def _exact(label: bytes, works: dict[bytes, StatementWork], sales: list[Sale],
             exact[label, cur] += amount * Fraction(bps, TOTAL_BPS)
             amount, bps, carriers = amount * Fraction(TOTAL_BPS - bps, TOTAL_BPS), 0, {}
         size = works[wid].size
-        capped = {pk: min(n, size) for pk, n in carriers.items() if min(n, size) > 0}
+        copier = {pk for pk, _ in works[wid].splits} if wid in original_of else set()
+        capped = {pk: min(n, size) for pk, n in carriers.items()
+                  if min(n, size) > 0 and pk not in copier}
         covered = sum(capped.values())
         denom = max(size, covered, 1)
         for pk, n in capped.items():
