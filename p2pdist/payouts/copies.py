@@ -370,32 +370,17 @@ def _likely_original(works: Sequence[CopyWork]) -> tuple[bytes | None, str]:
     if certified:
         candidates = certified
         said.append(f"{len(certified)} carry a trusted label's certificate")
-    # (2) the earliest signed sale or receipt
-    times = sorted((w.first_seen, w.work) for w in candidates if w.first_seen is not None)
-    if times:
-        first = times[0][0]
-        tied = [w for w in candidates if w.first_seen == first]
-        if len(tied) == 1:
-            w = tied[0]
-            later = [f"{_name(o)} at {_iso(o.first_seen)}" if o.first_seen else
-                     f"{_name(o)} never" for o in candidates if o is not w]
-            return w.work, "; ".join([*said, (
-                f"{_name(w)} was seen first: a signed sale or receipt at {_iso(first)}, "
-                f"before {', '.join(later)}")])
-        candidates = tied
-        said.append(f"{len(tied)} were first seen at the same second, {_iso(first)}")
-    else:
-        said.append("no signed sale or receipt was seen for any of them")
-    # (3) the earliest created time: what the holders signed, so the weakest evidence
-    first_created = min(w.created for w in candidates)
-    tied = [w for w in candidates if w.created == first_created]
-    if len(tied) == 1:
-        w = tied[0]
-        return w.work, "; ".join([*said, (
-            f"{_name(w)} says it was created first, at {_iso(first_created)} (a date its "
-            "holders chose: weak evidence)")])
-    said.append(f"{len(tied)} say they were created at the same second")
-    return None, "nothing separates them: " + "; ".join(said)
+    # Nothing else decides: a receipt's or a sale's time is signed by the downloader or
+    # the seller, who may be the thief's own keys, and `created` is what the holders
+    # wrote. They are shown as what they are, claims, and the label decides.
+    seen = sorted((w.first_seen, w.work) for w in candidates if w.first_seen is not None)
+    if seen:
+        said.append("first signed sale or receipt (times their signers chose): " + ", ".join(
+            f"{_name(w)} {_iso(w.first_seen)}" for w in candidates if w.first_seen))
+    said.append("created (as their holders wrote): " + ", ".join(
+        f"{_name(w)} {_iso(w.created)}" for w in candidates))
+    return None, "no trusted label's certificate separates them, and nothing a copier " \
+        "cannot forge does: the label decides; " + "; ".join(said)
 
 
 # -- the label's decision ------------------------------------------------------------------
