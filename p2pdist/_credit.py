@@ -90,6 +90,10 @@ LEDGER_NAME = "ledger.sqlite"
 ISSUED = "receipt.issued"
 RECEIVED = "receipt.received"
 COLLECTED = "receipt.collected"
+# A collector keeps receipts naming at most this many uploaders per (work, downloader)
+# (a purchase request carries at most as many): no more is a real swarm's, and a key that
+# names made-up uploaders cannot grow the collector's ledger without bound.
+MAX_COLLECTED_UPLOADERS = 64
 PAYMENT_COLLECTED = "payment.collected"  # a seller-signed sale, as a buyer delivered it
 SERVED = "upload.served"
 # How long a receipt that is not backed yet, from a key still connected, waits for the
@@ -173,6 +177,8 @@ class Credit:
     # Collector side: (work, downloader) with a kept collected copy; (work, network) ->
     # when each new downloader key of its collected copies came.
     _known_collected: set[tuple[bytes, bytes]] = field(default_factory=set)
+    # (work, downloader) -> the uploaders its collected receipts name (capped).
+    _collected_uploaders: dict[tuple[bytes, bytes], set[bytes]] = field(default_factory=dict)
     _new_keys: dict[tuple[bytes, str], deque[float]] = field(default_factory=dict)
     # Collected payments: sha256 of each kept signed sale's body; (work, buyer) of them;
     # the budget of new buyer keys per (work, network), apart from the receipts' one.
@@ -203,6 +209,8 @@ class Credit:
                     index[r.key] = r
                 if kind == COLLECTED:
                     self._known_collected.add((r.work, r.downloader))
+                    self._collected_uploaders.setdefault((r.work, r.downloader), set()).add(
+                        r.uploader)
         last: dict[tuple[bytes, bytes], tuple[int, int]] = {}
         for payload in self.log.payloads(SERVED):
             work, down, n, rate = parse_served_rate(payload)
@@ -259,6 +267,18 @@ class Credit:
             if prev is not None and (r == prev or r.seq <= prev.seq or r.bytes < prev.bytes):
                 raise ApiError(409, "replayed" if r == prev else "rollback",
                                f"receipt seq {r.seq} is not after the kept seq {prev.seq}")
+            if prev is not None and r.bytes == prev.bytes:
+                # Nothing new to acknowledge: keeping it would only grow the ledger (one
+                # entry per request, from anyone who can sign as that downloader). It is
+                # remembered (a replay of it is refused), not written.
+                index[r.key] = r
+                return {"ok": True, "seq": r.seq, "bytes": r.bytes, "already": True,
+                        "kept_as": "collected" if collecting else "received"}
+            if collecting and prev is None and len(self._collected_uploaders.get(
+                    (r.work, r.downloader), ())) >= MAX_COLLECTED_UPLOADERS:
+                raise ApiError(429, "too-many-uploaders",
+                               f"this collector keeps receipts of at most "
+                               f"{MAX_COLLECTED_UPLOADERS} uploaders per downloader of a work")
             # Only a collected copy is capped: a received receipt is backed by bytes this
             # node really sent that key, and a cap there only lets fresh keys (free ones
             # at a collector, or cheap real fetches) refuse an honest fan's real receipt.
@@ -270,6 +290,8 @@ class Credit:
             index[r.key] = r
             if collecting:
                 self._known_collected.add((r.work, r.downloader))
+                self._collected_uploaders.setdefault((r.work, r.downloader), set()).add(
+                    r.uploader)
         return {"ok": True, "seq": r.seq, "bytes": r.bytes,
                 "kept_as": "collected" if collecting else "received"}
 

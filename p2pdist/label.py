@@ -82,9 +82,12 @@ def load_works(home: Path, refs: Sequence[Path]) -> list[License]:
     return list(out.values())
 
 
-def _bundles(paths: Sequence[Path]) -> Iterator[bytes]:
+def _bundles(paths: Sequence[Path]) -> Iterator[bytes | VerificationError]:
     for p in paths:
-        yield read_bounded(p, MAX_BUNDLE_SIZE, what="a ledger bundle")
+        try:
+            yield read_bounded(p, MAX_BUNDLE_SIZE, what="a ledger bundle")
+        except InputError as e:  # too large: one bad bundle, not the end of the audit
+            yield MalformedObject(f"{p.name}: {e.message}")
 
 
 class _Sized:
@@ -96,7 +99,7 @@ class _Sized:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | VerificationError]:
         return _bundles(self.paths)
 
 

@@ -493,10 +493,12 @@ class _Audit:
 
     # -- one bundle
 
-    def add(self, index: int, data: bytes) -> None:
+    def add(self, index: int, data: bytes | VerificationError) -> None:
         self.bundles += 1
         self.b = b = _Bundle(index)
         try:
+            if isinstance(data, VerificationError):
+                raise data  # a bundle the caller could not even read (e.g. too large)
             bundle = verify_bundle(data, on_payload=self._entry)
         except VerificationError as e:
             self.bad_bundles += 1
@@ -1050,7 +1052,7 @@ class _Audit:
 
 
 def audit(
-    bundles: Iterable[bytes],
+    bundles: Iterable[bytes | VerificationError],
     works: Mapping[bytes, WorkInfo],
     *,
     progress: Callable[[int, int | None], None] | None = None,
@@ -1058,8 +1060,10 @@ def audit(
 ) -> AuditReport:
     """Verify every bundle and cross-check what they hold; see the module docstring.
 
-    *bundles* are bundle bytes as ``receipts export`` writes them, read once each in
-    order (a lazy iterable keeps one in memory at a time); *works* maps each work id
+    *bundles* are bundle bytes as ``receipts export`` writes them (or, for one the caller
+    could not read, such as a file over MAX_BUNDLE_SIZE, the error: a bad-bundle finding,
+    and the audit goes on), read once each in order (a lazy iterable keeps one in memory
+    at a time); *works* maps each work id
     (32 bytes) to its WorkInfo (see WorkInfo.from_license). *progress*, if given, is
     called after each bundle with (bundles done, total or None if unsized). A rule is
     broken in the data, not in the call, so findings are returned, never raised;
