@@ -458,8 +458,8 @@ class PaymentReceipt:
                 ts=datetime.fromtimestamp(as_int(d["ts"], "time", 0, MAX_TS), UTC),
                 request=SignedPurchase.from_bytes(as_bytes(d["request"], "purchase request",
                                                            max_len=MAX_PURCHASE_SIZE)),
-                issuance=SignedIssuance.from_bytes(as_bytes(
-                    d["issuance"], "issuance record", max_len=MAX_ISSUANCE_SIZE)),
+                issuance=_issuance(as_bytes(d["issuance"], "issuance record",
+                                            max_len=MAX_ISSUANCE_SIZE)),
                 code=as_bytes(d["code"], "code hash", 32),
                 proof=proof,
             )
@@ -488,6 +488,22 @@ class SignedPayment:
         body, d, sig = read_signed(data, PAYMENT_TYPE, max_size=MAX_PAYMENT_SIZE,
                                    what="payment receipt")
         return cls(body, PaymentReceipt.from_dict(d), sig)
+
+
+# One batch's record is in every sale of its codes: parse each once (a parsed record is
+# immutable, and its signature is checked by whoever uses it, never here).
+_ISSUANCES: dict[bytes, SignedIssuance] = {}
+_MAX_ISSUANCES = 4096
+
+
+def _issuance(data: bytes) -> SignedIssuance:
+    got = _ISSUANCES.get(data)
+    if got is None:
+        got = SignedIssuance.from_bytes(data)
+        if len(_ISSUANCES) >= _MAX_ISSUANCES:
+            _ISSUANCES.clear()
+        _ISSUANCES[data] = got
+    return got
 
 
 def check_issued(p: PaymentReceipt) -> str | None:
