@@ -47,6 +47,7 @@ from p2pdist.library import Library
 from p2pdist.licensing import PaidTerms
 from p2pdist.node import publish
 from p2pdist.paid import VOUCHERS_NAME, Shop
+from p2pdist.payouts.issuance import Issuance, SignedIssuance
 from p2pdist.payouts.payments import PurchaseRequest, SignedPurchase
 from p2pdist.payouts.vouchers import MAX_ISSUE, VoucherBook
 
@@ -92,11 +93,17 @@ def measure(root: Path, codes: int, count: int) -> dict[str, list[float]]:
     work = bytes.fromhex(res.work)
     now = datetime.now(UTC)
     issued: list[str] = []
+    def sign(root_hash: bytes, n: int) -> SignedIssuance:
+        # As `vouchers issue` does: the batch's signed issuance record, collected by
+        # the seller (each code's Merkle proof is kept with it).
+        return SignedIssuance.sign(Issuance(work, seller.public_key, n, 500, "EUR",
+                                            root_hash, now.replace(microsecond=0)), seller)
+
     with VoucherBook(home / VOUCHERS_NAME) as book:
         left = codes
         while left:
             n = min(left, MAX_ISSUE)
-            issued += book.issue(work, n, now=now)
+            issued += book.issue(work, n, now=now, sign=sign)
             left -= n
     log = open_ledger(home, seller.public_key)
     shop = Shop(seller, Library(home), log, home / VOUCHERS_NAME)
