@@ -18,7 +18,7 @@ from p2pdist._files import read_bounded
 from p2pdist.errors import InputError, MalformedObject, NotTrusted, VerificationError
 from p2pdist.identity import Identity, atomic_write, fingerprint, key_from_text, key_to_text
 from p2pdist.library import Library
-from p2pdist.licensing import License, parse_price, verify_info
+from p2pdist.licensing import License, PaidTerms, parse_price, verify_info
 from p2pdist.payouts.audit import AuditReport, Finding, WorkInfo, audit
 from p2pdist.payouts.copies import (
     DECISION_KIND,
@@ -121,6 +121,28 @@ def audit_bundles(bundles: Sequence[Path], licenses: Sequence[License], *,
     return report
 
 
+def _stale_sellers(report: AuditReport, licenses: Sequence[License], period: Period,
+                   now: datetime) -> AuditReport:
+    """A seller's bundle exported before the period it is paid for ends hides the sales it
+    signed since (unless their buyers or the collector hand them in): each is a
+    stale-bundle finding, so the label asks for a fresh export before paying. (A sale
+    first seen after its period was paid is dated in that period: only the label's
+    earlier statements can tell it was never booked.)"""
+    end = min(period.end, now)
+    sellers = {pk for lic in licenses if isinstance(lic.manifest.terms, PaidTerms)
+               for pk in lic.manifest.terms.sellers}
+    found = []
+    for node, ts in sorted(report.exported.items()):
+        if node in sellers and ts < end:
+            found.append(Finding(
+                "stale-bundle", f"the bundle of seller {key_to_text(node)} was exported at "
+                f"{ts.isoformat()}, before the end of the period ({end.isoformat()}): sales "
+                "it signed since are not in it; ask for a fresh export",
+                {"seller": key_to_text(node), "exported": ts.isoformat(),
+                 "period_end": end.isoformat()}))
+    return replace(report, findings=report.findings + tuple(found)) if found else report
+
+
 def check_copies(report: AuditReport, licenses: Sequence[License], *,
                  label: bytes) -> tuple[AuditReport, Resolution]:
     """Name works that copy another's files under other holders ("copied-work", with
@@ -144,6 +166,17 @@ def check_copies(report: AuditReport, licenses: Sequence[License], *,
     groups = find_copies(by_id, first_seen=first, labels={label})
     read = decisions_from_entries(report.decisions)
     res = resolve(groups, read.decisions, label=label)
+    # A work this label certifies is not held because an uncertified work copies its
+    # files (one "album" of tracks from many certified works would hold them all): only
+    # the uncertified ones are, until the label decides. A group of certified works
+    # only is held whole (the label certified both sides).
+    release: set[bytes] = set()
+    for g in groups:
+        certified = {w.work for w in g.works if label in w.certified_by}
+        if certified and len(certified) < len(g.works):
+            release |= certified
+    if release & res.disputed:
+        res = Resolution(res.disputed - release, res.original_of, res.ignored)
     found = []
     for g in groups:
         held = sorted(w.hex() for w in g.work_ids if w in res.disputed)
@@ -216,6 +249,9 @@ def payout(identity: Identity, bundles: Sequence[Path], licenses: Sequence[Licen
         pool_ = Pool(parse_price(amount, currency), currency.strip().upper())
     report = audit_bundles(bundles, licenses, progress=progress)
     report, copies = check_copies(report, licenses, label=identity.public_key)
+    if period is not None:
+        report = _stale_sellers(report, licenses, period,
+                                (now or datetime.now(UTC)).replace(microsecond=0))
     # Keys the audit suspects of being a Sybil ring share nothing of a pool: all of them,
     # not only those a finding's (capped) evidence lists.
     sybils = report.suspected_sybils

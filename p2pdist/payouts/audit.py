@@ -116,7 +116,7 @@ from p2pdist.payouts.receipts import (
     parse_served_rate,
     served_backing,
 )
-from p2pdist.payouts.statement import Sale, cap_bytes
+from p2pdist.payouts.statement import Sale
 
 __all__ = [
     "FINDING_KINDS",
@@ -140,6 +140,7 @@ FINDING_KINDS: Final = (
     "double-booking", "double-spend", "over-size", "self-dealing", "suspected-sybil",
     "non-seller", "wrong-price", "unknown-work", "unbacked-receipt", "unissued-sale",
     "forged-sale", "withheld-sale", "copied-work", "misdated-sale", "below-price",
+    "stale-bundle",
 )
 SYBIL_MIN: Final = 5
 # How far a seller's time on a sale may be from the time its buyer signed the request (a
@@ -165,6 +166,7 @@ class WorkInfo:
 
     size: int
     terms: Terms
+    collector: bytes | None = None  # the license's collector, if it names one
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or isinstance(self.size, bool) \
@@ -189,7 +191,9 @@ class WorkInfo:
     @classmethod
     def from_license(cls, lic: License) -> WorkInfo:
         """From a license that verify_info verified: the signed size and terms."""
-        return cls(lic.manifest.content.total_size, lic.manifest.terms)
+        c = lic.manifest.collector
+        return cls(lic.manifest.content.total_size, lic.manifest.terms,
+                   c.pk if c is not None else None)
 
 
 def works_from_licenses(licenses: Iterable[License]) -> dict[bytes, WorkInfo]:
@@ -251,6 +255,7 @@ class AuditReport:
     unbacked: frozenset[bytes] = frozenset()
     sales: tuple[Sale, ...] = ()
     decisions: tuple[Entry, ...] = ()
+    exported: dict[bytes, datetime] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -704,8 +709,14 @@ class _Audit:
                 b.issued[digest] = at
             if e.node == sp.payment.seller:
                 b.by_seller.add(digest)
-        if e.kind == "payment.collected" or (e.kind == "payment.received"
-                                             and e.node == sp.payment.buyer):
+        p = sp.payment
+        info = self.works.get(p.work)
+        if e.node != p.seller and (
+                (e.kind == "payment.received" and e.node == p.buyer)
+                or (e.kind == "payment.collected" and info is not None
+                    and e.node == info.collector)):
+            # Held by its buyer's own node, or by the license's collector (never on the
+            # seller's word, even when the seller is also the collector).
             b.held_by_buyer.add(sp.body)
         if seen is None:
             b.payments[digest] = _Payment(sp, at)
@@ -785,6 +796,8 @@ class _Audit:
         return AuditReport(
             findings=tuple(out), payments=tuple(p.signed for p in payments), sales=sales,
             decisions=tuple(self.decisions),
+            exported={node: c.exported for node, c in self.chains.items()
+                      if c.exported is not None},
             bundles=self.bundles, bad_bundles=self.bad_bundles, nodes=len(self.chains),
             entries=self.entries, receipts=self.receipts,
             payment_entries=self.payment_entries, omitted=dict(self.omitted),
@@ -872,17 +885,18 @@ class _Audit:
         for down, up in only.items():
             if up and down not in uploaders and down not in payers:
                 rings[up].append(down)
-        for up, keys in rings.items():
-            if len(keys) < self.sybil_min:
-                continue
-            keyset = set(keys)
+        suspects = {up: set(keys) for up, keys in rings.items() if len(keys) >= self.sybil_min}
+        # What each ring acknowledged, in one pass over the receipts (not one per ring).
+        seen: dict[bytes, tuple[set[bytes], list[int]]] = {up: (set(), [0]) for up in suspects}
+        for key, v in self.latest.items():
+            up = key[32:64]
+            if up in suspects and key[64:] in suspects[up] and key not in unbacked:
+                seen[up][0].add(key[:32])
+                seen[up][1][0] += v[1]
+        for up, keyset in suspects.items():
+            keys = rings[up]
             self.sybils |= keyset
-            works: set[bytes] = set()
-            total = 0
-            for key, v in self.latest.items():
-                if key[32:64] == up and key[64:] in keyset and key not in unbacked:
-                    works.add(key[:32])
-                    total += v[1]
+            works, (total,) = seen[up][0], seen[up][1]
             self._find(out, "suspected-sybil",
                        f"{len(keys)} keys only ever downloaded from "
                        f"{key_to_text(up)}, never paid and never uploaded",
@@ -1040,14 +1054,20 @@ class _Audit:
                 # A buyer that signed more than one copy (an over-size finding names it):
                 # its carriers' share is held for the label, not scaled among keys it
                 # may have made up.
-                capped[wd] = (cap_bytes(got, size), sum(n for _, n in got) > size)
+                # (within a hundredth of the work, or RECEIPT_SLACK, they are scaled)
+                # Each capped at the size, not scaled: the statement counts one copy at
+                # most, pro rata and exactly.
+                capped[wd] = (tuple(sorted((pk, min(n, size)) for pk, n in got if size)),
+                              sum(n for _, n in got) > size + max(RECEIPT_SLACK, size // 100))
             carriers, over = capped[wd]
             asked = p.request.request.ts
             sales.append(Sale(work=p.work, buyer=p.buyer, collector=p.seller,
                               amount=p.amount, currency=p.currency,
                               ts=p.ts if abs(p.ts - asked) <= REQUEST_SKEW else asked,
                               ref=p.request_id, carriers=carriers,
-                              hold_carriers=over or id(pay) in later))
+                              hold_carriers=over or (
+                                  id(pay) in later
+                                  and pay.signed.body not in self.held_by_buyer)))
         return tuple(sales)
 
 

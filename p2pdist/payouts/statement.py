@@ -732,12 +732,16 @@ def _carried(rows: Iterable[tuple[bytes, int]], size: int
 def _not_copiers(work: bytes, rows: Iterable[tuple[bytes, int]],
                  works: Mapping[bytes, StatementWork],
                  original_of: Mapping[bytes, bytes]) -> list[tuple[bytes, int]]:
-    """The carriers of *work*, less its own holders when the label decided it copies
-    another: a copier earns nothing by seeding its copy (that share goes to the
-    original's holders); other fans who carried it are paid as for any work."""
+    """The carriers of *work*, less its own holders and sellers when the label decided it
+    copies another: a copier earns nothing by seeding its copy (that share goes to the
+    original's holders); other fans who carried it are paid as for any work (a key of
+    the copier's that seeds it is one of them: at most the original's carriers' share)."""
     if work not in original_of:
         return list(rows)
-    own = {pk for pk, _ in works[work].splits}
+    w = works[work]
+    own = {pk for pk, _ in w.splits}
+    if isinstance(w.terms, PaidTerms):
+        own.update(w.terms.sellers)
     return [(pk, n) for pk, n in rows if pk not in own]
 
 
@@ -909,6 +913,12 @@ def compute_statement(*, label: bytes, works: Mapping[bytes, StatementWork],
         holders = works[original_of[sale.work]].splits if sale.work in original_of \
             else sold.splits
         bps = terms.redistributor_bps
+        if sale.work in original_of:
+            # A decided copy is split by its original's terms, not by what its copier
+            # wrote (a carriers' share of 100 % to a key of its own).
+            first = works[original_of[sale.work]].terms
+            bps = min(bps, first.redistributor_bps if isinstance(first, PaidTerms)
+                      else POOL_REDISTRIBUTOR_BPS)
         if sale.hold_carriers:
             nums[(cur, label, "held", sale.work, "sales"), size] += \
                 sale.amount * bps * TOTAL_BPS * size

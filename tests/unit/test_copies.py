@@ -666,3 +666,26 @@ def test_misuse_is_a_value_error() -> None:
         CopyDecision(LABEL.public_key, b"\x01" * 32, (), T0.replace(tzinfo=None))
     with pytest.raises(ValueError):
         CopyDecision(LABEL.public_key, b"\x01" * 32, (b"\x02" * 32,) * 2, T0)
+
+
+def test_an_uncertified_album_of_certified_tracks_holds_only_itself(studio: Studio) -> None:
+    """The outside review: one "album" of a track from each of three works this label
+    certifies held all three artists' money (each a group with the album). A work the
+    auditing label certifies is not held because an uncertified work copies it; the
+    uncertified copy is, until the label decides."""
+    from p2pdist.label import check_copies
+    from p2pdist.payouts.audit import audit, works_from_licenses
+
+    artists = [_identity(bytes([40 + i]) * 32, f"Artist {i}") for i in range(3)]
+    tracks = [data(f"track {i}", 1024 * KiB + 7) for i in range(3)]
+    lics = {}
+    for a, t in zip(artists, tracks, strict=True):
+        wid, lic = studio.work(f"{a.name}.flac", t, (a,), certificates=(cert(a),))
+        lics[wid] = lic
+    album, a_lic = studio.work("Best of", {f"{i}.flac": t for i, t in enumerate(tracks)},
+                               (MALLORY,))
+    lics[album] = a_lic
+    report = audit([], works_from_licenses(lics.values()))
+    report, res = check_copies(report, list(lics.values()), label=LABEL.public_key)
+    assert res.disputed == {album}
+    assert [f.kind for f in report.findings] == ["copied-work"]

@@ -28,7 +28,13 @@ from p2pdist.identity import Identity, key_to_text
 from p2pdist.licensing import PaidTerms
 from p2pdist.payouts.audit import AuditReport, WorkInfo, audit
 from p2pdist.payouts.receipts import served_record
-from p2pdist.payouts.statement import Period, Statement, StatementWork, compute_statement
+from p2pdist.payouts.statement import (
+    Period,
+    Sale,
+    Statement,
+    StatementWork,
+    compute_statement,
+)
 from tests._sales import Batch, request, sign_payment
 from tests.unit.test_audit import T0, Nodes, ident, receipt
 
@@ -481,3 +487,109 @@ def test_codes_sold_under_the_price_are_named(world: World) -> None:
     [f] = report.findings
     assert f.kind == "below-price" and f.evidence["sales"] == 3 and f.evidence["face"] == 1
     assert f.evidence["seller"] == key_to_text(ADA.public_key)
+
+
+# -- the outside review, second round ----------------------------------------------------------
+
+
+def test_a_seller_recording_its_own_twin_as_collected_gets_no_honest_share_held(
+        world: World, baseline: Statement) -> None:
+    """For an honest request the seller also signs a twin answer spending another
+    buyer's code, dated earlier, and records it as `payment.collected` in its own chain
+    (as if a collector held it): only the buyer's own node, or the license's collector,
+    holds a sale for its buyer."""
+    m, n = ident("honest r1"), ident("honest r2")
+    for who in (m, n):
+        r = receipt(NIGHT, F, who, 1, SIZE)
+        world.add(F, served(NIGHT, who, SIZE), ("receipt.received", r))
+    rm = receipt(NIGHT, F, m, 1, SIZE)
+    req = request(m, ADA.public_key, NIGHT, ts=T0 + timedelta(hours=30), receipts=[rm])
+    real = sign_payment(ADA, req, world.batch.signed, world.batch.codes[21],
+                        world.batch.proof(21)).to_bytes()
+    twin = sign_payment(ADA, req, world.batch.signed, world.batch.codes[22],
+                        world.batch.proof(22), ts=req.request.ts - timedelta(seconds=1))
+    other = world.batch.sell(n, index=22, ts=T0 + timedelta(hours=31),
+                             receipts=[receipt(NIGHT, F, n, 1, SIZE)]).to_bytes()
+    world.add(m, ("payment.received", real))
+    world.add(n, ("payment.received", other))
+    world.add(ADA, ("payment.issued", real), ("payment.issued", other),
+              ("payment.collected", twin.to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    st = payout(report)
+    assert owed(st, F) == 6 * 75 and losses(baseline, st) == {}
+    assert not [ln for ln in st.lines if ln.role == "held"]
+
+
+def test_a_seller_spending_an_honest_buyers_code_again_gets_no_honest_share_held(
+        world: World, baseline: Statement) -> None:
+    """The seller (a rights holder too) spends an honest buyer's code again for a key of
+    its own, dated earlier: the honest sale, which its buyer holds, keeps its carriers'
+    share; the made-up one books its face value against the seller."""
+    m = ident("honest buyer of code 23")
+    r = receipt(NIGHT, F, m, 1, SIZE)
+    world.add(F, served(NIGHT, m, SIZE), ("receipt.received", r))
+    honest = world.batch.sell(m, index=23, ts=T0 + timedelta(hours=40), receipts=[r])
+    grief = world.batch.sell(ident("made up"), index=23, ts=T0 + timedelta(hours=39))
+    world.add(m, ("payment.received", honest.to_bytes()))
+    world.add(ADA, ("payment.issued", honest.to_bytes()), ("payment.issued", grief.to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    assert "double-spend" in kinds(report)
+    st = payout(report)
+    assert owed(st, F) == 5 * 75 and losses(baseline, st) == {}
+
+
+def test_a_buyer_over_size_by_one_piece_has_its_carriers_scaled_not_held(
+        world: World, baseline: Statement) -> None:
+    """Two devices on one key, a re-fetch: 16 KiB over the size is scaled pro rata (and
+    named), not a reason to hold the whole carriers' share."""
+    m = ident("two devices")
+    r = receipt(NIGHT, F, m, 1, SIZE)
+    extra = receipt(NIGHT, ACCOMPLICE, m, 1, 16_384)
+    world.add(F, served(NIGHT, m, SIZE), ("receipt.received", r))
+    world.add(ACCOMPLICE, served(NIGHT, m, 16_384), ("receipt.received", extra))
+    world.add(ADA, ("payment.issued", world.batch.sell(m, index=24, receipts=[r]).to_bytes()))
+    report = audit(world.bundles(), WORKS)
+    assert "over-size" in kinds(report)
+    st = payout(report)
+    assert owed(st, F) >= 4 * 75 + 73 and owed(st, ACCOMPLICE) <= 2
+    assert not [ln for ln in st.lines if ln.role == "held"]
+
+
+def test_a_decided_copy_is_split_by_its_originals_terms_not_its_copiers() -> None:
+    """The copier wrote a carriers' share of 100 % into its copy's license and seeds it
+    from a second key: once the label decides, the copy's sales are split by the
+    original's terms (15 %), the copy's own sellers carry nothing, and the original's
+    holders get the rest."""
+    thief, thief2 = ident("thief"), ident("thief's seeding key")
+    copy = hashlib.sha256(b"Night (my version)").digest()
+    copy_terms = PaidTerms(100, "EUR", 10_000, (thief.public_key,))
+    works = {**PAY_WORKS,
+             copy: StatementWork("Night (my version)", copy_terms, ((thief.public_key,
+                                                                     10_000),), SIZE)}
+    sales = [Sale(copy, ident(f"fan {i}").public_key, thief.public_key, 100, "EUR",
+                  T0 + timedelta(hours=i), hashlib.sha256(b"r%d" % i).digest(),
+                  carriers=((thief2.public_key, SIZE), (thief.public_key, SIZE)))
+             for i in range(12)]
+    st = compute_statement(label=LABEL.public_key, works=works, sales=sales,
+                           original_of={copy: NIGHT})
+    assert owed(st, thief) == 0
+    assert owed(st, thief2) == 12 * 100 * 1500 // 10_000  # at most the original's share
+    assert owed(st, ADA) + owed(st, GRACE) == 12 * 100 * 8500 // 10_000
+
+
+def test_a_sellers_bundle_exported_before_the_period_ends_is_named(
+        world: World, tmp_path: Path) -> None:
+    """A seller hands in a bundle exported before the period it is paid for ends: the
+    sales it signed since are not in it (and a sale first seen after its period was
+    paid is never booked), so the label is told to ask for a fresh export."""
+    from p2pdist.label import _stale_sellers
+    from tests.unit.test_copies import Studio
+
+    _, lic, _ = Studio(tmp_path / "studio").paid("Night", {"n.flac": b"x" * 5000}, ADA, 500)
+    report = audit(world.bundles(), WORKS)  # every bundle exported at T0 + 1 day
+    period = Period(T0, T0 + timedelta(days=30))
+    found = _stale_sellers(report, [lic], period, T0 + timedelta(days=40)).findings
+    assert [(f.kind, f.evidence["seller"]) for f in found] == [
+        ("stale-bundle", key_to_text(ADA.public_key))]
+    fresh = Period(T0, T0 + timedelta(hours=12))
+    assert _stale_sellers(report, [lic], fresh, T0 + timedelta(days=40)).findings == ()

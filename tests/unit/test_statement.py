@@ -504,9 +504,15 @@ def _exact(label: bytes, works: dict[bytes, StatementWork], sales: list[Sale],
         assert isinstance(terms, PaidTerms)
         carriers: dict[bytes, int] = defaultdict(int)
         for pk, n in s.carriers:
+            if s.work in original_of and pk in terms.sellers:
+                continue  # a decided copy's sellers carry nothing of it
             carriers[pk] += n
-        split(Fraction(s.amount), s.work, terms.redistributor_bps, carriers, s.currency,
-              s.hold_carriers)
+        bps = terms.redistributor_bps
+        if s.work in original_of:  # a decided copy: at most its original's share
+            first = works[original_of[s.work]].terms
+            bps = min(bps, first.redistributor_bps if isinstance(first, PaidTerms)
+                      else 1000)
+        split(Fraction(s.amount), s.work, bps, carriers, s.currency, s.hold_carriers)
 
     if pool is not None:
         latest: dict[tuple[bytes, bytes, bytes], TransferReceipt] = {}
