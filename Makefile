@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,11 @@ demo: $(STAMP)
 	P2PDIST_NETWORK=local $(BIN)/p2pdist demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	P2PDIST_NETWORK=local $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	P2PDIST_NETWORK=local $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -313,8 +313,16 @@ def test_requests_with_a_spent_code_neither_scan_the_book_nor_hold_up_other_purc
     res = publish(home, seller, album, title="Album", out=tmp_path / "album.torrent",
                   paid=PaidTerms(500, "EUR", 1500, (seller.public_key,)))
     work = bytes.fromhex(res.work)
+    from p2pdist.payouts.issuance import Issuance, SignedIssuance
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def sign(root: bytes, n: int) -> SignedIssuance:  # as `vouchers issue` does
+        return SignedIssuance.sign(Issuance(work, seller.public_key, n, 500, "EUR", root,
+                                            now), seller)
+
     with VoucherBook(home / VOUCHERS_NAME) as book:
-        codes = book.issue(work, 100_000, now=datetime.now(UTC))
+        codes = book.issue(work, 100_000, now=now, sign=sign)
     log = open_ledger(home, seller.public_key)
     shop = Shop(seller, Library(home), log, home / VOUCHERS_NAME)
     api = NodeApi(seller, "127.0.0.1", 0)

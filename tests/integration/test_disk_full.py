@@ -164,52 +164,58 @@ def test_fan_whose_home_is_full_stops_clearly_then_fetches_once_there_is_space(
 
 def test_seeder_whose_ledger_disk_is_full_refuses_receipts_and_keeps_every_acknowledged_one(
         tmp_path: Path) -> None:
+    """The artist's node is its work's collector (it keeps receipts naming any uploader),
+    so every receipt a fan sends for a new uploader is one more ledger write (a receipt
+    that acknowledges no new byte is not written: issue 21). The disk fills up: a 507,
+    nothing kept, the node alive; once there is space, the same receipt goes in."""
     album = make_album(tmp_path / "studio" / "Album", [1 * MiB])
     port, api = free_port(), free_port()
     fan_home = tmp_path / "fan"
     run_cli(fan_home, "init", "--name", "fan")
     fan = load_identity(fan_home, passphrase=PASSPHRASE)
     with tmpfs(tmp_path / "ada", "2M") as artist:
-        pub = publish(artist, album)
-        me = load_public_identity(artist).public_key
+        run_cli(artist, "init", "--name", "Ada")
+        me = load_public_identity(artist)
+        pub = publish(artist, album, "--collector", f"{me.key_text}@127.0.0.1:{api}")
         work = bytes.fromhex(pub["work"])
+        size = pub["size"]
+        uploaders = [bytes(nacl.signing.SigningKey(bytes([7, i]) * 16).verify_key)
+                     for i in range(60)]
         with Seeder(artist, port, "--api-listen", f"127.0.0.1:{api}") as seeder:
-            # A fan the artist really served (it keeps receipts from no one else) ...
-            _, got, _ = _fetch(fan_home, pub["magnet"], tmp_path / "dest", port)
-            [first] = [p["receipt"] for p in got["peers"] if p["pk"]]
-            assert first["acknowledged"] == first["seq"], first
-            acked = list(range(1, first["seq"] + 1))
-            size = pub["size"]
-            # ... sends it the same acknowledgement again and again, each with a new seq.
-            for seq in range(first["seq"] + 1, first["seq"] + 6):
+            _fetch(fan_home, pub["magnet"], tmp_path / "dest", port)
+            acked: list[bytes] = []
+            for up in uploaders[:5]:
                 status, doc = post("127.0.0.1", api, "/receipts",
-                                   _receipt(fan, work, me, seq, size))
-                assert status == 200, doc
-                acked.append(seq)
+                                   _receipt(fan, work, up, 1, size))
+                assert status == 200 and doc["kept_as"] == "collected", doc
+                acked.append(up)
             filler = fill(artist)
-            refused = 0
-            for seq in range(acked[-1] + 1, acked[-1] + 40):
+            refused = None
+            for up in uploaders[5:]:
                 # The WAL has some room left: go on until it is full.
                 status, doc = post("127.0.0.1", api, "/receipts",
-                                   _receipt(fan, work, me, seq, size))
+                                   _receipt(fan, work, up, 1, size))
                 if status == 200:
-                    acked.append(seq)
+                    acked.append(up)
                     continue
                 # "nothing was kept, send it again later", not a client error.
                 assert status == 507, (status, doc)
                 assert doc["reason"] == "StorageError" and "disk is full" in doc["error"], doc
-                refused = seq
+                refused = up
                 break
-            assert refused, "the ledger never ran out of space"
+            assert refused is not None, "the ledger never ran out of space"
             assert seeder.proc is not None and seeder.proc.poll() is None, "the node died"
             filler.unlink()
             # The same receipt, once there is space: taken, after all the others.
             status, doc = post("127.0.0.1", api, "/receipts",
-                               _receipt(fan, work, me, refused, size))
+                               _receipt(fan, work, refused, 1, size))
             assert status == 200, doc
             acked.append(refused)
             seeder.stop()
-        assert _held(artist, me, fan.public_key) == acked
+        with Ledger(artist / "ledger.sqlite", node=me.public_key) as led:
+            kept = [SignedReceipt.from_bytes(e.payload).receipt
+                    for e in led.entries(node=me.public_key, kind="receipt.collected")]
+        assert [r.uploader for r in kept if r.downloader == fan.public_key] == acked
         run_cli(artist, "ledger", "verify")
 
 

@@ -47,8 +47,6 @@ from tests._sales import Batch, request, sign_payment
 from tests.conftest import PASSPHRASE, free_port, run_cli
 from tests.integration._story import Seeder, make_album
 
-pytestmark = pytest.mark.slow
-
 KiB = 1024
 PRICE = 500
 CUT = PRICE * 1500 // 10_000  # the carriers' share of one sale: 75 cents
@@ -154,9 +152,11 @@ class Settlement:
 
 
 def _new(before: Settlement, after: Settlement) -> list[dict[str, Any]]:
-    """The findings of *after* that *before* did not have."""
-    old = [json.dumps(f, sort_keys=True) for f in before.findings()]
-    return [f for f in after.findings() if json.dumps(f, sort_keys=True) not in old]
+    """The findings of *after* that *before* did not have (by kind and sentence: the
+    evidence says where an entry sits, `{bundle: index}`, which moves when a test hands
+    the label another bundle list)."""
+    old = {(f["kind"], f["message"]) for f in before.findings()}
+    return [f for f in after.findings() if (f["kind"], f["message"]) not in old]
 
 
 @dataclass
@@ -512,7 +512,7 @@ def test_a_seller_hiding_sales_behind_an_old_checkpoint_is_named_and_the_sales_c
     world.touch(world.fan, world.label)
     after = world.settle(instead={world.artist.name: old})
     new = _new(before, after)
-    assert sorted(f["kind"] for f in new) == ["withheld-sale"] * 3, new
+    assert sorted(f["kind"] for f in new) == ["withheld-sale"] * 3, json.dumps(new)
     ada = key_to_text(world.key(world.artist))
     assert {f["evidence"]["seller"] for f in new} == {ada}
     assert {f["evidence"]["payment"]["buyer"] for f in new} == {
@@ -531,8 +531,10 @@ def test_one_code_redeemed_at_two_nodes_sharing_a_key_books_once_per_sale_and_na
     """Row 9: the artist's home is copied to a second home, which seeds too; one code is
     redeemed at both nodes at once by two buyers. Both get the work (nothing can undo
     that); the two ledgers fork, the audit names the key and the code, each sale books
-    the face value against the key that signed it twice, and the carriers' share of the
-    later one is held. The key's holder nets no more than before."""
+    the face value against the key that signed it twice. Both sales reached the license's
+    collector from their buyers, so neither is held: F, who carried both, is paid for
+    both, out of the pocket of the key that sold one code twice. The key's holder nets no
+    more than before."""
     before = world.settle()
     [code] = world.codes()
     twin = world.root / "ada-twin"
@@ -561,9 +563,9 @@ def test_one_code_redeemed_at_two_nodes_sharing_a_key_books_once_per_sale_and_na
     assert after.money_in() == before.money_in() + 2 * PRICE
     assert after.net([k]) <= before.net([k])
     label = world.key(world.label)
-    assert after.role(label, "held") == before.role(label, "held") + CUT
+    assert after.role(label, "held") == before.role(label, "held")
     f = world.key(world.fan)
-    assert after.owed(f) == before.owed(f) + CUT  # the first sale's carrier: F
+    assert after.owed(f) == before.owed(f) + 2 * CUT  # the carrier of both sales: F
 
 
 @dataclass
