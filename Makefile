@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	P2PDIST_NETWORK=local $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	P2PDIST_NETWORK=local $(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(BIN)/ruff check .

@@ -47,6 +47,8 @@ from tests._sales import Batch, request, sign_payment
 from tests.conftest import PASSPHRASE, free_port, run_cli
 from tests.integration._story import Seeder, make_album
 
+pytestmark = pytest.mark.slow  # about 75 s alone, 150 s in a loaded run: make test-all
+
 KiB = 1024
 PRICE = 500
 CUT = PRICE * 1500 // 10_000  # the carriers' share of one sale: 75 cents
