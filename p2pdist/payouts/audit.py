@@ -334,18 +334,26 @@ def _parse_receipt_fast(p: bytes) -> tuple[bytes, bytes, bytes, int, int, int] |
     return rb, sig, work + up + down, seq, nbytes, ts
 
 
-def _parse_receipt(e: Entry) -> tuple[bytes, bytes, bytes, int, int, int]:
-    fast = _parse_receipt_fast(e.payload)
+def _read_receipt(p: bytes) -> tuple[bytes, bytes, bytes, int, int, int] | None:
+    """_parse_receipt_fast's tuple for any signed receipt envelope (the strict parser for
+    other layouts), None for one that does not parse."""
+    fast = _parse_receipt_fast(p)
     if fast is not None:
         return fast
     try:
-        s = SignedReceipt.from_bytes(e.payload)
+        s = SignedReceipt.from_bytes(p)
     except MalformedObject:
-        raise _bad(e, "receipt-malformed", "holds a transfer receipt that does not parse") \
-            from None
+        return None
     r = s.receipt
     return (s.receipt_bytes, s.sig, r.work + r.uploader + r.downloader, r.seq, r.bytes,
             int(r.ts.timestamp()))
+
+
+def _parse_receipt(e: Entry) -> tuple[bytes, bytes, bytes, int, int, int]:
+    got = _read_receipt(e.payload)
+    if got is None:
+        raise _bad(e, "receipt-malformed", "holds a transfer receipt that does not parse")
+    return got
 
 
 def _signed_receipt(key: bytes, v: _Latest) -> SignedReceipt:
@@ -911,16 +919,10 @@ class _Audit:
         for pay in self.payments.values():
             p = pay.signed.payment
             for raw in p.request.request.receipts:
-                fast = _parse_receipt_fast(raw)
-                if fast is None:
-                    try:
-                        s = SignedReceipt.from_bytes(raw)
-                    except MalformedObject:
-                        continue
-                    r = s.receipt
-                    fast = (s.receipt_bytes, s.sig, r.work + r.uploader + r.downloader, r.seq,
-                            r.bytes, int(r.ts.timestamp()))
-                rb, sig, key, seq, n, ts = fast
+                got = _read_receipt(raw)
+                if got is None:
+                    continue
+                rb, sig, key, seq, n, ts = got
                 if key[:32] != p.work or key[64:] != p.buyer or key[32:64] == key[64:]:
                     continue
                 g = self.latest.get(key)

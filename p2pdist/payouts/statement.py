@@ -111,7 +111,6 @@ __all__ = [
     "StatementRejected",
     "StatementWork",
     "WorkSummary",
-    "cap_bytes",
     "compute_statement",
     "verify_statement",
 ]
@@ -704,27 +703,12 @@ _Entry = tuple[bytes, str, bytes]  # (payee, role, work): a line of one sale or 
 _LineKey = tuple[str, bytes, str, bytes, str]  # (currency, payee, role, work, ref)
 
 
-def cap_bytes(rows: Iterable[tuple[bytes, int]], size: int) -> tuple[tuple[bytes, int], ...]:
-    """(uploader, bytes) rows, each capped at *size* and scaled down pro rata (largest
-    remainder, ties to the lower key) so that they never sum over *size*; sorted by key,
-    zero rows dropped."""
-    out = sorted((pk, min(n, size)) for pk, n in rows if n > 0 and size > 0)
-    total = sum(n for _, n in out)
-    if total > size:
-        shares = [(pk, n * size // total, n * size % total) for pk, n in out]
-        left = size - sum(q for _, q, _ in shares)
-        order = sorted(range(len(shares)), key=lambda i: (-shares[i][2], shares[i][0]))
-        bump = set(order[:left])
-        out = [(pk, q + (1 if i in bump else 0)) for i, (pk, q, _) in enumerate(shares)]
-    return tuple((pk, n) for pk, n in out if n > 0)
-
-
 def _carried(rows: Iterable[tuple[bytes, int]], size: int
              ) -> tuple[tuple[tuple[bytes, int], ...], int]:
     """(uploader, bytes) rows each capped at *size* (zero rows dropped, and all of them for
     a work of size 0), and the bytes their shares are over: the size, or their sum when
     it is larger, so that together they count one copy at most, pro rata and exactly
-    (cap_bytes would round the bytes, ties to the lower key)."""
+    (rounding the bytes first would favour a key)."""
     out = tuple(sorted((pk, min(n, size)) for pk, n in rows if n > 0 and size > 0))
     return out, max(size, sum(n for _, n in out), 1)
 
